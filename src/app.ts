@@ -1,0 +1,133 @@
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { Config } from './config.js';
+import type { MasterKey } from './crypto/envelope.js';
+import { loadMasterKey } from './crypto/master-key.js';
+import { type DatabaseHandle, openDatabase } from './db/engine.js';
+import { migrate } from './db/migrate.js';
+import type { Db } from './db/schema.js';
+import { IdempotencyStore } from './http/idempotency.js';
+import { buildServer } from './http/server.js';
+import { UnitOfWork } from './http/unit-of-work.js';
+import { JobScheduler } from './jobs/scheduler.js';
+import { type Clock, systemClock } from './kernel/clock.js';
+import { apiKeyRoutes } from './modules/api-keys/routes.js';
+import { ApiKeyService } from './modules/api-keys/service.js';
+import { auditRoutes } from './modules/audit/routes.js';
+import { AuditService } from './modules/audit/service.js';
+import { catalogRoutes } from './modules/catalog/routes.js';
+import { CatalogService } from './modules/catalog/service.js';
+import { customerRoutes } from './modules/customers/routes.js';
+import { CustomerService } from './modules/customers/service.js';
+import { testClockRoutes } from './modules/test-clocks/routes.js';
+import { TestClockService } from './modules/test-clocks/service.js';
+
+/** Every service of one running platform, wired once: the composition root. */
+export interface Services {
+  db: Db;
+  clock: Clock;
+  apiKeys: ApiKeyService;
+  audit: AuditService;
+  idempotency: IdempotencyStore;
+  uow: UnitOfWork;
+  jobs: JobScheduler;
+  catalog: CatalogService;
+  customers: CustomerService;
+  testClocks: TestClockService;
+}
+
+export function createServices(db: Db, config: Config, clock: Clock, masterKey: MasterKey): Services {
+  const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
+  const audit = new AuditService(db, clock);
+  const idempotency = new IdempotencyStore(db, clock, config.idempotencyRetentionHours);
+  const uow = new UnitOfWork(db, idempotency, audit);
+  const jobs = new JobScheduler(db, clock);
+  const catalog = new CatalogService(db, clock);
+  const testClocks = new TestClockService(db, clock, jobs);
+  const customers = new CustomerService(db, clock, masterKey, catalog, testClocks);
+  return { db, clock, apiKeys, audit, idempotency, uow, jobs, catalog, customers, testClocks };
+}
+
+export interface App {
+  server: FastifyInstance;
+  services: Services;
+  database: DatabaseHandle;
+  masterKeySource: string;
+  /** Stops background work, drains requests, closes the database (unless it was given). */
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  config: Config;
+  clock?: Clock;
+  /** An already open database (tests); otherwise opened from the config. */
+  database?: DatabaseHandle;
+  logger?: FastifyServerOptions['logger'];
+  /** Poll wall-clock jobs and prune idempotency keys in the background (servers, not tests). */
+  background?: boolean;
+}
+
+const PRUNE_INTERVAL_MS = 60 * 60_000;
+
+export async function createApp(options: AppOptions): Promise<App> {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const database =
+    options.database ??
+    (await openDatabase({
+      databaseUrl: config.databaseUrl,
+      dataDir: `${config.dataDir}/pgdata`,
+      poolMax: config.poolMax,
+    }));
+  let ready = false;
+  await migrate(database.db);
+  const { key: masterKey, source: masterKeySource } = loadMasterKey(config.masterKey, config.dataDir);
+  const services = createServices(database.db, config, clock, masterKey);
+  const server = await buildServer(
+    {
+      apiKeys: services.apiKeys,
+      idempotency: services.idempotency,
+      audit: services.audit,
+      poolStats: database.poolStats,
+      engine: database.kind,
+      isReady: () => ready,
+    },
+    {
+      logger: options.logger ?? false,
+      bodyLimitBytes: config.bodyLimitBytes,
+      rateLimitPerMinute: config.rateLimitPerMinute,
+    },
+  );
+  const uow = services.uow;
+  apiKeyRoutes(server, { apiKeys: services.apiKeys, uow });
+  auditRoutes(server, { audit: services.audit });
+  catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
+  customerRoutes(server, { customers: services.customers, catalog: services.catalog, uow });
+  testClockRoutes(server, { testClocks: services.testClocks, uow });
+  await server.ready();
+
+  let pruneTimer: NodeJS.Timeout | undefined;
+  if (options.background) {
+    services.jobs.start();
+    pruneTimer = setInterval(() => {
+      services.idempotency
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'idempotency prune failed'));
+    }, PRUNE_INTERVAL_MS);
+    pruneTimer.unref();
+  }
+  ready = true;
+
+  return {
+    server,
+    services,
+    database,
+    masterKeySource,
+    async close() {
+      ready = false;
+      if (pruneTimer) clearInterval(pruneTimer);
+      await services.jobs.stop();
+      await server.close();
+      if (!options.database) await database.close();
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { resolve } from 'node:path';
+
+/** Everything the platform reads from its environment, read once, in one place. */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  bootstrapKey: string | undefined;
+  masterKey: string | undefined;
+  /** `demo` seeds the demo catalog on first start (embedded default); `none` starts empty. */
+  seed: 'demo' | 'none';
+  logLevel: string;
+  bodyLimitBytes: number;
+  rateLimitPerMinute: number;
+  idempotencyRetentionHours: number;
+  poolMax: number;
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`${name} must be an integer between ${min} and ${max}, got '${value}'`);
+  }
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const databaseUrl = env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : undefined;
+  const seedEnv = env.REPRISE_SEED ?? (databaseUrl ? 'none' : 'demo');
+  if (seedEnv !== 'demo' && seedEnv !== 'none')
+    throw new Error(`REPRISE_SEED must be 'demo' or 'none', got '${seedEnv}'`);
+  return {
+    host: env.HOST ?? '127.0.0.1',
+    port: int('PORT', env.PORT, 3000, 0, 65535),
+    dataDir: resolve(env.REPRISE_DATA_DIR ?? '.reprise'),
+    databaseUrl,
+    bootstrapKey: env.REPRISE_BOOTSTRAP_KEY || undefined,
+    masterKey: env.REPRISE_MASTER_KEY || undefined,
+    seed: seedEnv,
+    logLevel: env.LOG_LEVEL ?? 'info',
+    bodyLimitBytes: int(
+      'REPRISE_BODY_LIMIT_BYTES',
+      env.REPRISE_BODY_LIMIT_BYTES,
+      256 * 1024,
+      1024,
+      50 * 1024 * 1024,
+    ),
+    rateLimitPerMinute: int(
+      'REPRISE_RATE_LIMIT_PER_MINUTE',
+      env.REPRISE_RATE_LIMIT_PER_MINUTE,
+      6000,
+      1,
+      10_000_000,
+    ),
+    idempotencyRetentionHours: int(
+      'REPRISE_IDEMPOTENCY_RETENTION_HOURS',
+      env.REPRISE_IDEMPOTENCY_RETENTION_HOURS,
+      48,
+      24,
+      24 * 90,
+    ),
+    poolMax: int('REPRISE_DB_POOL_MAX', env.REPRISE_DB_POOL_MAX, 10, 1, 500),
+  };
+}

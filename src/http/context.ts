@@ -1,0 +1,18 @@
+import type { Scope } from '../modules/api-keys/scopes.js';
+import type { Principal } from '../modules/api-keys/service.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Scope a key needs for this route; routes outside /v1 are public. */
+    scope?: Scope;
+    /** Audit action name, e.g. `customers.create`. Mutating routes only. */
+    action?: string;
+    /** Audit resource type, e.g. `customer`. */
+    resourceType?: string;
+  }
+  interface FastifyRequest {
+    principal?: Principal;
+    /** Set once the unit of work wrote the audit entry in its transaction. */
+    audited?: boolean;
+  }
+}

@@ -1,0 +1,209 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { sql } from 'kysely';
+import type { Db, Executor } from '../db/schema.js';
+import { canonicalJson, sha256Hex } from '../kernel/canonical-json.js';
+import type { Clock } from '../kernel/clock.js';
+import { DomainError } from '../kernel/errors.js';
+
+/** How long a claim protects a running request before a retry may take over (it crashed). */
+export const CLAIM_LEASE_MS = 60_000;
+const KEY_LENGTH_MAX = 255;
+
+export interface IdempotencyClaim {
+  key: string;
+  token: string;
+  /** Set once the response is stored (by the unit of work or the onSend fallback). */
+  settled: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    idempotency?: IdempotencyClaim;
+  }
+}
+
+export function requestHash(request: FastifyRequest): string {
+  return sha256Hex(canonicalJson({ method: request.method, url: request.url, body: request.body ?? null }));
+}
+
+/**
+ * Idempotency keys as API.md specifies, scoped per API key:
+ * - first request: claim the key (in_flight) and run;
+ * - same key, same request, completed: replay the stored status and body, `Idempotent-Replayed: true`;
+ * - same key, other request (hash of the canonical request differs): 422 `idempotency_key_reused`;
+ * - same key while the first still runs: 409 `idempotency_key_in_use`;
+ * - a claim whose lease ran out belongs to a request that died before committing (its effects and
+ *   the completion commit together), so a retry takes the claim over and runs.
+ */
+export class IdempotencyStore {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #retentionMs: number;
+
+  constructor(db: Db, clock: Clock, retentionHours: number) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#retentionMs = retentionHours * 3_600_000;
+  }
+
+  /** The database, for callers that store a response outside a unit of work. */
+  get db(): Db {
+    return this.#db;
+  }
+
+  /**
+   * Claims the key for this request, or answers it (replay / conflict). Returns true when the
+   * handler should run, false when the reply has been sent.
+   */
+  async begin(request: FastifyRequest, reply: FastifyReply, apiKeyId: string, key: string): Promise<boolean> {
+    if (key.length === 0 || key.length > KEY_LENGTH_MAX) {
+      throw new DomainError(
+        'validation_failed',
+        `Idempotency-Key must be 1 to ${KEY_LENGTH_MAX} characters.`,
+        {
+          errors: [{ path: 'Idempotency-Key', message: `must be 1 to ${KEY_LENGTH_MAX} characters` }],
+        },
+      );
+    }
+    const hash = requestHash(request);
+    const token = randomBytes(16).toString('hex');
+    const now = this.#clock.now();
+    const lockedUntil = new Date(now.getTime() + CLAIM_LEASE_MS);
+    const inserted = await this.#db
+      .insertInto('idempotency_keys')
+      .values({
+        api_key_id: apiKeyId,
+        key,
+        request_hash: hash,
+        method: request.method,
+        path: request.url.slice(0, 2000),
+        state: 'in_flight',
+        lock_token: token,
+        locked_until: lockedUntil,
+        response_status: null,
+        response_body: null,
+        created_at: now,
+        completed_at: null,
+      })
+      .onConflict((oc) => oc.columns(['api_key_id', 'key']).doNothing())
+      .returning('key')
+      .executeTakeFirst();
+    if (inserted) {
+      request.idempotency = { key, token, settled: false };
+      return true;
+    }
+    const row = await this.#db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('api_key_id', '=', apiKeyId)
+      .where('key', '=', key)
+      .executeTakeFirst();
+    if (!row) {
+      // Pruned between our insert and select: extremely unlikely; the client may retry.
+      throw new DomainError('idempotency_key_in_use', 'The idempotency key is being recycled; retry.');
+    }
+    if (row.request_hash !== hash) {
+      throw new DomainError(
+        'idempotency_key_reused',
+        `Idempotency-Key '${key}' was used with a different request (${row.method} ${row.path}).`,
+      );
+    }
+    if (row.state === 'completed') {
+      reply
+        .code(row.response_status ?? 200)
+        .header('Idempotent-Replayed', 'true')
+        .type(
+          row.response_status !== null && row.response_status >= 400
+            ? 'application/problem+json; charset=utf-8'
+            : 'application/json; charset=utf-8',
+        )
+        .send(row.response_body);
+      return false;
+    }
+    if (row.locked_until && row.locked_until.getTime() > now.getTime()) {
+      throw new DomainError(
+        'idempotency_key_in_use',
+        `A request with Idempotency-Key '${key}' is still running.`,
+      );
+    }
+    const takenOver = await this.#db
+      .updateTable('idempotency_keys')
+      .set({ lock_token: token, locked_until: lockedUntil })
+      .where('api_key_id', '=', apiKeyId)
+      .where('key', '=', key)
+      .where('state', '=', 'in_flight')
+      .where('lock_token', '=', row.lock_token)
+      .executeTakeFirst();
+    if (takenOver.numUpdatedRows !== 1n) {
+      throw new DomainError(
+        'idempotency_key_in_use',
+        `A request with Idempotency-Key '${key}' is still running.`,
+      );
+    }
+    request.idempotency = { key, token, settled: false };
+    return true;
+  }
+
+  /**
+   * Stores the response. Inside a unit of work this runs in the business transaction, so the
+   * effects and the stored response commit together; if another request took the claim over, this
+   * throws and the transaction rolls back (never two effects).
+   */
+  async complete(
+    executor: Executor,
+    apiKeyId: string,
+    claim: IdempotencyClaim,
+    status: number,
+    body: string,
+  ): Promise<void> {
+    const result = await executor
+      .updateTable('idempotency_keys')
+      .set({
+        state: 'completed',
+        response_status: status,
+        response_body: body,
+        completed_at: this.#clock.now(),
+        lock_token: null,
+        locked_until: null,
+      })
+      .where('api_key_id', '=', apiKeyId)
+      .where('key', '=', claim.key)
+      .where('state', '=', 'in_flight')
+      .where('lock_token', '=', claim.token)
+      .executeTakeFirst();
+    if (result.numUpdatedRows !== 1n) {
+      throw new DomainError(
+        'idempotency_key_in_use',
+        `Idempotency-Key '${claim.key}' was taken over by a retry.`,
+      );
+    }
+    claim.settled = true;
+  }
+
+  /** A 5xx is not an answer: release the claim so a retry runs the request again. */
+  async release(apiKeyId: string, claim: IdempotencyClaim): Promise<void> {
+    await this.#db
+      .deleteFrom('idempotency_keys')
+      .where('api_key_id', '=', apiKeyId)
+      .where('key', '=', claim.key)
+      .where('lock_token', '=', claim.token)
+      .execute();
+    claim.settled = true;
+  }
+
+  /** Deletes keys older than the retention (at least 24 h). Bounded per call. */
+  async prune(batchMax = 10_000): Promise<number> {
+    const cutoff = new Date(this.#clock.now().getTime() - this.#retentionMs);
+    const result = await sql<{ n: number }>`
+      WITH doomed AS (
+        SELECT api_key_id, key FROM idempotency_keys
+        WHERE created_at < ${cutoff}
+          AND (state = 'completed' OR locked_until < ${this.#clock.now()})
+        ORDER BY created_at LIMIT ${batchMax}
+      )
+      DELETE FROM idempotency_keys k USING doomed d
+      WHERE k.api_key_id = d.api_key_id AND k.key = d.key`.execute(this.#db);
+    return Number(result.numAffectedRows ?? 0n);
+  }
+}

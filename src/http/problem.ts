@@ -1,0 +1,97 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { AssertionError } from '../kernel/assert.js';
+import { DomainError, type ErrorCode, type FieldError, problemTitle, statusOf } from '../kernel/errors.js';
+
+/** RFC 9457 problem document, as API.md promises. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  errors: FieldError[];
+  requestId?: string;
+  [extra: string]: unknown;
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+const TYPE_BASE = 'https://reprise.dev/problems/';
+
+export function problem(
+  code: ErrorCode,
+  detail: string,
+  errors: FieldError[] = [],
+  extra: Record<string, unknown> = {},
+): Problem {
+  return {
+    type: `${TYPE_BASE}${code}`,
+    title: problemTitle(code),
+    status: statusOf(code),
+    detail,
+    code,
+    errors,
+    ...extra,
+  };
+}
+
+/** "/prices/0/amount" → "prices[0].amount" */
+export function toFieldPath(instancePath: string): string {
+  const parts = instancePath.split('/').filter((p) => p !== '');
+  let out = '';
+  for (const part of parts) {
+    if (/^\d+$/.test(part)) out += `[${part}]`;
+    else out += out === '' ? part : `.${part}`;
+  }
+  return out;
+}
+
+const CONTEXT_NAME: Record<string, string> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'path',
+  headers: 'header',
+};
+
+/** Maps anything thrown in a request to a problem document; unknown errors are 500s and logged. */
+export function toProblem(error: unknown, request: FastifyRequest): Problem {
+  if (error instanceof DomainError) return problem(error.code, error.message, error.errors, error.extra);
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    const where = CONTEXT_NAME[(error as FastifyError).validationContext ?? 'body'] ?? 'body';
+    const errors = error.validation.map((v) => {
+      const path = toFieldPath(v.instancePath);
+      return { path: path === '' ? where : path, in: where, message: v.message ?? 'is invalid' };
+    });
+    return problem('validation_failed', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors);
+  }
+  const fe = error as Partial<FastifyError> & { statusCode?: number };
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return problem('payload_too_large', 'The request body is larger than this server accepts.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return problem('unsupported_media_type', 'Send JSON with Content-Type: application/json.');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return problem('validation_failed', 'The body is not valid JSON.', [
+        { path: 'body', message: 'is not valid JSON' },
+      ]);
+  }
+  if (fe.statusCode === 429) return problem('rate_limited', fe.message ?? 'Too many requests.');
+  if (fe.statusCode === 400 && typeof fe.message === 'string') {
+    return problem('validation_failed', fe.message, [{ path: 'body', message: fe.message }]);
+  }
+  if (fe.statusCode === 503)
+    return problem('service_unavailable', 'The server is shutting down or not ready.');
+  request.log.error({ err: error, assertion: error instanceof AssertionError }, 'unhandled error');
+  return problem(
+    'internal_error',
+    'Something went wrong on our side; the request id identifies it in our logs.',
+  );
+}
+
+export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
+  return reply
+    .code(p.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify({ ...p, requestId: reply.request.id }));
+}

@@ -1,0 +1,58 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Db, Executor } from '../db/schema.js';
+import { assert } from '../kernel/assert.js';
+import type { AuditService } from '../modules/audit/service.js';
+import type { IdempotencyStore } from './idempotency.js';
+import './context.js';
+
+export interface Outcome {
+  status: number;
+  body: unknown;
+  /** The resource the call created or changed, for the audit log. */
+  resourceId?: string | null;
+}
+
+/**
+ * Runs a mutating request as one database transaction: the change, its audit entry and the stored
+ * idempotent response commit together or not at all. A retry after a crash therefore finds either
+ * nothing (and runs again) or the stored response (and replays it): never a second effect.
+ */
+export class UnitOfWork {
+  readonly #db: Db;
+  readonly #idempotency: IdempotencyStore;
+  readonly #audit: AuditService;
+
+  constructor(db: Db, idempotency: IdempotencyStore, audit: AuditService) {
+    this.#db = db;
+    this.#idempotency = idempotency;
+    this.#audit = audit;
+  }
+
+  async run(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    work: (trx: Executor) => Promise<Outcome>,
+  ): Promise<void> {
+    const principal = request.principal;
+    assert(principal, 'unit of work needs an authenticated request');
+    const config = request.routeOptions.config;
+    const { status, json } = await this.#db.transaction().execute(async (trx) => {
+      const outcome = await work(trx);
+      const text = JSON.stringify(outcome.body);
+      await this.#audit.record(trx, {
+        apiKeyId: principal.keyId,
+        action: config.action ?? `${request.method} ${request.routeOptions.url}`,
+        resourceType: config.resourceType ?? 'unknown',
+        resourceId: outcome.resourceId ?? null,
+        requestId: request.id,
+        status: outcome.status,
+      });
+      if (request.idempotency) {
+        await this.#idempotency.complete(trx, principal.keyId, request.idempotency, outcome.status, text);
+      }
+      return { status: outcome.status, json: text };
+    });
+    request.audited = true;
+    await reply.code(status).type('application/json; charset=utf-8').send(json);
+  }
+}

@@ -1,0 +1,223 @@
+import { sql } from 'kysely';
+import type { Db, Executor } from '../db/schema.js';
+import { assert } from '../kernel/assert.js';
+import type { Clock } from '../kernel/clock.js';
+import { newId } from '../kernel/ids.js';
+
+export interface Job {
+  id: string;
+  kind: string;
+  runAt: Date;
+  customerId: string | null;
+  testClockId: string | null;
+  payload: unknown;
+  attempts: number;
+}
+
+/** Runs one job inside its own transaction; `now` is the job's due time on a test clock. */
+export type JobHandler = (job: Job, ctx: { trx: Executor; now: Date }) => Promise<void>;
+
+export interface ScheduleInput {
+  kind: string;
+  runAt: Date;
+  customerId?: string | null;
+  testClockId?: string | null;
+  payload?: unknown;
+  /** A second job with the same key is not created (e.g. `renewal:sub_…:3`). */
+  dedupeKey?: string;
+}
+
+export const ATTEMPTS_MAX = 5;
+const RETRY_BASE_MS = 60_000;
+/** Bound of one advance or one poll: more jobs than this in one go means a runaway schedule. */
+export const JOBS_PER_RUN_MAX = 100_000;
+
+/**
+ * Time-triggered work. Modules register handlers by kind and schedule jobs in the transaction that
+ * makes them due (an outbox of the future). Jobs of customers on a test clock run only when that
+ * clock advances past them, in time order; the others are polled on the wall clock with
+ * `FOR UPDATE SKIP LOCKED`, so many nodes can share the work without running a job twice.
+ */
+export class JobScheduler {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #handlers = new Map<string, JobHandler>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<unknown> | undefined;
+
+  constructor(db: Db, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+  }
+
+  register(kind: string, handler: JobHandler): void {
+    assert(!this.#handlers.has(kind), `job kind ${kind} registered twice`);
+    this.#handlers.set(kind, handler);
+  }
+
+  async schedule(trx: Executor, input: ScheduleInput): Promise<string> {
+    const id = newId('job');
+    await trx
+      .insertInto('scheduled_jobs')
+      .values({
+        id,
+        kind: input.kind,
+        run_at: input.runAt,
+        test_clock_id: input.testClockId ?? null,
+        customer_id: input.customerId ?? null,
+        payload: JSON.stringify(input.payload ?? {}),
+        state: 'pending',
+        last_error: null,
+        dedupe_key: input.dedupeKey ?? null,
+        created_at: this.#clock.now(),
+        done_at: null,
+      })
+      .onConflict((oc) => oc.column('dedupe_key').doNothing())
+      .execute();
+    return id;
+  }
+
+  /**
+   * Runs, one by one in (run_at, id) order, every pending job of a test clock due at or before
+   * `upTo`. `beforeEach` runs in the job's transaction first (the clock moves to the job's time).
+   */
+  async runDueForClock(
+    testClockId: string,
+    upTo: Date,
+    beforeEach: (at: Date, trx: Executor) => Promise<void>,
+  ): Promise<number> {
+    let ran = 0;
+    for (; ran < JOBS_PER_RUN_MAX; ran++) {
+      const done = await this.#db.transaction().execute(async (trx) => {
+        const row = await trx
+          .selectFrom('scheduled_jobs')
+          .selectAll()
+          .where('test_clock_id', '=', testClockId)
+          .where('state', '=', 'pending')
+          .where('run_at', '<=', upTo)
+          .orderBy('run_at')
+          .orderBy('id')
+          .limit(1)
+          .forUpdate()
+          .skipLocked()
+          .executeTakeFirst();
+        if (!row) return false;
+        await beforeEach(row.run_at, trx);
+        await this.#execute(trx, row, row.run_at);
+        return true;
+      });
+      if (!done) return ran;
+    }
+    throw new Error(`test clock ${testClockId}: more than ${JOBS_PER_RUN_MAX} jobs in one advance`);
+  }
+
+  /** One poll of wall-clock jobs: up to `batch` due jobs, each in its own transaction. */
+  async runDue(batch = 100): Promise<number> {
+    let ran = 0;
+    for (; ran < batch; ran++) {
+      const done = await this.#db.transaction().execute(async (trx) => {
+        const now = this.#clock.now();
+        const row = await trx
+          .selectFrom('scheduled_jobs')
+          .selectAll()
+          .where('test_clock_id', 'is', null)
+          .where('state', '=', 'pending')
+          .where('run_at', '<=', now)
+          .orderBy('run_at')
+          .orderBy('id')
+          .limit(1)
+          .forUpdate()
+          .skipLocked()
+          .executeTakeFirst();
+        if (!row) return false;
+        await this.#execute(trx, row, now);
+        return true;
+      });
+      if (!done) break;
+    }
+    return ran;
+  }
+
+  async #execute(
+    trx: Executor,
+    row: {
+      id: string;
+      kind: string;
+      run_at: Date;
+      customer_id: string | null;
+      test_clock_id: string | null;
+      payload: unknown;
+      attempts: number;
+    },
+    now: Date,
+  ): Promise<void> {
+    const handler = this.#handlers.get(row.kind);
+    const job: Job = {
+      id: row.id,
+      kind: row.kind,
+      runAt: row.run_at,
+      customerId: row.customer_id,
+      testClockId: row.test_clock_id,
+      payload: row.payload,
+      attempts: row.attempts,
+    };
+    try {
+      if (!handler) throw new Error(`no handler for job kind '${row.kind}'`);
+      // A savepoint, so a failing handler's partial writes go while the retry bookkeeping stays.
+      await runInSavepoint(trx, () => handler(job, { trx, now }));
+      await trx
+        .updateTable('scheduled_jobs')
+        .set({ state: 'done', done_at: now })
+        .where('id', '=', row.id)
+        .execute();
+    } catch (error) {
+      const attempts = row.attempts + 1;
+      const message = error instanceof Error ? error.message : String(error);
+      await trx
+        .updateTable('scheduled_jobs')
+        .set({
+          attempts,
+          last_error: message.slice(0, 2000),
+          ...(attempts >= ATTEMPTS_MAX
+            ? { state: 'failed' as const, done_at: now }
+            : { run_at: new Date(now.getTime() + RETRY_BASE_MS * 2 ** (attempts - 1)) }),
+        })
+        .where('id', '=', row.id)
+        .execute();
+    }
+  }
+
+  /** Polls wall-clock jobs every `intervalMs` until stop(). */
+  start(intervalMs = 1_000): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      if (this.#running) return;
+      this.#running = this.runDue()
+        .catch(() => undefined)
+        .finally(() => {
+          this.#running = undefined;
+        });
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+}
+
+let savepointSeq = 0;
+
+async function runInSavepoint(trx: Executor, fn: () => Promise<void>): Promise<void> {
+  const name = sql.id(`job_${++savepointSeq}`);
+  await sql`SAVEPOINT ${name}`.execute(trx);
+  try {
+    await fn();
+    await sql`RELEASE SAVEPOINT ${name}`.execute(trx);
+  } catch (error) {
+    await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(trx);
+    throw error;
+  }
+}

@@ -1,0 +1,36 @@
+import { monotonicFactory } from 'ulid';
+
+/**
+ * Prefixed, time-sortable ids (`cus_01JD…`): a ULID (48-bit millisecond time + 80 random bits,
+ * monotonic within a millisecond) behind a resource prefix. Sorting ids sorts by creation time,
+ * which is what cursor pagination relies on.
+ */
+export const ID_PREFIXES = {
+  apiKey: 'key',
+  auditEntry: 'aud',
+  market: 'mkt',
+  product: 'prod',
+  plan: 'plan',
+  priceVersion: 'pver',
+  customer: 'cus',
+  testClock: 'clk',
+  job: 'job',
+  event: 'evt',
+  request: 'req',
+} as const;
+
+export type IdKind = keyof typeof ID_PREFIXES;
+
+const nextUlid = monotonicFactory();
+
+export function newId(kind: IdKind, nowMs: number = Date.now()): string {
+  return `${ID_PREFIXES[kind]}_${nextUlid(nowMs)}`;
+}
+
+const ID_SHAPE = /^([a-z]+)_[0-9A-HJKMNP-TV-Z]{26}$/;
+
+/** True when `value` looks like an id of this kind (codes never do: see `isCode`). */
+export function isIdOf(kind: IdKind, value: string): boolean {
+  const match = ID_SHAPE.exec(value);
+  return match !== null && match[1] === ID_PREFIXES[kind];
+}

@@ -1,0 +1,85 @@
+import { assert } from './assert.js';
+import { minorUnitExponent } from './currency.js';
+
+/** An amount in the minor unit of its currency (cents for USD, yen for JPY, fils for KWD). */
+export interface Money {
+  readonly amountMinor: number;
+  readonly currency: string;
+}
+
+/** Largest amount the platform accepts: fits a JS number exactly and a PostgreSQL bigint. */
+export const AMOUNT_MINOR_MAX = Number.MAX_SAFE_INTEGER;
+
+export function money(amountMinor: number, currency: string): Money {
+  assert(Number.isSafeInteger(amountMinor), `amount must be a safe integer, got ${amountMinor}`);
+  minorUnitExponent(currency);
+  return Object.freeze({ amountMinor, currency });
+}
+
+/**
+ * Divides `numerator / denominator` and rounds half away from zero ("half-up" in billing usage),
+ * exactly, with bigint arithmetic: no float ever touches money.
+ */
+export function divRoundHalfUp(numerator: bigint, denominator: bigint): bigint {
+  assert(denominator !== 0n, 'division by zero');
+  const negative = numerator < 0n !== denominator < 0n;
+  const n = numerator < 0n ? -numerator : numerator;
+  const d = denominator < 0n ? -denominator : denominator;
+  const q = n / d;
+  const r = n % d;
+  const rounded = r * 2n >= d ? q + 1n : q;
+  return negative ? -rounded : rounded;
+}
+
+/** `amountMinor × numerator / denominator`, rounded half-up to the minor unit. */
+export function prorate(
+  amountMinor: number,
+  numerator: bigint | number,
+  denominator: bigint | number,
+): number {
+  const result = divRoundHalfUp(BigInt(amountMinor) * BigInt(numerator), BigInt(denominator));
+  assert(result <= BigInt(AMOUNT_MINOR_MAX) && result >= -BigInt(AMOUNT_MINOR_MAX), 'amount overflow');
+  return Number(result);
+}
+
+/** `amountMinor × bps / 10000`, half-up: tax added on top of a tax-exclusive subtotal. */
+export function applyBasisPoints(amountMinor: number, bps: number): number {
+  return prorate(amountMinor, bps, 10_000);
+}
+
+/** Tax contained in a tax-inclusive total at rate r = bps/10000: total × r / (1 + r), half-up. */
+export function inclusiveTax(totalMinor: number, bps: number): number {
+  return prorate(totalMinor, bps, 10_000 + bps);
+}
+
+export function add(a: Money, b: Money): Money {
+  assert(a.currency === b.currency, `currency mismatch ${a.currency} ≠ ${b.currency}`);
+  return money(a.amountMinor + b.amountMinor, a.currency);
+}
+
+/**
+ * Parses a decimal string in major units ("11.99") into minor units, refusing precision finer than
+ * the currency allows. Used by the CLI and seed files, never by the API (which takes minor units).
+ */
+export function parseMajor(value: string, currency: string): number {
+  const exponent = minorUnitExponent(currency);
+  const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(value.trim());
+  if (!match) throw new RangeError(`'${value}' is not a decimal amount`);
+  const [, sign, whole, fraction = ''] = match;
+  if (fraction.length > exponent) {
+    throw new RangeError(`${currency} has ${exponent} decimal places; '${value}' has ${fraction.length}`);
+  }
+  const minor = BigInt(whole + fraction.padEnd(exponent, '0')) * (sign === '-' ? -1n : 1n);
+  assert(minor <= BigInt(AMOUNT_MINOR_MAX), 'amount overflow');
+  return Number(minor);
+}
+
+/** Formats minor units as a decimal string in major units: (1199, USD) → "11.99". */
+export function formatMajor(amountMinor: number, currency: string): string {
+  const exponent = minorUnitExponent(currency);
+  const negative = amountMinor < 0;
+  const digits = String(Math.abs(amountMinor)).padStart(exponent + 1, '0');
+  const whole = exponent === 0 ? digits : digits.slice(0, -exponent);
+  const fraction = exponent === 0 ? '' : `.${digits.slice(-exponent)}`;
+  return `${negative ? '-' : ''}${whole}${fraction}`;
+}

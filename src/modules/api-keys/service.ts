@@ -1,0 +1,120 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db, Executor } from '../../db/schema.js';
+import { sha256Hex } from '../../kernel/canonical-json.js';
+import type { Clock } from '../../kernel/clock.js';
+import { notFound } from '../../kernel/errors.js';
+import { newId } from '../../kernel/ids.js';
+import type { Scope } from './scopes.js';
+import type { ApiKeysTable } from './tables.js';
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  scopes: string[];
+  secretHint: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+/** Who is calling: resolved from the bearer secret on every request. */
+export interface Principal {
+  keyId: string;
+  scopes: readonly string[];
+}
+
+export const BOOTSTRAP_KEY_ID = 'key_bootstrap';
+const SECRET_PREFIX = 'rpk_';
+const CACHE_TTL_MS = 5_000;
+const CACHE_ENTRIES_MAX = 10_000;
+
+const toApiKey = (row: ApiKeysTable): ApiKey => ({
+  id: row.id,
+  name: row.name,
+  scopes: row.scopes,
+  secretHint: row.secret_hint,
+  createdAt: row.created_at,
+  revokedAt: row.revoked_at,
+});
+
+/**
+ * API keys: secrets are 256 random bits, so one SHA-256 is as good as a slow hash for storage
+ * (no dictionary to attack); lookups go by that hash. A short per-node cache keeps authentication
+ * off the database on hot paths; revocation clears it on the node that revokes, and other nodes
+ * see it within CACHE_TTL_MS.
+ */
+export class ApiKeyService {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #bootstrap: Buffer | undefined;
+  readonly #cache = new Map<string, { principal: Principal | null; expiresMs: number }>();
+
+  constructor(db: Db, clock: Clock, bootstrapSecret: string | undefined) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#bootstrap = bootstrapSecret ? Buffer.from(sha256Hex(bootstrapSecret), 'hex') : undefined;
+  }
+
+  async create(
+    input: { name: string; scopes: Scope[] },
+    trx: Executor = this.#db,
+  ): Promise<{ key: ApiKey; secret: string }> {
+    const secret = SECRET_PREFIX + randomBytes(32).toString('base64url');
+    const row: ApiKeysTable = {
+      id: newId('apiKey'),
+      name: input.name,
+      secret_hash: sha256Hex(secret),
+      secret_hint: `${secret.slice(0, 8)}…${secret.slice(-4)}`,
+      scopes: [...new Set(input.scopes)].sort(),
+      created_at: this.#clock.now(),
+      revoked_at: null,
+      last_used_at: null,
+    };
+    await trx.insertInto('api_keys').values(row).execute();
+    return { key: toApiKey(row), secret };
+  }
+
+  async list(page: { limit: number; after?: string | undefined }): Promise<ApiKey[]> {
+    let q = this.#db.selectFrom('api_keys').selectAll().orderBy('id').limit(page.limit);
+    if (page.after) q = q.where('id', '>', page.after);
+    return (await q.execute()).map(toApiKey);
+  }
+
+  async get(id: string, trx: Executor = this.#db): Promise<ApiKey> {
+    const row = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('api key', id);
+    return toApiKey(row);
+  }
+
+  async revoke(id: string, trx: Executor): Promise<ApiKey> {
+    const existing = await this.get(id, trx);
+    if (existing.revokedAt) return existing;
+    const row = await trx
+      .updateTable('api_keys')
+      .set({ revoked_at: this.#clock.now() })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    this.#cache.clear();
+    return toApiKey(row);
+  }
+
+  /** The principal for a bearer secret, or null when the secret is unknown or revoked. */
+  async authenticate(secret: string): Promise<Principal | null> {
+    const hash = sha256Hex(secret);
+    if (this.#bootstrap && timingSafeEqual(Buffer.from(hash, 'hex'), this.#bootstrap)) {
+      return { keyId: BOOTSTRAP_KEY_ID, scopes: ['admin'] };
+    }
+    const nowMs = Date.now();
+    const cached = this.#cache.get(hash);
+    if (cached && cached.expiresMs > nowMs) return cached.principal;
+    const row = await this.#db
+      .selectFrom('api_keys')
+      .select(['id', 'scopes', 'revoked_at'])
+      .where('secret_hash', '=', hash)
+      .executeTakeFirst();
+    const principal = row && !row.revoked_at ? { keyId: row.id, scopes: row.scopes } : null;
+    if (this.#cache.size >= CACHE_ENTRIES_MAX) this.#cache.clear();
+    this.#cache.set(hash, { principal, expiresMs: nowMs + CACHE_TTL_MS });
+    return principal;
+  }
+}

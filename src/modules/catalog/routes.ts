@@ -1,0 +1,426 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
+import { problemResponses, timestamp } from '../../http/schemas.js';
+import type { UnitOfWork } from '../../http/unit-of-work.js';
+import { isoSeconds } from '../../kernel/clock.js';
+import type { PriceVersion } from './domain/price-resolution.js';
+import type { CatalogService, Market, Plan, Product } from './service.js';
+
+const code = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(
+    /^[a-z0-9][a-z0-9._-]*$/,
+    'must be lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
+  );
+const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in capitals, e.g. "SEK"');
+const timing = z.enum(['immediate', 'end_of_term']);
+
+const marketBody = z.object({
+  code: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code in capitals, e.g. "SE"'),
+  name: z.string().min(1).max(200).optional(),
+  currency,
+  taxRateBps: z.number().int().min(0).max(10_000).describe('Tax rate in basis points: 2500 = 25 %'),
+  taxInclusive: z.boolean().describe('Prices include tax (EU style) or tax is added on top'),
+});
+const marketDto = z.object({
+  id: z.string(),
+  code: z.string(),
+  name: z.string().nullable(),
+  currency: z.string(),
+  taxRateBps: z.number().int(),
+  taxInclusive: z.boolean(),
+  createdAt: timestamp,
+});
+
+const productBody = z.object({
+  code,
+  name: z.string().min(1).max(200).optional(),
+  features: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .max(100)
+        .regex(/^[a-z0-9][a-z0-9:._-]*$/, 'must be a lowercase feature key'),
+    )
+    .max(100),
+  seats: z.number().int().min(1).max(100).default(1).describe('Seats > 1 make a family/duo product'),
+});
+const productDto = z.object({
+  id: z.string(),
+  code: z.string(),
+  name: z.string(),
+  features: z.array(z.string()),
+  seats: z.number().int(),
+  createdAt: timestamp,
+});
+
+/** Amounts are integers in minor units; the service names a fraction finer than the currency's unit. */
+const priceBody = z.object({
+  currency,
+  amount: z.number().nonnegative().describe('Integer amount in the currency minor unit (1199 USD = $11.99)'),
+  market: z.string().min(1).max(64).optional().describe('Market code or id: a price for that market only'),
+});
+const priceDto = z.object({ currency: z.string(), amount: z.number().int(), market: z.string().nullable() });
+
+const planBody = z.object({
+  code,
+  name: z.string().min(1).max(200).optional(),
+  product: z.string().min(1).max(64).describe('Product id or code'),
+  billingPeriod: z.enum(['week', 'month', 'year']),
+  trialDays: z.number().int().min(0).max(730).default(0),
+  prices: z.array(priceBody).min(1).max(500),
+  changeTiming: timing.optional(),
+  cancelTiming: timing.optional(),
+});
+const priceVersionDto = z.object({
+  id: z.string(),
+  plan: z.string(),
+  version: z.number().int(),
+  effectiveAt: timestamp.nullable(),
+  existingSubscribersFrom: timestamp.nullable(),
+  prices: z.array(priceDto),
+});
+const planDto = z.object({
+  id: z.string(),
+  code: z.string(),
+  name: z.string(),
+  product: z.string(),
+  billingPeriod: z.enum(['week', 'month', 'year']),
+  trialDays: z.number().int(),
+  changeTiming: timing.nullable(),
+  cancelTiming: timing.nullable(),
+  prices: z.array(priceDto).describe('Prices in force now for new subscribers'),
+  priceVersion: z.number().int().describe('The version those prices belong to'),
+  createdAt: timestamp,
+});
+const priceVersionBody = z.object({
+  prices: z.array(priceBody).min(1).max(500),
+  effectiveAt: z.iso
+    .datetime({ offset: true })
+    .describe('New subscribers pay these prices from this instant'),
+  existingSubscribersFrom: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe(
+      'Existing subscribers move to these prices on their first period starting on or after this instant',
+    ),
+});
+const quoteQuery = z.object({
+  market: z.string().min(1).max(64).describe('Market code or id'),
+  at: z.iso.datetime({ offset: true }).optional().describe('Instant to price at; default now'),
+  subscribedAt: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('For an existing subscriber: when they signed up'),
+});
+const quoteDto = z.object({
+  plan: z.string(),
+  market: z.string(),
+  currency: z.string(),
+  amount: z.number().int(),
+  taxInclusive: z.boolean(),
+  taxRateBps: z.number().int(),
+  priceVersion: z.number().int(),
+  source: z.enum(['market', 'currency']),
+});
+
+const refParams = z.object({ id: z.string().min(1).max(64).describe('Id or code') });
+
+export function marketToDto(m: Market): z.infer<typeof marketDto> {
+  return { ...m, createdAt: isoSeconds(m.createdAt) };
+}
+function productToDto(p: Product): z.infer<typeof productDto> {
+  return { ...p, createdAt: isoSeconds(p.createdAt) };
+}
+function pricesToDto(v: PriceVersion | undefined, codes: Map<string, string>) {
+  return (v?.prices ?? []).map((p) => ({
+    currency: p.currency,
+    amount: p.amountMinor,
+    market: p.marketId ? (codes.get(p.marketId) ?? p.marketId) : null,
+  }));
+}
+function versionToDto(
+  planId: string,
+  v: PriceVersion,
+  codes: Map<string, string>,
+): z.infer<typeof priceVersionDto> {
+  return {
+    id: v.id,
+    plan: planId,
+    version: v.version,
+    effectiveAt: v.effectiveAt ? isoSeconds(v.effectiveAt) : null,
+    existingSubscribersFrom: v.existingSubscribersFrom ? isoSeconds(v.existingSubscribersFrom) : null,
+    prices: pricesToDto(v, codes),
+  };
+}
+function currentVersion(plan: Plan, now: Date): PriceVersion | undefined {
+  return plan.versions.filter((v) => !v.effectiveAt || v.effectiveAt.getTime() <= now.getTime()).at(-1);
+}
+function planToDto(plan: Plan, codes: Map<string, string>, now: Date): z.infer<typeof planDto> {
+  const current = currentVersion(plan, now);
+  return {
+    id: plan.id,
+    code: plan.code,
+    name: plan.name,
+    product: plan.productId,
+    billingPeriod: plan.billingPeriod,
+    trialDays: plan.trialDays,
+    changeTiming: plan.changeTiming,
+    cancelTiming: plan.cancelTiming,
+    prices: pricesToDto(current, codes),
+    priceVersion: current?.version ?? 0,
+    createdAt: isoSeconds(plan.createdAt),
+  };
+}
+const marketIdsOf = (plans: Plan[]) =>
+  plans.flatMap((p) =>
+    p.versions.flatMap((v) => v.prices.map((x) => x.marketId).filter((id): id is string => id !== null)),
+  );
+
+export function catalogRoutes(
+  app: FastifyInstance,
+  deps: { catalog: CatalogService; uow: UnitOfWork; now: () => Date },
+) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { catalog, uow } = deps;
+  const tags = ['Catalog'];
+
+  r.post(
+    '/v1/markets',
+    {
+      schema: {
+        tags,
+        summary: 'Create a market',
+        body: marketBody,
+        response: { 201: marketDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:write', action: 'markets.create', resourceType: 'market' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const market = await catalog.createMarket(req.body, trx);
+        return { status: 201, body: marketToDto(market), resourceId: market.id };
+      }),
+  );
+  r.get(
+    '/v1/markets',
+    {
+      schema: { tags, summary: 'List markets', querystring: pageQuery, response: { 200: listOf(marketDto) } },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) =>
+      toPage(
+        await catalog.listMarkets({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
+        req.query.limit,
+        marketToDto,
+      ),
+  );
+  r.get(
+    '/v1/markets/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Get a market by id or code',
+        params: refParams,
+        response: { 200: marketDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => marketToDto(await catalog.getMarket(req.params.id)),
+  );
+
+  r.post(
+    '/v1/products',
+    {
+      schema: {
+        tags,
+        summary: 'Create a product',
+        body: productBody,
+        response: { 201: productDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:write', action: 'products.create', resourceType: 'product' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const product = await catalog.createProduct(req.body, trx);
+        return { status: 201, body: productToDto(product), resourceId: product.id };
+      }),
+  );
+  r.get(
+    '/v1/products',
+    {
+      schema: {
+        tags,
+        summary: 'List products',
+        querystring: pageQuery,
+        response: { 200: listOf(productDto) },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) =>
+      toPage(
+        await catalog.listProducts({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
+        req.query.limit,
+        productToDto,
+      ),
+  );
+  r.get(
+    '/v1/products/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Get a product by id or code',
+        params: refParams,
+        response: { 200: productDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => productToDto(await catalog.getProduct(req.params.id)),
+  );
+
+  r.post(
+    '/v1/plans',
+    {
+      schema: {
+        tags,
+        summary: 'Create a plan with its first prices',
+        body: planBody,
+        response: { 201: planDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:write', action: 'plans.create', resourceType: 'plan' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const plan = await catalog.createPlan(req.body, trx);
+        const codes = await catalog.marketCodes(marketIdsOf([plan]), trx);
+        return { status: 201, body: planToDto(plan, codes, deps.now()), resourceId: plan.id };
+      }),
+  );
+  r.get(
+    '/v1/plans',
+    {
+      schema: {
+        tags,
+        summary: 'List plans with the prices in force now',
+        querystring: pageQuery.extend({
+          product: z.string().min(1).max(64).optional().describe('Product id or code'),
+        }),
+        response: { 200: listOf(planDto), ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => {
+      const plans = await catalog.listPlans({
+        limit: req.query.limit,
+        after: decodeCursor(req.query.cursor),
+        product: req.query.product,
+      });
+      const codes = await catalog.marketCodes(marketIdsOf(plans));
+      const now = deps.now();
+      return toPage(plans, req.query.limit, (p) => planToDto(p, codes, now));
+    },
+  );
+  r.get(
+    '/v1/plans/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Get a plan by id or code',
+        params: refParams,
+        response: { 200: planDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => {
+      const plan = await catalog.getPlan(req.params.id);
+      return planToDto(plan, await catalog.marketCodes(marketIdsOf([plan])), deps.now());
+    },
+  );
+  r.post(
+    '/v1/plans/:id/price-versions',
+    {
+      schema: {
+        tags,
+        summary: 'Schedule new prices (grandfathering existing subscribers until existingSubscribersFrom)',
+        params: refParams,
+        body: priceVersionBody,
+        response: { 201: priceVersionDto, ...problemResponses },
+      },
+      config: {
+        scope: 'catalog:write',
+        action: 'plans.price_versions.create',
+        resourceType: 'price_version',
+      },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const version = await catalog.addPriceVersion(
+          req.params.id,
+          {
+            prices: req.body.prices,
+            effectiveAt: new Date(req.body.effectiveAt),
+            existingSubscribersFrom: req.body.existingSubscribersFrom
+              ? new Date(req.body.existingSubscribersFrom)
+              : undefined,
+          },
+          trx,
+        );
+        const plan = await catalog.getPlan(req.params.id, trx);
+        const codes = await catalog.marketCodes(marketIdsOf([plan]), trx);
+        return { status: 201, body: versionToDto(plan.id, version, codes), resourceId: version.id };
+      }),
+  );
+  r.get(
+    '/v1/plans/:id/price-versions',
+    {
+      schema: {
+        tags,
+        summary: 'All price versions of a plan, oldest first',
+        params: refParams,
+        response: { 200: listOf(priceVersionDto), ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => {
+      const plan = await catalog.getPlan(req.params.id);
+      const codes = await catalog.marketCodes(marketIdsOf([plan]));
+      return { data: plan.versions.map((v) => versionToDto(plan.id, v, codes)), nextCursor: null };
+    },
+  );
+  r.get(
+    '/v1/plans/:id/price',
+    {
+      schema: {
+        tags,
+        summary: 'The price of this plan in a market at an instant, for a new or an existing subscriber',
+        params: refParams,
+        querystring: quoteQuery,
+        response: { 200: quoteDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:read' },
+    },
+    async (req) => {
+      const price = await catalog.priceFor(req.params.id, {
+        market: req.query.market,
+        at: req.query.at ? new Date(req.query.at) : deps.now(),
+        subscribedAt: req.query.subscribedAt ? new Date(req.query.subscribedAt) : null,
+      });
+      const plan = await catalog.getPlan(req.params.id);
+      return {
+        plan: plan.id,
+        market: price.market.code,
+        currency: price.currency,
+        amount: price.amountMinor,
+        taxInclusive: price.market.taxInclusive,
+        taxRateBps: price.market.taxRateBps,
+        priceVersion: price.version,
+        source: price.source,
+      };
+    },
+  );
+}

@@ -1,0 +1,438 @@
+import { isUniqueViolation } from '../../db/errors.js';
+import type { Db, Executor } from '../../db/schema.js';
+import type { Clock } from '../../kernel/clock.js';
+import { isCurrency } from '../../kernel/currency.js';
+import { alreadyExists, DomainError, invalid, invalidMany, notFound } from '../../kernel/errors.js';
+import { isIdOf, newId } from '../../kernel/ids.js';
+import { type PriceVersion, type ResolvedPrice, resolvePrice } from './domain/price-resolution.js';
+import { checkPrices, type PriceInput } from './domain/price-rules.js';
+import type { MarketsTable, PlansTable, ProductsTable } from './tables.js';
+
+export type BillingPeriod = PlansTable['billing_period'];
+export type Timing = 'immediate' | 'end_of_term';
+
+export interface Market {
+  id: string;
+  code: string;
+  name: string | null;
+  currency: string;
+  taxRateBps: number;
+  taxInclusive: boolean;
+  createdAt: Date;
+}
+
+export interface Product {
+  id: string;
+  code: string;
+  name: string;
+  features: string[];
+  seats: number;
+  createdAt: Date;
+}
+
+export interface Plan {
+  id: string;
+  code: string;
+  name: string;
+  productId: string;
+  billingPeriod: BillingPeriod;
+  trialDays: number;
+  changeTiming: Timing | null;
+  cancelTiming: Timing | null;
+  createdAt: Date;
+  versions: PriceVersion[];
+}
+
+export interface MarketInput {
+  code: string;
+  name?: string | undefined;
+  currency: string;
+  taxRateBps: number;
+  taxInclusive: boolean;
+}
+
+export interface ProductInput {
+  code: string;
+  name?: string | undefined;
+  features: string[];
+  seats: number;
+}
+
+export interface PlanInput {
+  code: string;
+  name?: string | undefined;
+  product: string;
+  billingPeriod: BillingPeriod;
+  trialDays: number;
+  prices: PriceInput[];
+  changeTiming?: Timing | undefined;
+  cancelTiming?: Timing | undefined;
+}
+
+export interface PriceVersionInput {
+  prices: PriceInput[];
+  effectiveAt: Date;
+  existingSubscribersFrom?: Date | undefined;
+}
+
+const toMarket = (r: MarketsTable): Market => ({
+  id: r.id,
+  code: r.code,
+  name: r.name,
+  currency: r.currency,
+  taxRateBps: r.tax_rate_bps,
+  taxInclusive: r.tax_inclusive,
+  createdAt: r.created_at,
+});
+
+const toProduct = (r: ProductsTable): Product => ({
+  id: r.id,
+  code: r.code,
+  name: r.name,
+  features: r.features,
+  seats: r.seats,
+  createdAt: r.created_at,
+});
+
+interface Page {
+  limit: number;
+  after?: string | undefined;
+}
+
+/**
+ * Markets, products, plans and their price versions. Everything that refers to one of them
+ * accepts its id or its code.
+ */
+export class CatalogService {
+  readonly #db: Db;
+  readonly #clock: Clock;
+
+  constructor(db: Db, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+  }
+
+  // ---- markets ---------------------------------------------------------------------------
+
+  async createMarket(input: MarketInput, trx: Executor): Promise<Market> {
+    if (!isCurrency(input.currency))
+      throw invalid('currency', `'${input.currency}' is not an ISO 4217 currency`);
+    const row: MarketsTable = {
+      id: newId('market'),
+      code: input.code,
+      name: input.name ?? null,
+      currency: input.currency,
+      tax_rate_bps: input.taxRateBps,
+      tax_inclusive: input.taxInclusive,
+      created_at: this.#clock.now(),
+    };
+    await this.#insertUnique('market', input.code, () => trx.insertInto('markets').values(row).execute());
+    return toMarket(row);
+  }
+
+  async getMarket(ref: string, trx: Executor = this.#db): Promise<Market> {
+    const row = await trx
+      .selectFrom('markets')
+      .selectAll()
+      .where(isIdOf('market', ref) ? 'id' : 'code', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw notFound('market', ref);
+    return toMarket(row);
+  }
+
+  async listMarkets(page: Page): Promise<Market[]> {
+    let q = this.#db
+      .selectFrom('markets')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
+    if (page.after) q = q.where('id', '>', page.after);
+    return (await q.execute()).map(toMarket);
+  }
+
+  async #allMarkets(trx: Executor): Promise<Market[]> {
+    return (await trx.selectFrom('markets').selectAll().execute()).map(toMarket);
+  }
+
+  // ---- products --------------------------------------------------------------------------
+
+  async createProduct(input: ProductInput, trx: Executor): Promise<Product> {
+    const row: ProductsTable = {
+      id: newId('product'),
+      code: input.code,
+      name: input.name ?? input.code,
+      features: [...new Set(input.features)],
+      seats: input.seats,
+      created_at: this.#clock.now(),
+    };
+    await this.#insertUnique('product', input.code, () =>
+      trx
+        .insertInto('products')
+        .values({ ...row, features: JSON.stringify(row.features) as unknown as string[] })
+        .execute(),
+    );
+    return toProduct(row);
+  }
+
+  async getProduct(ref: string, trx: Executor = this.#db): Promise<Product> {
+    const row = await trx
+      .selectFrom('products')
+      .selectAll()
+      .where(isIdOf('product', ref) ? 'id' : 'code', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw notFound('product', ref);
+    return toProduct(row);
+  }
+
+  async getProductsByIds(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, Product>> {
+    if (ids.length === 0) return new Map();
+    const rows = await trx
+      .selectFrom('products')
+      .selectAll()
+      .where('id', 'in', [...new Set(ids)])
+      .execute();
+    return new Map(rows.map((r) => [r.id, toProduct(r)]));
+  }
+
+  async listProducts(page: Page): Promise<Product[]> {
+    let q = this.#db
+      .selectFrom('products')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
+    if (page.after) q = q.where('id', '>', page.after);
+    return (await q.execute()).map(toProduct);
+  }
+
+  // ---- plans and prices ------------------------------------------------------------------
+
+  async createPlan(input: PlanInput, trx: Executor): Promise<Plan> {
+    const product = await this.getProduct(input.product, trx).catch((e: unknown) => {
+      if (e instanceof DomainError && e.code === 'not_found')
+        throw invalid('product', `unknown product '${input.product}'`);
+      throw e;
+    });
+    const markets = await this.#allMarkets(trx);
+    const errors = checkPrices(input.prices, (ref) => markets.find((m) => m.code === ref || m.id === ref));
+    if (errors.length > 0) throw invalidMany(errors);
+    const now = this.#clock.now();
+    const plan: PlansTable = {
+      id: newId('plan'),
+      code: input.code,
+      product_id: product.id,
+      name: input.name ?? input.code,
+      billing_period: input.billingPeriod,
+      trial_days: input.trialDays,
+      change_timing: input.changeTiming ?? null,
+      cancel_timing: input.cancelTiming ?? null,
+      created_at: now,
+    };
+    await this.#insertUnique('plan', input.code, () => trx.insertInto('plans').values(plan).execute());
+    await this.#insertVersion(trx, plan.id, 1, null, null, input.prices, markets, now);
+    return this.getPlan(plan.id, trx);
+  }
+
+  async addPriceVersion(planRef: string, input: PriceVersionInput, trx: Executor): Promise<PriceVersion> {
+    const plan = await this.getPlan(planRef, trx, { lock: true });
+    const markets = await this.#allMarkets(trx);
+    const errors = checkPrices(input.prices, (ref) => markets.find((m) => m.code === ref || m.id === ref));
+    const last = plan.versions.at(-1);
+    if (last?.effectiveAt && input.effectiveAt.getTime() <= last.effectiveAt.getTime()) {
+      errors.push({
+        path: 'effectiveAt',
+        message: `must be after the latest version's effectiveAt (${last.effectiveAt.toISOString()})`,
+      });
+    }
+    if (
+      input.existingSubscribersFrom &&
+      input.existingSubscribersFrom.getTime() < input.effectiveAt.getTime()
+    ) {
+      errors.push({ path: 'existingSubscribersFrom', message: 'must not be before effectiveAt' });
+    }
+    if (errors.length > 0) throw invalidMany(errors);
+    const version = (last?.version ?? 0) + 1;
+    const id = await this.#insertVersion(
+      trx,
+      plan.id,
+      version,
+      input.effectiveAt,
+      input.existingSubscribersFrom ?? null,
+      input.prices,
+      markets,
+      this.#clock.now(),
+    );
+    const versions = await this.#versionsOf([plan.id], trx);
+    const created = versions.get(plan.id)?.find((v) => v.id === id);
+    if (!created) throw new Error('price version vanished inside its own transaction');
+    return created;
+  }
+
+  async #insertVersion(
+    trx: Executor,
+    planId: string,
+    version: number,
+    effectiveAt: Date | null,
+    existingFrom: Date | null,
+    prices: PriceInput[],
+    markets: Market[],
+    now: Date,
+  ): Promise<string> {
+    const id = newId('priceVersion');
+    await trx
+      .insertInto('price_versions')
+      .values({
+        id,
+        plan_id: planId,
+        version,
+        effective_at: effectiveAt,
+        existing_subscribers_from: existingFrom,
+        created_at: now,
+      })
+      .execute();
+    await trx
+      .insertInto('plan_prices')
+      .values(
+        prices.map((p) => ({
+          price_version_id: id,
+          currency: p.currency,
+          market_id:
+            p.market === undefined
+              ? null
+              : (markets.find((m) => m.code === p.market || m.id === p.market)?.id ?? null),
+          amount_minor: p.amount,
+        })),
+      )
+      .execute();
+    return id;
+  }
+
+  async getPlan(ref: string, trx: Executor = this.#db, opts: { lock?: boolean } = {}): Promise<Plan> {
+    let q = trx
+      .selectFrom('plans')
+      .selectAll()
+      .where(isIdOf('plan', ref) ? 'id' : 'code', '=', ref);
+    if (opts.lock) q = q.forUpdate();
+    const row = await q.executeTakeFirst();
+    if (!row) throw notFound('plan', ref);
+    const [plan] = await this.#hydrate([row], trx);
+    return plan!;
+  }
+
+  async listPlans(page: Page & { product?: string | undefined }): Promise<Plan[]> {
+    let q = this.#db
+      .selectFrom('plans')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
+    if (page.after) q = q.where('id', '>', page.after);
+    if (page.product) {
+      const product = await this.getProduct(page.product);
+      q = q.where('product_id', '=', product.id);
+    }
+    return this.#hydrate(await q.execute(), this.#db);
+  }
+
+  /** Three queries for a page of plans, however long: plans, their versions, their prices. */
+  async #hydrate(rows: PlansTable[], trx: Executor): Promise<Plan[]> {
+    const versions = await this.#versionsOf(
+      rows.map((r) => r.id),
+      trx,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      code: r.code,
+      name: r.name,
+      productId: r.product_id,
+      billingPeriod: r.billing_period,
+      trialDays: r.trial_days,
+      changeTiming: r.change_timing,
+      cancelTiming: r.cancel_timing,
+      createdAt: r.created_at,
+      versions: versions.get(r.id) ?? [],
+    }));
+  }
+
+  async #versionsOf(planIds: string[], trx: Executor): Promise<Map<string, PriceVersion[]>> {
+    const out = new Map<string, PriceVersion[]>();
+    if (planIds.length === 0) return out;
+    const versions = await trx
+      .selectFrom('price_versions')
+      .selectAll()
+      .where('plan_id', 'in', planIds)
+      .orderBy('plan_id')
+      .orderBy('version')
+      .execute();
+    const prices =
+      versions.length === 0
+        ? []
+        : await trx
+            .selectFrom('plan_prices')
+            .selectAll()
+            .where(
+              'price_version_id',
+              'in',
+              versions.map((v) => v.id),
+            )
+            .orderBy('currency')
+            .orderBy('market_id', (ob) => ob.nullsFirst())
+            .execute();
+    for (const v of versions) {
+      const list = out.get(v.plan_id) ?? [];
+      list.push({
+        id: v.id,
+        version: v.version,
+        effectiveAt: v.effective_at,
+        existingSubscribersFrom: v.existing_subscribers_from,
+        prices: prices
+          .filter((p) => p.price_version_id === v.id)
+          .map((p) => ({ currency: p.currency, marketId: p.market_id, amountMinor: p.amount_minor })),
+      });
+      out.set(v.plan_id, list);
+    }
+    return out;
+  }
+
+  /**
+   * The price of a plan for a customer in `market` at `at`: the pure rule of
+   * domain/price-resolution.ts over this plan's versions.
+   */
+  async priceFor(
+    planRef: string,
+    query: { market: string; at: Date; subscribedAt?: Date | null },
+    trx: Executor = this.#db,
+  ): Promise<ResolvedPrice & { market: Market }> {
+    const [plan, market] = await Promise.all([this.getPlan(planRef, trx), this.getMarket(query.market, trx)]);
+    const result = resolvePrice(plan.versions, {
+      market: { id: market.id, currency: market.currency },
+      at: query.at,
+      subscribedAt: query.subscribedAt ?? null,
+    });
+    if (!result.ok) throw new DomainError('price_not_found', `Plan ${plan.code}: ${result.detail}.`);
+    return { ...result.value, market };
+  }
+
+  async marketCodes(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await trx
+      .selectFrom('markets')
+      .select(['id', 'code'])
+      .where('id', 'in', [...new Set(ids)])
+      .execute();
+    return new Map(rows.map((r) => [r.id, r.code]));
+  }
+
+  async isEmpty(trx: Executor = this.#db): Promise<boolean> {
+    const row = await trx.selectFrom('plans').select('id').limit(1).executeTakeFirst();
+    const market = await trx.selectFrom('markets').select('id').limit(1).executeTakeFirst();
+    return !row && !market;
+  }
+
+  async #insertUnique(resource: string, code: string, insert: () => Promise<unknown>): Promise<void> {
+    try {
+      await insert();
+    } catch (e) {
+      if (isUniqueViolation(e)) throw alreadyExists(resource, 'code', code);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,46 @@
+export interface MarketsTable {
+  id: string;
+  code: string;
+  name: string | null;
+  currency: string;
+  tax_rate_bps: number;
+  tax_inclusive: boolean;
+  created_at: Date;
+}
+
+export interface ProductsTable {
+  id: string;
+  code: string;
+  name: string;
+  features: string[];
+  seats: number;
+  created_at: Date;
+}
+
+export interface PlansTable {
+  id: string;
+  code: string;
+  product_id: string;
+  name: string;
+  billing_period: 'week' | 'month' | 'year';
+  trial_days: number;
+  change_timing: 'immediate' | 'end_of_term' | null;
+  cancel_timing: 'immediate' | 'end_of_term' | null;
+  created_at: Date;
+}
+
+export interface PriceVersionsTable {
+  id: string;
+  plan_id: string;
+  version: number;
+  effective_at: Date | null;
+  existing_subscribers_from: Date | null;
+  created_at: Date;
+}
+
+export interface PlanPricesTable {
+  price_version_id: string;
+  currency: string;
+  market_id: string | null;
+  amount_minor: number;
+}

@@ -1,0 +1,147 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
+import { problemResponses, timestamp } from '../../http/schemas.js';
+import type { UnitOfWork } from '../../http/unit-of-work.js';
+import { isoSeconds } from '../../kernel/clock.js';
+import type { CatalogService } from '../catalog/service.js';
+import type { Customer, CustomerService } from './service.js';
+
+const customerBody = z.object({
+  externalId: z.string().min(1).max(255).describe("The identity system's user id; unique"),
+  market: z.string().min(1).max(64).describe('Market code or id'),
+  email: z.email().max(320).optional(),
+  name: z.string().min(1).max(200).optional(),
+  billingCycleDay: z
+    .number()
+    .int()
+    .min(1)
+    .max(31)
+    .optional()
+    .describe('Day of month renewals fall on, clamped to month end'),
+  testClock: z.string().min(1).max(64).optional().describe('Attach to a test clock (simulated time)'),
+});
+const customerDto = z.object({
+  id: z.string(),
+  externalId: z.string(),
+  market: z.string().describe('Market code'),
+  currency: z.string(),
+  email: z.string().nullable(),
+  name: z.string().nullable(),
+  billingCycleDay: z.number().int().nullable(),
+  testClock: z.string().nullable(),
+  erased: z.boolean(),
+  erasedAt: timestamp.nullable(),
+  createdAt: timestamp,
+});
+const idParams = z.object({ id: z.string().min(1).max(255).describe('Customer id or externalId') });
+
+export function customerRoutes(
+  app: FastifyInstance,
+  deps: { customers: CustomerService; catalog: CatalogService; uow: UnitOfWork },
+) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { customers, catalog, uow } = deps;
+  const tags = ['Customers'];
+
+  async function toDto(list: Customer[]) {
+    const markets = new Map<string, { code: string; currency: string }>();
+    for (const id of new Set(list.map((c) => c.marketId))) {
+      const m = await catalog.getMarket(id);
+      markets.set(id, { code: m.code, currency: m.currency });
+    }
+    return list.map(
+      (c): z.infer<typeof customerDto> => ({
+        id: c.id,
+        externalId: c.externalId,
+        market: markets.get(c.marketId)?.code ?? c.marketId,
+        currency: markets.get(c.marketId)?.currency ?? '',
+        email: c.email,
+        name: c.name,
+        billingCycleDay: c.billingCycleDay,
+        testClock: c.testClockId,
+        erased: c.erasedAt !== null,
+        erasedAt: c.erasedAt ? isoSeconds(c.erasedAt) : null,
+        createdAt: isoSeconds(c.createdAt),
+      }),
+    );
+  }
+  const one = async (c: Customer) => (await toDto([c]))[0]!;
+
+  r.post(
+    '/v1/customers',
+    {
+      schema: {
+        tags,
+        summary: 'Create a customer',
+        body: customerBody,
+        response: { 201: customerDto, ...problemResponses },
+      },
+      config: { scope: 'customers:write', action: 'customers.create', resourceType: 'customer' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const customer = await customers.create(req.body, trx);
+        return { status: 201, body: await one(customer), resourceId: customer.id };
+      }),
+  );
+  r.get(
+    '/v1/customers',
+    {
+      schema: {
+        tags,
+        summary: 'List customers, or find one by externalId',
+        querystring: pageQuery.extend({
+          externalId: z.string().min(1).max(255).optional(),
+          testClock: z.string().min(1).max(64).optional(),
+        }),
+        response: { 200: listOf(customerDto), ...problemResponses },
+      },
+      config: { scope: 'customers:read' },
+    },
+    async (req) => {
+      if (req.query.externalId !== undefined) {
+        const found = await customers.findByExternalId(req.query.externalId);
+        return { data: found ? await toDto([found]) : [], nextCursor: null };
+      }
+      const rows = await customers.list({
+        limit: req.query.limit,
+        after: decodeCursor(req.query.cursor),
+        testClock: req.query.testClock,
+      });
+      const page = toPage(rows, req.query.limit, (c) => c);
+      return { data: await toDto(page.data), nextCursor: page.nextCursor };
+    },
+  );
+  r.get(
+    '/v1/customers/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Get a customer by id or externalId',
+        params: idParams,
+        response: { 200: customerDto, ...problemResponses },
+      },
+      config: { scope: 'customers:read' },
+    },
+    async (req) => one(await customers.get(req.params.id)),
+  );
+  r.post(
+    '/v1/customers/:id/erase',
+    {
+      schema: {
+        tags,
+        summary: 'Erase personal data (GDPR): destroys the data key; ids and amounts remain',
+        params: idParams,
+        response: { 200: customerDto, ...problemResponses },
+      },
+      config: { scope: 'customers:write', action: 'customers.erase', resourceType: 'customer' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const customer = await customers.erase(req.params.id, trx);
+        return { status: 200, body: await one(customer), resourceId: customer.id };
+      }),
+  );
+}

@@ -1,0 +1,13 @@
+export interface CustomersTable {
+  id: string;
+  external_id: string;
+  market_id: string;
+  billing_cycle_day: number | null;
+  test_clock_id: string | null;
+  wrapped_data_key: Uint8Array | null;
+  master_key_id: string | null;
+  email_cipher: Uint8Array | null;
+  name_cipher: Uint8Array | null;
+  erased_at: Date | null;
+  created_at: Date;
+}

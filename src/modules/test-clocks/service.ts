@@ -1,0 +1,139 @@
+import type { Db, Executor } from '../../db/schema.js';
+import type { JobScheduler } from '../../jobs/scheduler.js';
+import type { Clock } from '../../kernel/clock.js';
+import { invalid, invalidState, notFound } from '../../kernel/errors.js';
+import { newId } from '../../kernel/ids.js';
+import type { TestClocksTable } from './tables.js';
+
+export interface TestClock {
+  id: string;
+  name: string | null;
+  frozenTime: Date;
+  status: 'ready' | 'advancing';
+  createdAt: Date;
+}
+
+/** A node advancing a clock holds it this long; a crashed advance can be resumed afterwards. */
+const ADVANCE_LEASE_MS = 10 * 60_000;
+
+const toClock = (r: TestClocksTable): TestClock => ({
+  id: r.id,
+  name: r.name,
+  frozenTime: r.frozen_time,
+  status: r.status,
+  createdAt: r.created_at,
+});
+
+/**
+ * Simulated time. Customers attached to a test clock read their "now" from it; advancing it runs
+ * every due job of those customers in time order, moving the clock to each job's time first, so a
+ * job sees exactly the time the real scheduler would have run it at.
+ */
+export class TestClockService {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #jobs: JobScheduler;
+
+  constructor(db: Db, clock: Clock, jobs: JobScheduler) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#jobs = jobs;
+  }
+
+  async create(input: { frozenTime: Date; name?: string | undefined }, trx: Executor): Promise<TestClock> {
+    const row: TestClocksTable = {
+      id: newId('testClock'),
+      name: input.name ?? null,
+      frozen_time: input.frozenTime,
+      status: 'ready',
+      advancing_to: null,
+      advance_lease_until: null,
+      created_at: this.#clock.now(),
+    };
+    await trx.insertInto('test_clocks').values(row).execute();
+    return toClock(row);
+  }
+
+  async get(id: string, trx: Executor = this.#db): Promise<TestClock> {
+    const row = await trx.selectFrom('test_clocks').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('test clock', id);
+    return toClock(row);
+  }
+
+  async list(page: { limit: number; after?: string | undefined }): Promise<TestClock[]> {
+    let q = this.#db
+      .selectFrom('test_clocks')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
+    if (page.after) q = q.where('id', '>', page.after);
+    return (await q.execute()).map(toClock);
+  }
+
+  /**
+   * Moves the clock forward to `to`, running due jobs in order; answers when all have run.
+   * Concurrent advances of one clock are refused (409 invalid_state).
+   */
+  async advance(id: string, to: Date): Promise<{ clock: TestClock; jobsRun: number }> {
+    const now = this.#clock.now();
+    const claimed = await this.#db.transaction().execute(async (trx) => {
+      const current = await trx
+        .selectFrom('test_clocks')
+        .selectAll()
+        .where('id', '=', id)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!current) throw notFound('test clock', id);
+      const leaseHeld =
+        current.advance_lease_until !== null && current.advance_lease_until.getTime() > now.getTime();
+      if (current.status === 'advancing' && leaseHeld) {
+        throw invalidState(
+          `Test clock ${id} is already advancing to ${current.advancing_to?.toISOString()}.`,
+        );
+      }
+      if (to.getTime() <= current.frozen_time.getTime()) {
+        throw invalid(
+          'frozenTime',
+          `must be after the clock's current time ${current.frozen_time.toISOString()}`,
+        );
+      }
+      await trx
+        .updateTable('test_clocks')
+        .set({
+          status: 'advancing',
+          advancing_to: to,
+          advance_lease_until: new Date(now.getTime() + ADVANCE_LEASE_MS),
+        })
+        .where('id', '=', id)
+        .execute();
+      return true;
+    });
+    void claimed;
+    let jobsRun: number;
+    try {
+      jobsRun = await this.#jobs.runDueForClock(id, to, async (at, trx) => {
+        await trx
+          .updateTable('test_clocks')
+          .set({ frozen_time: at })
+          .where('id', '=', id)
+          .where('frozen_time', '<', at)
+          .execute();
+      });
+    } catch (error) {
+      // The clock stays where the last job left it, ready for another try.
+      await this.#db
+        .updateTable('test_clocks')
+        .set({ status: 'ready', advancing_to: null, advance_lease_until: null })
+        .where('id', '=', id)
+        .execute();
+      throw error;
+    }
+    const row = await this.#db
+      .updateTable('test_clocks')
+      .set({ frozen_time: to, status: 'ready', advancing_to: null, advance_lease_until: null })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { clock: toClock(row), jobsRun };
+  }
+}

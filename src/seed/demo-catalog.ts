@@ -1,0 +1,161 @@
+import type { Services } from '../app.js';
+import type { Executor } from '../db/schema.js';
+import { parseMajor } from '../kernel/money.js';
+import type { BillingPeriod } from '../modules/catalog/service.js';
+
+/**
+ * The demo catalog of a music-streaming service: four products (Individual, Duo with 2 seats,
+ * Family with 6, Student), monthly and yearly plans, eight markets with their own currencies
+ * (JPY has no minor unit), tax-inclusive in the EU style where local law shows prices that way.
+ * Prices are written in major units here and converted exactly by the currency's exponent.
+ */
+const MARKETS = [
+  { code: 'SE', name: 'Sweden', currency: 'SEK', taxRateBps: 2500, taxInclusive: true },
+  { code: 'DE', name: 'Germany', currency: 'EUR', taxRateBps: 1900, taxInclusive: true },
+  { code: 'FR', name: 'France', currency: 'EUR', taxRateBps: 2000, taxInclusive: true },
+  { code: 'GB', name: 'United Kingdom', currency: 'GBP', taxRateBps: 2000, taxInclusive: true },
+  { code: 'US', name: 'United States', currency: 'USD', taxRateBps: 0, taxInclusive: false },
+  { code: 'JP', name: 'Japan', currency: 'JPY', taxRateBps: 1000, taxInclusive: true },
+  { code: 'IN', name: 'India', currency: 'INR', taxRateBps: 1800, taxInclusive: true },
+  { code: 'BR', name: 'Brazil', currency: 'BRL', taxRateBps: 0, taxInclusive: false },
+] as const;
+
+const FEATURES = ['ad-free', 'on-demand-playback', 'offline-downloads', 'high-fidelity-audio'];
+
+const PRODUCTS = [
+  { code: 'premium-individual', name: 'Premium Individual', seats: 1, features: FEATURES },
+  { code: 'premium-duo', name: 'Premium Duo', seats: 2, features: [...FEATURES, 'duo-mix'] },
+  {
+    code: 'premium-family',
+    name: 'Premium Family',
+    seats: 6,
+    features: [...FEATURES, 'family-mix', 'parental-controls'],
+  },
+  { code: 'premium-student', name: 'Premium Student', seats: 1, features: FEATURES },
+];
+
+/** Monthly prices in major units per currency; yearly is ten months (two free). */
+const MONTHLY: Record<string, Record<string, string>> = {
+  'premium-individual': {
+    SEK: '139',
+    EUR: '10.99',
+    GBP: '11.99',
+    USD: '11.99',
+    JPY: '980',
+    INR: '119',
+    BRL: '21.90',
+  },
+  'premium-duo': {
+    SEK: '179',
+    EUR: '14.99',
+    GBP: '16.99',
+    USD: '16.99',
+    JPY: '1280',
+    INR: '149',
+    BRL: '27.90',
+  },
+  'premium-family': {
+    SEK: '209',
+    EUR: '17.99',
+    GBP: '19.99',
+    USD: '19.99',
+    JPY: '1580',
+    INR: '179',
+    BRL: '34.90',
+  },
+  'premium-student': {
+    SEK: '75',
+    EUR: '5.99',
+    GBP: '5.99',
+    USD: '5.99',
+    JPY: '480',
+    INR: '59',
+    BRL: '11.90',
+  },
+};
+/** Market-specific prices that win over the currency price (France's Individual differs from Germany's). */
+const MARKET_OVERRIDES: Record<string, Array<{ market: string; currency: string; monthly: string }>> = {
+  'premium-individual': [{ market: 'FR', currency: 'EUR', monthly: '11.12' }],
+};
+const TRIAL_DAYS: Record<string, number> = {
+  'premium-individual': 30,
+  'premium-duo': 30,
+  'premium-family': 30,
+  'premium-student': 30,
+};
+
+function amount(major: string, currency: string, period: BillingPeriod): number {
+  const monthly = parseMajor(major, currency);
+  return period === 'year' ? monthly * 10 : monthly;
+}
+
+export interface SeedResult {
+  markets: number;
+  products: number;
+  plans: number;
+  skipped: boolean;
+}
+
+/** Creates what is missing of the demo catalog (by code), once per deployment. */
+export async function seedDemoCatalog(
+  services: Services,
+  opts: { force?: boolean } = {},
+): Promise<SeedResult> {
+  return services.db.transaction().execute(async (trx) => {
+    const seeded = await trx
+      .selectFrom('reprise_meta')
+      .select('key')
+      .where('key', '=', 'demo_seeded_at')
+      .executeTakeFirst();
+    if (seeded && !opts.force) return { markets: 0, products: 0, plans: 0, skipped: true };
+    const result = { markets: 0, products: 0, plans: 0, skipped: false };
+    const exists = async (table: 'markets' | 'products' | 'plans', code: string, t: Executor) =>
+      (await t.selectFrom(table).select('id').where('code', '=', code).executeTakeFirst()) !== undefined;
+
+    for (const m of MARKETS) {
+      if (await exists('markets', m.code, trx)) continue;
+      await services.catalog.createMarket(m, trx);
+      result.markets++;
+    }
+    for (const p of PRODUCTS) {
+      if (!(await exists('products', p.code, trx))) {
+        await services.catalog.createProduct(p, trx);
+        result.products++;
+      }
+      for (const period of ['month', 'year'] as const) {
+        const code = `${p.code}-${period === 'month' ? 'monthly' : 'yearly'}`;
+        if (await exists('plans', code, trx)) continue;
+        const prices = [
+          ...Object.entries(MONTHLY[p.code] ?? {}).map(([currency, major]) => ({
+            currency,
+            amount: amount(major, currency, period),
+          })),
+          ...(MARKET_OVERRIDES[p.code] ?? []).map((o) => ({
+            currency: o.currency,
+            market: o.market,
+            amount: amount(o.monthly, o.currency, period),
+          })),
+        ];
+        await services.catalog.createPlan(
+          {
+            code,
+            name: `${p.name} (${period === 'month' ? 'monthly' : 'yearly'})`,
+            product: p.code,
+            billingPeriod: period,
+            trialDays: period === 'month' ? (TRIAL_DAYS[p.code] ?? 0) : 0,
+            prices,
+            cancelTiming: 'end_of_term',
+          },
+          trx,
+        );
+        result.plans++;
+      }
+    }
+    await trx
+      .insertInto('reprise_meta')
+      .values({ key: 'demo_seeded_at', value: JSON.stringify(new Date().toISOString()) })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: JSON.stringify(new Date().toISOString()) }))
+      .execute();
+    return result;
+  });
+}

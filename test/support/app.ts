@@ -1,0 +1,58 @@
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { type App, createApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import type { Clock } from '../../src/kernel/clock.js';
+import { freshDatabase } from './database.js';
+
+export const BOOTSTRAP = 'test-bootstrap-key-with-every-scope';
+export const MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
+
+export interface TestApp {
+  app: App;
+  /** Calls the API as `key` (the bootstrap admin key by default). */
+  call(
+    method: InjectOptions['method'],
+    url: string,
+    body?: unknown,
+    opts?: { key?: string | null; headers?: Record<string, string> },
+  ): Promise<LightMyRequestResponse>;
+  /** Creates an API key with these scopes and returns its secret. */
+  keyWith(...scopes: string[]): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startTestApp(overrides: Partial<Config> = {}, clock?: Clock): Promise<TestApp> {
+  const database = await freshDatabase();
+  const config: Config = {
+    ...loadConfig({ REPRISE_DATA_DIR: '/tmp/reprise-test-unused' }),
+    bootstrapKey: BOOTSTRAP,
+    masterKey: MASTER_KEY,
+    seed: 'none',
+    ...overrides,
+  };
+  const app = await createApp({ config, database, ...(clock ? { clock } : {}) });
+  const call: TestApp['call'] = (method, url, body, opts = {}) => {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    const key = opts.key === undefined ? BOOTSTRAP : opts.key;
+    if (key !== null) headers.authorization = `Bearer ${key}`;
+    return app.server.inject({
+      method,
+      url,
+      headers,
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
+  };
+  return {
+    app,
+    call,
+    async keyWith(...scopes) {
+      const res = await call('POST', '/v1/api-keys', { name: `test ${scopes.join(' ')}`, scopes });
+      if (res.statusCode !== 201) throw new Error(`could not create key: ${res.body}`);
+      return res.json().secret as string;
+    },
+    async close() {
+      await app.close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { type DatabaseHandle, openDatabase } from '../../src/db/engine.js';
+
+export const ENGINE = process.env.DATABASE_URL ? 'postgres' : 'pglite';
+
+/**
+ * A fresh, empty database on the engine this run tests: in-memory PGlite, or a new database on
+ * the PostgreSQL server of DATABASE_URL (dropped again by close()).
+ */
+export async function freshDatabase(): Promise<DatabaseHandle & { url?: string }> {
+  const serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) return openDatabase({ dataDir: 'memory://' });
+  const name = `reprise_t_${process.env.REPRISE_TEST_RUN ?? 'adhoc'}_${randomBytes(4).toString('hex')}`;
+  await adminQuery(serverUrl, `CREATE DATABASE "${name}"`);
+  const url = withDatabase(serverUrl, name);
+  const handle = await openDatabase({ databaseUrl: url, poolMax: 10 });
+  return {
+    ...handle,
+    url,
+    async close() {
+      await handle.close();
+      await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    },
+  };
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+async function adminQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
