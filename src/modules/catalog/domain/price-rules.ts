@@ -49,8 +49,10 @@ export function checkPrices(
     let marketId = '';
     if (price.market !== undefined) {
       const market = findMarket(price.market);
-      if (!market) errors.push({ path: `${at}.market`, message: `unknown market '${price.market}'` });
-      else {
+      if (!market) {
+        errors.push({ path: `${at}.market`, message: `unknown market '${price.market}'` });
+        return;
+      } else {
         marketId = market.id;
         if (currencyOk && market.currency !== price.currency) {
           errors.push({
