@@ -31,7 +31,8 @@ export async function describeSchema(db: Db): Promise<Record<string, unknown>> {
       `${c.column_name} ${c.data_type === 'ARRAY' ? `${c.udt_name}` : c.data_type}${c.is_nullable === 'NO' ? ' NOT NULL' : ''}${c.column_default ? ` DEFAULT ${c.column_default}` : ''}`,
     );
   }
-  for (const k of constraints.rows) table(k.table_name!).constraints.push(`${k.name} ${k.kind} ${k.definition}`);
+  for (const k of constraints.rows)
+    table(k.table_name!).constraints.push(`${k.name} ${k.kind} ${k.definition}`);
   for (const i of indexes.rows) table(i.table_name!).indexes.push(i.definition!);
   return tables;
 }

@@ -52,7 +52,26 @@ class PGliteDriver implements Driver {
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    if (this.#held) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    if (this.#held) {
+      await new Promise<void>((resolve, reject) => {
+        const waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        // A query that waits this long is almost always a query issued outside an open
+        // transaction by the code holding that transaction: say so instead of hanging forever.
+        const timer = setTimeout(() => {
+          const index = this.#waiters.indexOf(waiter);
+          if (index >= 0) this.#waiters.splice(index, 1);
+          reject(
+            new Error(
+              `PGlite session busy for ${ACQUIRE_TIMEOUT_MS} ms: is a query running outside its transaction?`,
+            ),
+          );
+        }, ACQUIRE_TIMEOUT_MS);
+        this.#waiters.push(waiter);
+      });
+    }
     this.#held = true;
     return this.#connection;
   }
@@ -79,6 +98,7 @@ class PGliteDriver implements Driver {
   }
 }
 
+const ACQUIRE_TIMEOUT_MS = 20_000;
 const MUTATIONS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 
 class PGliteConnection implements DatabaseConnection {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/engine.js';
 import { describeSchema } from '../../src/db/describe-schema.js';
+import { openDatabase } from '../../src/db/engine.js';
 import { migrate } from '../../src/db/migrate.js';
 import { ENGINE, freshDatabase } from '../support/database.js';
 

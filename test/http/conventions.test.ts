@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENGINE } from '../support/database.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
 
@@ -8,7 +8,12 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({ rateLimitPerMinute: 1000 });
-    await t.call('POST', '/v1/markets', { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true });
+    await t.call('POST', '/v1/markets', {
+      code: 'SE',
+      currency: 'SEK',
+      taxRateBps: 2500,
+      taxInclusive: true,
+    });
   });
   afterAll(() => t.close());
 
@@ -17,7 +22,11 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       const res = await t.call('GET', '/v1/markets', undefined, { key: null });
       expect(res.statusCode).toBe(401);
       expect(res.headers['content-type']).toBe(PROBLEM);
-      expect(res.json()).toMatchObject({ status: 401, code: 'unauthenticated', title: 'Authentication required' });
+      expect(res.json()).toMatchObject({
+        status: 401,
+        code: 'unauthenticated',
+        title: 'Authentication required',
+      });
     });
 
     it('401 with an unknown key', async () => {
@@ -29,7 +38,12 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
     it('403 with a valid key that lacks the scope, naming the scope', async () => {
       const reader = await t.keyWith('catalog:read');
       expect((await t.call('GET', '/v1/markets', undefined, { key: reader })).statusCode).toBe(200);
-      const res = await t.call('POST', '/v1/markets', { code: 'NO', currency: 'NOK', taxRateBps: 2500, taxInclusive: true }, { key: reader });
+      const res = await t.call(
+        'POST',
+        '/v1/markets',
+        { code: 'NO', currency: 'NOK', taxRateBps: 2500, taxInclusive: true },
+        { key: reader },
+      );
       expect(res.statusCode).toBe(403);
       expect(res.json()).toMatchObject({ code: 'forbidden', requiredScope: 'catalog:write' });
       const listed = await t.call('GET', '/v1/markets/NO');
@@ -64,10 +78,18 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
         code: 'p1',
         product: 'x',
         billingPeriod: 'month',
-        prices: [{ currency: 'SEK', amount: 100 }, { currency: 'sek', amount: -5 }],
+        prices: [
+          { currency: 'SEK', amount: 100 },
+          { currency: 'sek', amount: -5 },
+        ],
       });
       expect(res.statusCode).toBe(400);
-      expect(res.json().errors.map((e: { path: string }) => e.path).sort()).toEqual(['prices[1].amount', 'prices[1].currency']);
+      expect(
+        res
+          .json()
+          .errors.map((e: { path: string }) => e.path)
+          .sort(),
+      ).toEqual(['prices[1].amount', 'prices[1].currency']);
     });
 
     it('validates the query string and path parameters too', async () => {
@@ -86,7 +108,10 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       const broken = await t.app.server.inject({
         method: 'POST',
         url: '/v1/markets',
-        headers: { authorization: 'Bearer test-bootstrap-key-with-every-scope', 'content-type': 'application/json' },
+        headers: {
+          authorization: 'Bearer test-bootstrap-key-with-every-scope',
+          'content-type': 'application/json',
+        },
         payload: '{"code":',
       });
       expect(broken.statusCode).toBe(400);
@@ -94,7 +119,10 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       const xml = await t.app.server.inject({
         method: 'POST',
         url: '/v1/markets',
-        headers: { authorization: 'Bearer test-bootstrap-key-with-every-scope', 'content-type': 'application/xml' },
+        headers: {
+          authorization: 'Bearer test-bootstrap-key-with-every-scope',
+          'content-type': 'application/xml',
+        },
         payload: '<market/>',
       });
       expect(xml.statusCode).toBe(415);
@@ -119,22 +147,37 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
     });
 
     it('409 already_exists for a duplicate code', async () => {
-      const res = await t.call('POST', '/v1/markets', { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true });
+      const res = await t.call('POST', '/v1/markets', {
+        code: 'SE',
+        currency: 'SEK',
+        taxRateBps: 2500,
+        taxInclusive: true,
+      });
       expect(res.statusCode).toBe(409);
       expect(res.json()).toMatchObject({ code: 'already_exists', errors: [{ path: 'code' }] });
     });
 
     it('413 for a body over the limit', async () => {
-      const res = await t.call('POST', '/v1/products', { code: 'big', features: ['x'], seats: 1, name: 'x'.repeat(300_000) });
+      const res = await t.call('POST', '/v1/products', {
+        code: 'big',
+        features: ['x'],
+        seats: 1,
+        name: 'x'.repeat(300_000),
+      });
       expect(res.statusCode).toBe(413);
       expect(res.json().code).toBe('payload_too_large');
     });
 
     it('every response carries a request id, taken from X-Request-Id when sane', async () => {
-      const res = await t.call('GET', '/v1/markets/NOPE', undefined, { headers: { 'x-request-id': 'trace-abc.123' } });
+      const res = await t.call('GET', '/v1/markets/NOPE', undefined, {
+        headers: { 'x-request-id': 'trace-abc.123' },
+      });
       expect(res.headers['request-id']).toBe('trace-abc.123');
       expect(res.json().requestId).toBe('trace-abc.123');
-      const generated = await t.call('GET', '/health', undefined, { key: null, headers: { 'x-request-id': 'bad id with spaces' } });
+      const generated = await t.call('GET', '/health', undefined, {
+        key: null,
+        headers: { 'x-request-id': 'bad id with spaces' },
+      });
       expect(generated.headers['request-id']).toMatch(/^req_/);
     });
   });
@@ -147,7 +190,12 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       const first = await t.call('POST', '/v1/products', body, { headers });
       expect(first.statusCode).toBe(201);
       expect(first.headers['idempotent-replayed']).toBeUndefined();
-      const again = await t.call('POST', '/v1/products', { seats: 1, features: ['ad-free'], code: 'idem-product' }, { headers });
+      const again = await t.call(
+        'POST',
+        '/v1/products',
+        { seats: 1, features: ['ad-free'], code: 'idem-product' },
+        { headers },
+      );
       expect(again.statusCode).toBe(201);
       expect(again.headers['idempotent-replayed']).toBe('true');
       expect(again.body).toBe(first.body);
@@ -157,7 +205,9 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
 
     it('422 idempotency_key_reused when the body differs', async () => {
       const headers = { 'idempotency-key': 'k-reused' };
-      expect((await t.call('POST', '/v1/products', { ...body, code: 'idem-a' }, { headers })).statusCode).toBe(201);
+      expect(
+        (await t.call('POST', '/v1/products', { ...body, code: 'idem-a' }, { headers })).statusCode,
+      ).toBe(201);
       const res = await t.call('POST', '/v1/products', { ...body, code: 'idem-b' }, { headers });
       expect(res.statusCode).toBe(422);
       expect(res.json().code).toBe('idempotency_key_reused');
@@ -179,7 +229,7 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
         return original(req, reply, work);
       };
       try {
-      const first = t.call('POST', '/v1/products', { ...body, code: 'idem-slow' }, { headers });
+        const first = t.call('POST', '/v1/products', { ...body, code: 'idem-slow' }, { headers });
         await new Promise((r) => setTimeout(r, 200));
         const second = await t.call('POST', '/v1/products', { ...body, code: 'idem-slow' }, { headers });
         expect(second.statusCode).toBe(409);
@@ -197,17 +247,34 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
     it('keys are scoped per API key', async () => {
       const other = await t.keyWith('catalog:write');
       const headers = { 'idempotency-key': 'k-scoped' };
-      expect((await t.call('POST', '/v1/products', { ...body, code: 'scoped-a' }, { headers })).statusCode).toBe(201);
-      const res = await t.call('POST', '/v1/products', { ...body, code: 'scoped-b' }, { key: other, headers });
+      expect(
+        (await t.call('POST', '/v1/products', { ...body, code: 'scoped-a' }, { headers })).statusCode,
+      ).toBe(201);
+      const res = await t.call(
+        'POST',
+        '/v1/products',
+        { ...body, code: 'scoped-b' },
+        { key: other, headers },
+      );
       expect(res.statusCode).toBe(201);
       expect(res.headers['idempotent-replayed']).toBeUndefined();
     });
 
     it('errors are replayed too (a 409 stays a 409)', async () => {
       const headers = { 'idempotency-key': 'k-error' };
-      const first = await t.call('POST', '/v1/markets', { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true }, { headers });
+      const first = await t.call(
+        'POST',
+        '/v1/markets',
+        { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true },
+        { headers },
+      );
       expect(first.statusCode).toBe(409);
-      const again = await t.call('POST', '/v1/markets', { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true }, { headers });
+      const again = await t.call(
+        'POST',
+        '/v1/markets',
+        { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true },
+        { headers },
+      );
       expect(again.statusCode).toBe(409);
       expect(again.headers['idempotent-replayed']).toBe('true');
       expect(again.headers['content-type']).toBe(PROBLEM);
@@ -233,7 +300,9 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       }
       expect(seen).toEqual([...seen].sort());
       expect(new Set(seen).size).toBe(seen.length);
-      const all = (await t.call('GET', '/v1/products?limit=100')).json().data.map((p: { id: string }) => p.id);
+      const all = (await t.call('GET', '/v1/products?limit=100'))
+        .json()
+        .data.map((p: { id: string }) => p.id);
       expect(seen).toEqual(all);
     });
   });
@@ -242,7 +311,9 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
     it('serves an OpenAPI 3.1 document generated from the route schemas', async () => {
       const doc = (await t.call('GET', '/openapi.json', undefined, { key: null })).json();
       expect(doc.openapi).toBe('3.1.0');
-      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/plans', '/v1/customers/{id}/erase', '/v1/test-clocks/{id}/advance']));
+      expect(Object.keys(doc.paths)).toEqual(
+        expect.arrayContaining(['/v1/plans', '/v1/customers/{id}/erase', '/v1/test-clocks/{id}/advance']),
+      );
       const plan = doc.paths['/v1/plans'].post.requestBody.content['application/json'].schema;
       expect(plan.required).toEqual(expect.arrayContaining(['code', 'product', 'billingPeriod', 'prices']));
     });
@@ -256,7 +327,9 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
     it('exposes Prometheus metrics by route template and the database pool', async () => {
       await t.call('GET', '/v1/markets/SE');
       const text = (await t.call('GET', '/metrics', undefined, { key: null })).body;
-      expect(text).toMatch(/reprise_http_requests_total\{method="GET",route="\/v1\/markets\/:id",status="200"\} \d+/);
+      expect(text).toMatch(
+        /reprise_http_requests_total\{method="GET",route="\/v1\/markets\/:id",status="200"\} \d+/,
+      );
       expect(text).toContain('reprise_http_request_duration_seconds_bucket');
       expect(text).toMatch(/reprise_db_pool_connections\{state="total",engine="(pglite|postgres)"\}/);
     });
@@ -274,7 +347,8 @@ describe(`rate limits (${ENGINE})`, () => {
     const busy = await t.keyWith('catalog:read');
     const calm = await t.keyWith('catalog:read');
     const statuses: number[] = [];
-    for (let i = 0; i < 7; i++) statuses.push((await t.call('GET', '/v1/markets', undefined, { key: busy })).statusCode);
+    for (let i = 0; i < 7; i++)
+      statuses.push((await t.call('GET', '/v1/markets', undefined, { key: busy })).statusCode);
     expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
     const limited = await t.call('GET', '/v1/markets', undefined, { key: busy });
     expect(limited.statusCode).toBe(429);

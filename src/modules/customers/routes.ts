@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { Executor } from '../../db/schema.js';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
@@ -45,10 +46,11 @@ export function customerRoutes(
   const { customers, catalog, uow } = deps;
   const tags = ['Customers'];
 
-  async function toDto(list: Customer[]) {
+  // Inside a unit of work, reads must use its transaction: on PGlite the one session is held by it.
+  async function toDto(list: Customer[], trx?: Executor) {
     const markets = new Map<string, { code: string; currency: string }>();
     for (const id of new Set(list.map((c) => c.marketId))) {
-      const m = await catalog.getMarket(id);
+      const m = await catalog.getMarket(id, trx);
       markets.set(id, { code: m.code, currency: m.currency });
     }
     return list.map(
@@ -67,7 +69,7 @@ export function customerRoutes(
       }),
     );
   }
-  const one = async (c: Customer) => (await toDto([c]))[0]!;
+  const one = async (c: Customer, trx?: Executor) => (await toDto([c], trx))[0]!;
 
   r.post(
     '/v1/customers',
@@ -83,7 +85,7 @@ export function customerRoutes(
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
         const customer = await customers.create(req.body, trx);
-        return { status: 201, body: await one(customer), resourceId: customer.id };
+        return { status: 201, body: await one(customer, trx), resourceId: customer.id };
       }),
   );
   r.get(
@@ -141,7 +143,7 @@ export function customerRoutes(
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
         const customer = await customers.erase(req.params.id, trx);
-        return { status: 200, body: await one(customer), resourceId: customer.id };
+        return { status: 200, body: await one(customer, trx), resourceId: customer.id };
       }),
   );
 }

@@ -1,0 +1,141 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLAIM_LEASE_MS } from '../../src/http/idempotency.js';
+import { ManualClock } from '../../src/kernel/clock.js';
+import { BOOTSTRAP_KEY_ID } from '../../src/modules/api-keys/service.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+describe(`idempotency store (${ENGINE})`, () => {
+  const clock = new ManualClock('2026-01-01T00:00:00Z');
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ idempotencyRetentionHours: 24 }, clock);
+    await t.call('POST', '/v1/markets', {
+      code: 'DE',
+      currency: 'EUR',
+      taxRateBps: 1900,
+      taxInclusive: true,
+    });
+  });
+  afterAll(() => t.close());
+
+  const customer = (externalId: string) => ({ externalId, market: 'DE' });
+  const countCustomers = async (externalId: string) =>
+    (await t.call('GET', `/v1/customers?externalId=${externalId}`)).json().data.length as number;
+
+  it('a claim left by a request that died is taken over once its lease ran out', async () => {
+    // What a crash leaves behind: the claim, and no effect (the two commit together).
+    await t.app.services.db
+      .insertInto('idempotency_keys')
+      .values({
+        api_key_id: BOOTSTRAP_KEY_ID,
+        key: 'k-crashed',
+        request_hash: (await hashOf('/v1/customers', customer('crash-1')))!,
+        method: 'POST',
+        path: '/v1/customers',
+        state: 'in_flight',
+        lock_token: 'dead-process',
+        locked_until: new Date(clock.now().getTime() + CLAIM_LEASE_MS),
+        response_status: null,
+        response_body: null,
+        created_at: clock.now(),
+        completed_at: null,
+      })
+      .execute();
+    const headers = { 'idempotency-key': 'k-crashed' };
+    const early = await t.call('POST', '/v1/customers', customer('crash-1'), { headers });
+    expect(early.statusCode).toBe(409);
+    expect(early.json().code).toBe('idempotency_key_in_use');
+    clock.advanceMs(CLAIM_LEASE_MS + 1);
+    const retried = await t.call('POST', '/v1/customers', customer('crash-1'), { headers });
+    expect(retried.statusCode).toBe(201);
+    const replay = await t.call('POST', '/v1/customers', customer('crash-1'), { headers });
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.json().id).toBe(retried.json().id);
+    expect(await countCustomers('crash-1')).toBe(1);
+  });
+
+  it('a request whose claim was taken over cannot commit its effect', async () => {
+    const store = t.app.services.idempotency;
+    const claim = { key: 'k-stolen', token: 'mine', settled: false };
+    await t.app.services.db
+      .insertInto('idempotency_keys')
+      .values({
+        api_key_id: BOOTSTRAP_KEY_ID,
+        key: 'k-stolen',
+        request_hash: 'h',
+        method: 'POST',
+        path: '/x',
+        state: 'in_flight',
+        lock_token: 'the-retry-took-it',
+        locked_until: clock.now(),
+        response_status: null,
+        response_body: null,
+        created_at: clock.now(),
+        completed_at: null,
+      })
+      .execute();
+    await expect(store.complete(t.app.services.db, BOOTSTRAP_KEY_ID, claim, 201, '{}')).rejects.toMatchObject(
+      {
+        code: 'idempotency_key_in_use',
+      },
+    );
+  });
+
+  it('a 5xx is not stored: the key is released and a retry runs the request', async () => {
+    const headers = { 'idempotency-key': 'k-500' };
+    const customers = t.app.services.customers;
+    const original = customers.create.bind(customers);
+    customers.create = async () => {
+      throw new Error('database fell over');
+    };
+    try {
+      const failed = await t.call('POST', '/v1/customers', customer('five-hundred'), { headers });
+      expect(failed.statusCode).toBe(500);
+      expect(failed.json().code).toBe('internal_error');
+    } finally {
+      customers.create = original;
+    }
+    const retried = await t.call('POST', '/v1/customers', customer('five-hundred'), { headers });
+    expect(retried.statusCode).toBe(201);
+    expect(retried.headers['idempotent-replayed']).toBeUndefined();
+  });
+
+  it('parallel retries of one request produce one effect', async () => {
+    const headers = { 'idempotency-key': 'k-parallel' };
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => t.call('POST', '/v1/customers', customer('parallel-1'), { headers })),
+    );
+    const statuses = results.map((r) => r.statusCode);
+    expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1);
+    expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
+    const ids = new Set(results.filter((r) => r.statusCode === 201).map((r) => r.json().id));
+    expect(ids.size).toBe(1);
+    expect(await countCustomers('parallel-1')).toBe(1);
+  });
+
+  it('keys are kept at least 24 hours, then pruned', async () => {
+    const headers = { 'idempotency-key': 'k-old' };
+    expect((await t.call('POST', '/v1/customers', customer('prune-1'), { headers })).statusCode).toBe(201);
+    clock.advanceMs(23 * 3_600_000);
+    await t.app.services.idempotency.prune();
+    expect(
+      (await t.call('POST', '/v1/customers', customer('prune-1'), { headers })).headers[
+        'idempotent-replayed'
+      ],
+    ).toBe('true');
+    clock.advanceMs(2 * 3_600_000);
+    const pruned = await t.app.services.idempotency.prune();
+    expect(pruned).toBeGreaterThanOrEqual(1);
+    const left = await sql<{
+      n: number;
+    }>`SELECT count(*)::int AS n FROM idempotency_keys WHERE key = 'k-old'`.execute(t.app.services.db);
+    expect(left.rows[0]?.n).toBe(0);
+  });
+
+  async function hashOf(url: string, body: unknown): Promise<string> {
+    const { requestHash } = await import('../../src/http/idempotency.js');
+    return requestHash({ method: 'POST', url, body } as Parameters<typeof requestHash>[0]);
+  }
+});

@@ -1,0 +1,204 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+describe(`test clocks and due jobs (${ENGINE})`, () => {
+  let t: TestApp;
+  const seen: Array<{ job: string; now: string; clockTime: string; customerNow: string }> = [];
+  beforeAll(async () => {
+    t = await startTestApp();
+    await t.call('POST', '/v1/markets', {
+      code: 'SE',
+      currency: 'SEK',
+      taxRateBps: 2500,
+      taxInclusive: true,
+    });
+    const { jobs, testClocks, customers } = t.app.services;
+    jobs.register('test.record', async (job, { trx, now }) => {
+      const clock = await testClocks.get(job.testClockId!, trx);
+      seen.push({
+        job: (job.payload as { name: string }).name,
+        now: now.toISOString(),
+        clockTime: clock.frozenTime.toISOString(),
+        customerNow: (await customers.now(job.customerId!, trx)).toISOString(),
+      });
+    });
+    jobs.register('test.fails', async () => {
+      throw new Error('card network down');
+    });
+  });
+  afterAll(() => t.close());
+
+  it('creates and gets a clock', async () => {
+    const res = await t.call('POST', '/v1/test-clocks', {
+      frozenTime: '2025-01-01T00:00:00Z',
+      name: 'renewals',
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({
+      frozenTime: '2025-01-01T00:00:00Z',
+      status: 'ready',
+      name: 'renewals',
+    });
+    expect((await t.call('GET', `/v1/test-clocks/${res.json().id}`)).json()).toEqual(res.json());
+  });
+
+  it('advancing runs every due job in time order, each at its own time, and stops at the target', async () => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    const customer = (
+      await t.call('POST', '/v1/customers', { externalId: 'clocked-1', market: 'SE', testClock: clock.id })
+    ).json();
+    const { jobs, db } = t.app.services;
+    const at = (iso: string, name: string) =>
+      jobs.schedule(db, {
+        kind: 'test.record',
+        runAt: new Date(iso),
+        customerId: customer.id,
+        testClockId: clock.id,
+        payload: { name },
+      });
+    await at('2025-03-01T00:00:00Z', 'renewal-march');
+    await at('2025-01-31T00:00:00Z', 'trial-end');
+    await at('2025-02-28T00:00:00Z', 'renewal-february');
+    await at('2025-06-01T00:00:00Z', 'after-target');
+    // A job of the wall clock and one of another clock are not this clock's business.
+    await jobs.schedule(db, {
+      kind: 'test.record',
+      runAt: new Date('2025-02-01T00:00:00Z'),
+      payload: { name: 'wall-clock' },
+    });
+
+    const res = await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, {
+      frozenTime: '2025-04-01T00:00:00Z',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ frozenTime: '2025-04-01T00:00:00Z', status: 'ready', jobsRun: 3 });
+    expect(seen).toEqual([
+      {
+        job: 'trial-end',
+        now: '2025-01-31T00:00:00.000Z',
+        clockTime: '2025-01-31T00:00:00.000Z',
+        customerNow: '2025-01-31T00:00:00.000Z',
+      },
+      {
+        job: 'renewal-february',
+        now: '2025-02-28T00:00:00.000Z',
+        clockTime: '2025-02-28T00:00:00.000Z',
+        customerNow: '2025-02-28T00:00:00.000Z',
+      },
+      {
+        job: 'renewal-march',
+        now: '2025-03-01T00:00:00.000Z',
+        clockTime: '2025-03-01T00:00:00.000Z',
+        customerNow: '2025-03-01T00:00:00.000Z',
+      },
+    ]);
+    seen.length = 0;
+    await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, { frozenTime: '2025-07-01T00:00:00Z' });
+    expect(seen.map((s) => s.job)).toEqual(['after-target']);
+    seen.length = 0;
+  });
+
+  it('a job that schedules another due job sees it run in the same advance', async () => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    const { jobs, db } = t.app.services;
+    let renewals = 0;
+    jobs.register('test.renewal', async (job, { trx, now }) => {
+      renewals++;
+      const next = new Date(now);
+      next.setUTCMonth(next.getUTCMonth() + 1);
+      await jobs.schedule(trx, {
+        kind: 'test.renewal',
+        runAt: next,
+        testClockId: job.testClockId,
+        dedupeKey: `renewal:${next.toISOString()}`,
+      });
+    });
+    await jobs.schedule(db, {
+      kind: 'test.renewal',
+      runAt: new Date('2025-01-15T00:00:00Z'),
+      testClockId: clock.id,
+    });
+    const res = await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, {
+      frozenTime: '2025-12-31T00:00:00Z',
+    });
+    expect(res.json().jobsRun).toBe(12);
+    expect(renewals).toBe(12);
+  });
+
+  it('a failing job is retried later in simulated time, then marked failed; the advance completes', async () => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    const { jobs, db } = t.app.services;
+    const id = await jobs.schedule(db, {
+      kind: 'test.fails',
+      runAt: new Date('2025-01-02T00:00:00Z'),
+      testClockId: clock.id,
+    });
+    const res = await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, {
+      frozenTime: '2025-02-01T00:00:00Z',
+    });
+    expect(res.statusCode).toBe(200);
+    const row = await db
+      .selectFrom('scheduled_jobs')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ state: 'failed', attempts: 5, last_error: 'card network down' });
+  });
+
+  it('refuses to move backwards or to the same instant, naming frozenTime', async () => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-05-01T00:00:00Z' })).json();
+    for (const frozenTime of ['2025-04-01T00:00:00Z', '2025-05-01T00:00:00Z']) {
+      const res = await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, { frozenTime });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].path).toBe('frozenTime');
+    }
+    expect(
+      (await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, { frozenTime: 'tomorrow' })).statusCode,
+    ).toBe(400);
+    expect(
+      (
+        await t.call('POST', '/v1/test-clocks/clk_01ARZ3NDEKTSV4RRFFQ69G5FAV/advance', {
+          frozenTime: '2030-01-01T00:00:00Z',
+        })
+      ).statusCode,
+    ).toBe(404);
+  });
+
+  it('refuses a second advance while one runs (409 invalid_state)', async () => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    await t.app.services.db
+      .updateTable('test_clocks')
+      .set({ status: 'advancing', advance_lease_until: new Date(Date.now() + 60_000) })
+      .where('id', '=', clock.id)
+      .execute();
+    const res = await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, {
+      frozenTime: '2025-02-01T00:00:00Z',
+    });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().code).toBe('invalid_state');
+    // An advance whose node died (lease over) can be resumed.
+    await t.app.services.db
+      .updateTable('test_clocks')
+      .set({ advance_lease_until: new Date(Date.now() - 1) })
+      .where('id', '=', clock.id)
+      .execute();
+    expect(
+      (await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, { frozenTime: '2025-02-01T00:00:00Z' }))
+        .statusCode,
+    ).toBe(200);
+  });
+
+  it('wall-clock jobs run on the system clock when due, never twice', async () => {
+    const { jobs, db } = t.app.services;
+    let runs = 0;
+    jobs.register('test.wall', async () => {
+      runs++;
+    });
+    await jobs.schedule(db, { kind: 'test.wall', runAt: new Date(Date.now() - 1000), dedupeKey: 'wall-1' });
+    await jobs.schedule(db, { kind: 'test.wall', runAt: new Date(Date.now() - 1000), dedupeKey: 'wall-1' });
+    await jobs.schedule(db, { kind: 'test.wall', runAt: new Date(Date.now() + 3_600_000) });
+    await Promise.all([jobs.runDue(), jobs.runDue()]);
+    expect(runs).toBe(1);
+  });
+});
