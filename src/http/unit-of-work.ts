@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Db, Executor } from '../db/schema.js';
+import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
 import type { AuditService } from '../modules/audit/service.js';
 import type { IdempotencyStore } from './idempotency.js';
@@ -36,7 +37,7 @@ export class UnitOfWork {
     const principal = request.principal;
     assert(principal, 'unit of work needs an authenticated request');
     const config = request.routeOptions.config;
-    const { status, json } = await this.#db.transaction().execute(async (trx) => {
+    const { status, json } = await transact(this.#db, async (trx) => {
       const outcome = await work(trx);
       const text = JSON.stringify(outcome.body);
       await this.#audit.record(trx, {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
+import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
@@ -88,7 +89,7 @@ export class JobScheduler {
   ): Promise<number> {
     let ran = 0;
     for (; ran < JOBS_PER_RUN_MAX; ran++) {
-      const done = await this.#db.transaction().execute(async (trx) => {
+      const done = await transact(this.#db, async (trx) => {
         const row = await trx
           .selectFrom('scheduled_jobs')
           .selectAll()
@@ -115,7 +116,7 @@ export class JobScheduler {
   async runDue(batch = 100): Promise<number> {
     let ran = 0;
     for (; ran < batch; ran++) {
-      const done = await this.#db.transaction().execute(async (trx) => {
+      const done = await transact(this.#db, async (trx) => {
         const now = this.#clock.now();
         const row = await trx
           .selectFrom('scheduled_jobs')

@@ -1,5 +1,6 @@
 import type { Services } from '../app.js';
 import type { Executor } from '../db/schema.js';
+import { transact } from '../db/transaction.js';
 import { parseMajor } from '../kernel/money.js';
 import type { BillingPeriod } from '../modules/catalog/service.js';
 
@@ -101,7 +102,7 @@ export async function seedDemoCatalog(
   services: Services,
   opts: { force?: boolean } = {},
 ): Promise<SeedResult> {
-  return services.db.transaction().execute(async (trx) => {
+  return transact(services.db, async (trx) => {
     const seeded = await trx
       .selectFrom('reprise_meta')
       .select('key')

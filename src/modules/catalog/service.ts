@@ -1,5 +1,6 @@
 import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
+import { afterCommit } from '../../db/transaction.js';
 import type { Clock } from '../../kernel/clock.js';
 import { isCurrency } from '../../kernel/currency.js';
 import { alreadyExists, DomainError, invalid, invalidMany, notFound } from '../../kernel/errors.js';
@@ -99,6 +100,29 @@ interface Page {
   after?: string | undefined;
 }
 
+/** The whole catalog in memory: it is read on every checkout and changes rarely. */
+interface Snapshot {
+  generation: number;
+  loadedAtMs: number;
+  markets: Market[];
+  products: Product[];
+  plans: Plan[];
+  marketByRef: Map<string, Market>;
+  productByRef: Map<string, Product>;
+  planByRef: Map<string, Plan>;
+}
+
+/**
+ * How stale another node's view of the catalog may be. This node drops its snapshot as soon as
+ * one of its own catalog writes commits.
+ */
+export const SNAPSHOT_TTL_MS = 2_000;
+
+function page<T extends { id: string }>(items: T[], p: Page): T[] {
+  const start = p.after ? items.findIndex((x) => x.id > p.after!) : 0;
+  return start < 0 ? [] : items.slice(start, start + p.limit + 1);
+}
+
 /**
  * Markets, products, plans and their price versions. Everything that refers to one of them
  * accepts its id or its code.
@@ -106,10 +130,87 @@ interface Page {
 export class CatalogService {
   readonly #db: Db;
   readonly #clock: Clock;
+  #snapshot: Snapshot | undefined;
+  #loading: Promise<Snapshot> | undefined;
+  #generation = 0;
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
     this.#clock = clock;
+  }
+
+  /** Reads outside a transaction are served from the snapshot; inside one, from the database. */
+  async #cached(trx: Executor): Promise<Snapshot | undefined> {
+    if (trx.isTransaction) return undefined;
+    const snap = this.#snapshot;
+    if (snap && snap.generation === this.#generation && Date.now() - snap.loadedAtMs < SNAPSHOT_TTL_MS)
+      return snap;
+    if (!this.#loading) {
+      this.#loading = this.#load().finally(() => {
+        this.#loading = undefined;
+      });
+    }
+    return this.#loading;
+  }
+
+  async #load(): Promise<Snapshot> {
+    const generation = this.#generation;
+    const loadedAtMs = Date.now();
+    const [marketRows, productRows, planRows] = await Promise.all([
+      this.#db.selectFrom('markets').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('products').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('plans').selectAll().orderBy('id').execute(),
+    ]);
+    const markets = marketRows.map(toMarket);
+    const products = productRows.map(toProduct);
+    const plans = await this.#hydrate(planRows, this.#db);
+    const snap: Snapshot = {
+      generation,
+      loadedAtMs,
+      markets,
+      products,
+      plans,
+      marketByRef: new Map(
+        markets.flatMap(
+          (m) =>
+            [
+              [m.id, m],
+              [m.code, m],
+            ] as const,
+        ),
+      ),
+      productByRef: new Map(
+        products.flatMap(
+          (m) =>
+            [
+              [m.id, m],
+              [m.code, m],
+            ] as const,
+        ),
+      ),
+      planByRef: new Map(
+        plans.flatMap(
+          (m) =>
+            [
+              [m.id, m],
+              [m.code, m],
+            ] as const,
+        ),
+      ),
+    };
+    // A write that committed while this loaded bumped the generation: do not keep stale data.
+    if (generation === this.#generation) this.#snapshot = snap;
+    return snap;
+  }
+
+  /** Called by every catalog write: the snapshot goes now and again once the write commits. */
+  #changed(trx: Executor): void {
+    this.#generation++;
+    this.#snapshot = undefined;
+    afterCommit(trx, () => {
+      this.#generation++;
+      this.#snapshot = undefined;
+    });
   }
 
   // ---- markets ---------------------------------------------------------------------------
@@ -127,10 +228,17 @@ export class CatalogService {
       created_at: this.#clock.now(),
     };
     await this.#insertUnique('market', input.code, () => trx.insertInto('markets').values(row).execute());
+    this.#changed(trx);
     return toMarket(row);
   }
 
   async getMarket(ref: string, trx: Executor = this.#db): Promise<Market> {
+    const snap = await this.#cached(trx);
+    if (snap) {
+      const found = snap.marketByRef.get(ref);
+      if (!found) throw notFound('market', ref);
+      return found;
+    }
     const row = await trx
       .selectFrom('markets')
       .selectAll()
@@ -140,13 +248,15 @@ export class CatalogService {
     return toMarket(row);
   }
 
-  async listMarkets(page: Page): Promise<Market[]> {
+  async listMarkets(p: Page): Promise<Market[]> {
+    const snap = await this.#cached(this.#db);
+    if (snap) return page(snap.markets, p);
     let q = this.#db
       .selectFrom('markets')
       .selectAll()
       .orderBy('id')
-      .limit(page.limit + 1);
-    if (page.after) q = q.where('id', '>', page.after);
+      .limit(p.limit + 1);
+    if (p.after) q = q.where('id', '>', p.after);
     return (await q.execute()).map(toMarket);
   }
 
@@ -171,10 +281,17 @@ export class CatalogService {
         .values({ ...row, features: JSON.stringify(row.features) as unknown as string[] })
         .execute(),
     );
+    this.#changed(trx);
     return toProduct(row);
   }
 
   async getProduct(ref: string, trx: Executor = this.#db): Promise<Product> {
+    const snap = await this.#cached(trx);
+    if (snap) {
+      const found = snap.productByRef.get(ref);
+      if (!found) throw notFound('product', ref);
+      return found;
+    }
     const row = await trx
       .selectFrom('products')
       .selectAll()
@@ -194,13 +311,15 @@ export class CatalogService {
     return new Map(rows.map((r) => [r.id, toProduct(r)]));
   }
 
-  async listProducts(page: Page): Promise<Product[]> {
+  async listProducts(p: Page): Promise<Product[]> {
+    const snap = await this.#cached(this.#db);
+    if (snap) return page(snap.products, p);
     let q = this.#db
       .selectFrom('products')
       .selectAll()
       .orderBy('id')
-      .limit(page.limit + 1);
-    if (page.after) q = q.where('id', '>', page.after);
+      .limit(p.limit + 1);
+    if (p.after) q = q.where('id', '>', p.after);
     return (await q.execute()).map(toProduct);
   }
 
@@ -229,6 +348,7 @@ export class CatalogService {
     };
     await this.#insertUnique('plan', input.code, () => trx.insertInto('plans').values(plan).execute());
     await this.#insertVersion(trx, plan.id, 1, null, null, input.prices, markets, now);
+    this.#changed(trx);
     return this.getPlan(plan.id, trx);
   }
 
@@ -261,6 +381,7 @@ export class CatalogService {
       markets,
       this.#clock.now(),
     );
+    this.#changed(trx);
     const versions = await this.#versionsOf([plan.id], trx);
     const created = versions.get(plan.id)?.find((v) => v.id === id);
     if (!created) throw new Error('price version vanished inside its own transaction');
@@ -307,6 +428,12 @@ export class CatalogService {
   }
 
   async getPlan(ref: string, trx: Executor = this.#db, opts: { lock?: boolean } = {}): Promise<Plan> {
+    const snap = opts.lock ? undefined : await this.#cached(trx);
+    if (snap) {
+      const found = snap.planByRef.get(ref);
+      if (!found) throw notFound('plan', ref);
+      return found;
+    }
     let q = trx
       .selectFrom('plans')
       .selectAll()
@@ -318,17 +445,17 @@ export class CatalogService {
     return plan!;
   }
 
-  async listPlans(page: Page & { product?: string | undefined }): Promise<Plan[]> {
+  async listPlans(p: Page & { product?: string | undefined }): Promise<Plan[]> {
+    const productId = p.product ? (await this.getProduct(p.product)).id : undefined;
+    const snap = await this.#cached(this.#db);
+    if (snap) return page(productId ? snap.plans.filter((x) => x.productId === productId) : snap.plans, p);
     let q = this.#db
       .selectFrom('plans')
       .selectAll()
       .orderBy('id')
-      .limit(page.limit + 1);
-    if (page.after) q = q.where('id', '>', page.after);
-    if (page.product) {
-      const product = await this.getProduct(page.product);
-      q = q.where('product_id', '=', product.id);
-    }
+      .limit(p.limit + 1);
+    if (p.after) q = q.where('id', '>', p.after);
+    if (productId) q = q.where('product_id', '=', productId);
     return this.#hydrate(await q.execute(), this.#db);
   }
 
@@ -413,6 +540,8 @@ export class CatalogService {
 
   async marketCodes(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, string>> {
     if (ids.length === 0) return new Map();
+    const snap = await this.#cached(trx);
+    if (snap) return new Map(ids.map((id) => [id, snap.marketByRef.get(id)?.code ?? id]));
     const rows = await trx
       .selectFrom('markets')
       .select(['id', 'code'])

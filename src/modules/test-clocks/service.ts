@@ -1,4 +1,5 @@
 import type { Db, Executor } from '../../db/schema.js';
+import { transact } from '../../db/transaction.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import type { Clock } from '../../kernel/clock.js';
 import { invalid, invalidState, notFound } from '../../kernel/errors.js';
@@ -76,7 +77,7 @@ export class TestClockService {
    */
   async advance(id: string, to: Date): Promise<{ clock: TestClock; jobsRun: number }> {
     const now = this.#clock.now();
-    const claimed = await this.#db.transaction().execute(async (trx) => {
+    const claimed = await transact(this.#db, async (trx) => {
       const current = await trx
         .selectFrom('test_clocks')
         .selectAll()
