@@ -166,7 +166,25 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       },
       security: [{ apiKey: [] }],
     },
-    transform: jsonSchemaTransform,
+    // Every POST documents the Idempotency-Key header it accepts.
+    transform: (input) => {
+      const out = jsonSchemaTransform(input);
+      if (input.route.method === 'POST' && input.url.startsWith('/v1/')) {
+        const schema = out.schema as Record<string, unknown>;
+        schema.headers = {
+          type: 'object',
+          properties: {
+            'idempotency-key': {
+              type: 'string',
+              minLength: 1,
+              maxLength: 255,
+              description: 'Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true)',
+            },
+          },
+        };
+      }
+      return out;
+    },
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
