@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
+import { adminQuery, withDatabase } from '../../src/db/admin.js';
 
 export interface RunningServer {
   url: string;
@@ -39,11 +39,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
   let databaseUrl: string | undefined;
   if (process.env.DATABASE_URL) {
     const name = `reprise_bench_${Date.now().toString(36)}`;
-    await admin(process.env.DATABASE_URL, `CREATE DATABASE "${name}"`);
-    const u = new URL(process.env.DATABASE_URL);
-    u.pathname = `/${name}`;
-    databaseUrl = u.toString();
-    dropDatabase = () => admin(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await adminQuery(process.env.DATABASE_URL, `CREATE DATABASE "${name}"`);
+    databaseUrl = withDatabase(process.env.DATABASE_URL, name);
+    dropDatabase = () =>
+      adminQuery(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   }
   const child = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'serve'], {
     cwd: ROOT,
@@ -87,18 +86,4 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
       if (dropDatabase) await dropDatabase();
     },
   };
-}
-
-export function readDevKey(dataDir: string): string {
-  return readFileSync(join(dataDir, 'dev-api-key'), 'utf8').trim();
-}
-
-async function admin(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }

@@ -178,7 +178,8 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
               type: 'string',
               minLength: 1,
               maxLength: 255,
-              description: 'Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true)',
+              description:
+                'Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true)',
             },
           },
         };

@@ -1,9 +1,10 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
+import type { ScheduledJobsTable } from './tables.js';
 
 export interface Job {
   id: string;
@@ -27,6 +28,11 @@ export interface ScheduleInput {
   /** A second job with the same key is not created (e.g. `renewal:sub_…:3`). */
   dedupeKey?: string;
 }
+
+type JobRow = Pick<
+  Selectable<ScheduledJobsTable>,
+  'id' | 'kind' | 'run_at' | 'customer_id' | 'test_clock_id' | 'payload' | 'attempts'
+>;
 
 export const ATTEMPTS_MAX = 5;
 const RETRY_BASE_MS = 60_000;
@@ -87,26 +93,15 @@ export class JobScheduler {
     upTo: Date,
     beforeEach: (at: Date, trx: Executor) => Promise<void>,
   ): Promise<number> {
-    let ran = 0;
-    for (; ran < JOBS_PER_RUN_MAX; ran++) {
-      const done = await transact(this.#db, async (trx) => {
-        const row = await trx
-          .selectFrom('scheduled_jobs')
-          .selectAll()
-          .where('test_clock_id', '=', testClockId)
-          .where('state', '=', 'pending')
-          .where('run_at', '<=', upTo)
-          .orderBy('run_at')
-          .orderBy('id')
-          .limit(1)
-          .forUpdate()
-          .skipLocked()
-          .executeTakeFirst();
-        if (!row) return false;
-        await beforeEach(row.run_at, trx);
-        await this.#execute(trx, row, row.run_at);
-        return true;
-      });
+    for (let ran = 0; ran < JOBS_PER_RUN_MAX; ran++) {
+      const done = await this.#runNext(
+        testClockId,
+        () => upTo,
+        async (row, trx) => {
+          await beforeEach(row.run_at, trx);
+          return row.run_at;
+        },
+      );
       if (!done) return ran;
     }
     throw new Error(`test clock ${testClockId}: more than ${JOBS_PER_RUN_MAX} jobs in one advance`);
@@ -115,43 +110,47 @@ export class JobScheduler {
   /** One poll of wall-clock jobs: up to `batch` due jobs, each in its own transaction. */
   async runDue(batch = 100): Promise<number> {
     let ran = 0;
-    for (; ran < batch; ran++) {
-      const done = await transact(this.#db, async (trx) => {
-        const now = this.#clock.now();
-        const row = await trx
-          .selectFrom('scheduled_jobs')
-          .selectAll()
-          .where('test_clock_id', 'is', null)
-          .where('state', '=', 'pending')
-          .where('run_at', '<=', now)
-          .orderBy('run_at')
-          .orderBy('id')
-          .limit(1)
-          .forUpdate()
-          .skipLocked()
-          .executeTakeFirst();
-        if (!row) return false;
-        await this.#execute(trx, row, now);
-        return true;
-      });
-      if (!done) break;
-    }
+    while (
+      ran < batch &&
+      (await this.#runNext(
+        null,
+        () => this.#clock.now(),
+        async () => this.#clock.now(),
+      ))
+    )
+      ran++;
     return ran;
   }
 
-  async #execute(
-    trx: Executor,
-    row: {
-      id: string;
-      kind: string;
-      run_at: Date;
-      customer_id: string | null;
-      test_clock_id: string | null;
-      payload: unknown;
-      attempts: number;
-    },
-    now: Date,
-  ): Promise<void> {
+  /**
+   * Locks the next due job of a clock (null: the wall clock) and runs it in its own transaction;
+   * `at` answers the time the handler sees. False when nothing is due.
+   */
+  #runNext(
+    testClockId: string | null,
+    dueBy: () => Date,
+    at: (row: JobRow, trx: Executor) => Promise<Date>,
+  ): Promise<boolean> {
+    return transact(this.#db, async (trx) => {
+      const row = await trx
+        .selectFrom('scheduled_jobs')
+        .selectAll()
+        .where('test_clock_id', testClockId === null ? 'is' : '=', testClockId)
+        .where('state', '=', 'pending')
+        .where('run_at', '<=', dueBy())
+        .orderBy('run_at')
+        .orderBy('id')
+        .limit(1)
+        .forUpdate()
+        .skipLocked()
+        .executeTakeFirst();
+      if (!row) return false;
+      await this.#execute(trx, row, await at(row, trx));
+      return true;
+    });
+  }
+
+  async #execute(trx: Executor, row: JobRow, now: Date): Promise<void> {
     const handler = this.#handlers.get(row.kind);
     const job: Job = {
       id: row.id,

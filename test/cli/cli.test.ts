@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminQuery } from '../../src/db/admin.js';
 import { openDatabase } from '../../src/db/engine.js';
 import { ENGINE, freshDatabase } from '../support/database.js';
 
@@ -25,16 +26,18 @@ describe(`reprise CLI (${ENGINE})`, () => {
   afterAll(async () => {
     rmSync(dataDir, { recursive: true, force: true });
     if (database?.url) {
-      const { default: pg } = await import('pg');
-      const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS "${new URL(database.url).pathname.slice(1)}" WITH (FORCE)`);
-      await client.end();
+      const name = new URL(database.url).pathname.slice(1);
+      await adminQuery(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     }
   });
 
   const reprise = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
 
   it('migrate applies every migration once', () => {
     const first = reprise('migrate');
@@ -48,10 +51,16 @@ describe(`reprise CLI (${ENGINE})`, () => {
     const first = reprise('seed', '--demo');
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toContain('Demo catalog: 8 markets, 4 products, 8 plans created.');
-    expect(reprise('seed', '--demo').stdout).toContain('Demo catalog: 0 markets, 0 products, 0 plans created.');
+    expect(reprise('seed', '--demo').stdout).toContain(
+      'Demo catalog: 0 markets, 0 products, 0 plans created.',
+    );
     const handle = await openDatabase({ databaseUrl: database?.url, dataDir: join(dataDir, 'pgdata') });
     try {
-      const jp = await handle.db.selectFrom('markets').selectAll().where('code', '=', 'JP').executeTakeFirstOrThrow();
+      const jp = await handle.db
+        .selectFrom('markets')
+        .selectAll()
+        .where('code', '=', 'JP')
+        .executeTakeFirstOrThrow();
       expect(jp).toMatchObject({ currency: 'JPY', tax_inclusive: true });
       const plans = await handle.db.selectFrom('plans').select('code').orderBy('code').execute();
       expect(plans.map((p) => p.code)).toContain('premium-family-yearly');
@@ -76,6 +85,7 @@ describe(`reprise CLI (${ENGINE})`, () => {
     const unknown = reprise('frobnicate');
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toContain("Unknown command 'frobnicate'");
-    if (ENGINE === 'pglite') expect(readFileSync(join(dataDir, 'master.key'), 'utf8').trim()).toHaveLength(44);
+    if (ENGINE === 'pglite')
+      expect(readFileSync(join(dataDir, 'master.key'), 'utf8').trim()).toHaveLength(44);
   });
 });

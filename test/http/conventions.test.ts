@@ -316,7 +316,9 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       );
       const plan = doc.paths['/v1/plans'].post.requestBody.content['application/json'].schema;
       expect(plan.required).toEqual(expect.arrayContaining(['code', 'product', 'billingPeriod', 'prices']));
-      const headers = doc.paths['/v1/customers'].post.parameters.filter((p: { in: string }) => p.in === 'header');
+      const headers = doc.paths['/v1/customers'].post.parameters.filter(
+        (p: { in: string }) => p.in === 'header',
+      );
       expect(headers.map((p: { name: string }) => p.name)).toEqual(['idempotency-key']);
     });
 

@@ -22,7 +22,11 @@ describe(`graceful shutdown (${ENGINE})`, () => {
     };
     const slow = fetch(`${url}/v1/markets`, {
       method: 'POST',
-      headers: { authorization: 'Bearer test-bootstrap-key-with-every-scope', 'content-type': 'application/json', connection: 'close' },
+      headers: {
+        authorization: 'Bearer test-bootstrap-key-with-every-scope',
+        'content-type': 'application/json',
+        connection: 'close',
+      },
       body: JSON.stringify({ code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true }),
     });
     await inside;

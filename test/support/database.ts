@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { adminQuery, withDatabase } from '../../src/db/admin.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/engine.js';
 
 export const ENGINE = process.env.DATABASE_URL ? 'postgres' : 'pglite';
@@ -23,20 +23,4 @@ export async function freshDatabase(): Promise<DatabaseHandle & { url?: string }
       await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     },
   };
-}
-
-export function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-async function adminQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }
