@@ -18,6 +18,8 @@ import { catalogRoutes } from './modules/catalog/routes.js';
 import { CatalogService } from './modules/catalog/service.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
+import { ledgerRoutes } from './modules/ledger/routes.js';
+import { LedgerService } from './modules/ledger/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
 
@@ -33,6 +35,7 @@ export interface Services {
   catalog: CatalogService;
   customers: CustomerService;
   testClocks: TestClockService;
+  ledger: LedgerService;
 }
 
 export function createServices(db: Db, config: Config, clock: Clock, masterKey: MasterKey): Services {
@@ -44,7 +47,8 @@ export function createServices(db: Db, config: Config, clock: Clock, masterKey: 
   const catalog = new CatalogService(db, clock);
   const testClocks = new TestClockService(db, clock, jobs);
   const customers = new CustomerService(db, clock, masterKey, catalog, testClocks);
-  return { db, clock, apiKeys, audit, idempotency, uow, jobs, catalog, customers, testClocks };
+  const ledger = new LedgerService(db, clock);
+  return { db, clock, apiKeys, audit, idempotency, uow, jobs, catalog, customers, testClocks, ledger };
 }
 
 export interface App {
@@ -103,6 +107,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
   customerRoutes(server, { customers: services.customers, catalog: services.catalog, uow });
   testClockRoutes(server, { testClocks: services.testClocks, uow });
+  ledgerRoutes(server, { ledger: services.ledger });
   await server.ready();
 
   let pruneTimer: NodeJS.Timeout | undefined;

@@ -12,6 +12,12 @@ import type {
 } from '../modules/catalog/tables.js';
 import type { CustomersTable } from '../modules/customers/tables.js';
 import type { TestClocksTable } from '../modules/test-clocks/tables.js';
+import type {
+  LedgerAccountsTable,
+  LedgerBalanceSlotsTable,
+  LedgerPostingsTable,
+  LedgerTransactionsTable,
+} from '../modules/ledger/tables.js';
 
 interface RepriseMetaTable {
   key: string;
@@ -33,6 +39,10 @@ export interface Database {
   customers: CustomersTable;
   test_clocks: TestClocksTable;
   scheduled_jobs: ScheduledJobsTable;
+  ledger_accounts: LedgerAccountsTable;
+  ledger_transactions: LedgerTransactionsTable;
+  ledger_postings: LedgerPostingsTable;
+  ledger_balance_slots: LedgerBalanceSlotsTable;
 }
 
 export type Db = Kysely<Database>;

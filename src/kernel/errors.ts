@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'price_not_found'
   | 'payment_declined'
+  | 'ledger_conflict'
+  | 'provider_unavailable'
   | 'internal_error'
   | 'service_unavailable';
 
@@ -40,6 +42,8 @@ const STATUS: Record<ErrorCode, number> = {
   unsupported_media_type: 415,
   price_not_found: 422,
   payment_declined: 402,
+  ledger_conflict: 409,
+  provider_unavailable: 503,
   internal_error: 500,
   service_unavailable: 503,
 };
@@ -58,6 +62,8 @@ const TITLE: Record<ErrorCode, string> = {
   unsupported_media_type: 'Unsupported media type',
   price_not_found: 'No price for this customer',
   payment_declined: 'Payment declined',
+  ledger_conflict: 'Ledger idempotency key reused with other postings',
+  provider_unavailable: 'Payment provider unavailable',
   internal_error: 'Internal server error',
   service_unavailable: 'Service unavailable',
 };

@@ -16,6 +16,13 @@ export const ID_PREFIXES = {
   testClock: 'clk',
   job: 'job',
   event: 'evt',
+  ledgerAccount: 'acc',
+  ledgerTransaction: 'txn',
+  payment: 'pay',
+  paymentMethod: 'pm',
+  refund: 're',
+  dispute: 'dp',
+  webhookEvent: 'whe',
   request: 'req',
 } as const;
 

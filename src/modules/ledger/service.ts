@@ -1,0 +1,423 @@
+import { randomInt } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db, Executor } from '../../db/schema.js';
+import { afterCommit } from '../../db/transaction.js';
+import { assert } from '../../kernel/assert.js';
+import type { Clock } from '../../kernel/clock.js';
+import { DomainError, invalidMany, notFound } from '../../kernel/errors.js';
+import { newId } from '../../kernel/ids.js';
+import { type AccountKey, accountCode, CHART } from './domain/chart.js';
+import { checkTransaction, type Posting, postingsHash, reversed, signedAmount, type TransactionSpec } from './domain/transaction.js';
+import type { AccountType, LedgerAccountsTable, LedgerTransactionsTable } from './tables.js';
+
+/** Running balances are split over this many rows per account (see the migration). */
+export const BALANCE_SLOTS = 16;
+/** Bound of one batch: larger bulk jobs post several batches. */
+export const BATCH_MAX = 5_000;
+
+export interface Account {
+  id: string;
+  code: string;
+  type: AccountType;
+  owner: string | null;
+  currency: string;
+  normalSide: 'debit' | 'credit';
+  debitsMinor: number;
+  creditsMinor: number;
+  /** In the account's normal direction: a receivable owed to us is positive, revenue earned is positive. */
+  balanceMinor: number;
+}
+
+export interface LedgerTransaction {
+  id: string;
+  idempotencyKey: string;
+  reference: string | null;
+  description: string | null;
+  reverses: string | null;
+  effectiveAt: Date;
+  createdAt: Date;
+  postings: Array<{ accountId: string; account: string; currency: string; debitMinor: number; creditMinor: number }>;
+}
+
+export interface PostResult {
+  id: string;
+  /** True when the idempotency key had been used with the same postings: nothing new was stored. */
+  replayed: boolean;
+}
+
+export interface TrialBalanceLine {
+  currency: string;
+  debitsMinor: number;
+  creditsMinor: number;
+  balanced: boolean;
+}
+
+/**
+ * The double-entry ledger. Every money movement in Reprise is one call to `post` (or `postBatch`)
+ * inside the database transaction of the change that causes it. Guarantees, paired: code checks
+ * balance before insert and the database checks it again at commit; the postings are immutable;
+ * an idempotency key with a hash of the postings makes retries harmless; running balances live in
+ * slot rows updated in (account, slot) order, so concurrent posts neither lose updates nor deadlock.
+ */
+export class LedgerService {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  /** code → id; accounts never change once created, so this only grows (after commit). */
+  readonly #accountIds = new Map<string, string>();
+
+  constructor(db: Db, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+  }
+
+  async post(trx: Executor, spec: TransactionSpec): Promise<PostResult> {
+    const [result] = await this.postBatch(trx, [spec]);
+    return result!;
+  }
+
+  /** Posts many transactions in the caller's database transaction: one round of statements. */
+  async postBatch(trx: Executor, specs: TransactionSpec[]): Promise<PostResult[]> {
+    assert(specs.length <= BATCH_MAX, `ledger batch of ${specs.length} exceeds ${BATCH_MAX}`);
+    if (specs.length === 0) return [];
+    const errors = specs.flatMap((spec, i) =>
+      checkTransaction(spec).map((e) => ({ ...e, path: specs.length === 1 ? e.path : `[${i}].${e.path}` })),
+    );
+    if (errors.length > 0) throw invalidMany(errors);
+    const keys = new Set<string>();
+    for (const spec of specs) {
+      assert(!keys.has(spec.idempotencyKey), `idempotency key ${spec.idempotencyKey} twice in one batch`);
+      keys.add(spec.idempotencyKey);
+    }
+
+    const accountIds = await this.#ensureAccounts(trx, specs.flatMap((s) => s.postings.map((p) => p.account)));
+    const now = this.#clock.now();
+    const rows = specs.map((spec) => ({
+      id: newId('ledgerTransaction'),
+      idempotency_key: spec.idempotencyKey,
+      postings_hash: postingsHash(spec),
+      reference: spec.reference ?? null,
+      description: spec.description ?? null,
+      reverses: null as string | null,
+      effective_at: spec.effectiveAt ?? now,
+      created_at: now,
+    }));
+    return this.#insert(trx, specs, rows, accountIds);
+  }
+
+  async #insert(
+    trx: Executor,
+    specs: TransactionSpec[],
+    rows: LedgerTransactionsTable[],
+    accountIds: Map<string, string>,
+  ): Promise<PostResult[]> {
+    const inserted = await trx
+      .insertInto('ledger_transactions')
+      .values(rows)
+      .onConflict((oc) => oc.column('idempotency_key').doNothing())
+      .returning(['id', 'idempotency_key'])
+      .execute();
+    const fresh = new Set(inserted.map((r) => r.idempotency_key));
+    const results = new Map<string, PostResult>(inserted.map((r) => [r.idempotency_key, { id: r.id, replayed: false }]));
+
+    const replays = rows.filter((r) => !fresh.has(r.idempotency_key));
+    if (replays.length > 0) {
+      const existing = await trx
+        .selectFrom('ledger_transactions')
+        .select(['id', 'idempotency_key', 'postings_hash'])
+        .where(
+          'idempotency_key',
+          'in',
+          replays.map((r) => r.idempotency_key),
+        )
+        .execute();
+      for (const row of replays) {
+        const found = existing.find((e) => e.idempotency_key === row.idempotency_key);
+        assert(found, `ledger transaction ${row.idempotency_key} neither inserted nor found`);
+        if (found.postings_hash !== row.postings_hash) {
+          throw new DomainError(
+            'ledger_conflict',
+            `Ledger idempotency key '${row.idempotency_key}' was used for other postings (transaction ${found.id}).`,
+          );
+        }
+        results.set(row.idempotency_key, { id: found.id, replayed: true });
+      }
+    }
+
+    const postings: Array<{ transaction_id: string; seq: number; account_id: string; currency: string; amount_minor: number }> = [];
+    rows.forEach((row, i) => {
+      if (!fresh.has(row.idempotency_key)) return;
+      specs[i]!.postings.forEach((p, seq) => {
+        postings.push({
+          transaction_id: row.id,
+          seq,
+          account_id: accountIds.get(accountCode(p.account))!,
+          currency: p.account.currency,
+          amount_minor: signedAmount(p),
+        });
+      });
+    });
+    if (postings.length > 0) {
+      await trx.insertInto('ledger_postings').values(postings).execute();
+      await this.#addToBalances(trx, postings);
+    }
+    return rows.map((r) => results.get(r.idempotency_key)!);
+  }
+
+  /**
+   * One upsert for all touched (account, slot) rows, sorted: every writer takes its row locks in
+   * the same global order, so two writers can wait for each other but never deadlock.
+   */
+  async #addToBalances(trx: Executor, postings: Array<{ account_id: string; currency: string; amount_minor: number }>) {
+    const slotOf = new Map<string, number>();
+    const sums = new Map<string, { account_id: string; slot: number; currency: string; debits_minor: number; credits_minor: number }>();
+    for (const p of postings) {
+      let slot = slotOf.get(p.account_id);
+      if (slot === undefined) {
+        slot = randomInt(BALANCE_SLOTS);
+        slotOf.set(p.account_id, slot);
+      }
+      const key = `${p.account_id}|${slot}`;
+      const row = sums.get(key) ?? { account_id: p.account_id, slot, currency: p.currency, debits_minor: 0, credits_minor: 0 };
+      if (p.amount_minor > 0) row.debits_minor += p.amount_minor;
+      else row.credits_minor -= p.amount_minor;
+      sums.set(key, row);
+    }
+    const values = [...sums.values()].sort((a, b) =>
+      a.account_id < b.account_id ? -1 : a.account_id > b.account_id ? 1 : a.slot - b.slot,
+    );
+    await trx
+      .insertInto('ledger_balance_slots')
+      .values(values)
+      .onConflict((oc) =>
+        oc.columns(['account_id', 'slot']).doUpdateSet({
+          debits_minor: sql`ledger_balance_slots.debits_minor + excluded.debits_minor`,
+          credits_minor: sql`ledger_balance_slots.credits_minor + excluded.credits_minor`,
+        }),
+      )
+      .execute();
+  }
+
+  /** Ids of these accounts, creating the missing ones. */
+  async #ensureAccounts(trx: Executor, keys: AccountKey[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const missing = new Map<string, AccountKey>();
+    for (const key of keys) {
+      const code = accountCode(key);
+      const id = this.#accountIds.get(code);
+      if (id) out.set(code, id);
+      else missing.set(code, key);
+    }
+    if (missing.size === 0) return out;
+    const now = this.#clock.now();
+    const rows = [...missing.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([code, key]) => ({
+        id: newId('ledgerAccount'),
+        code,
+        type: key.type,
+        owner: key.owner ?? null,
+        currency: key.currency,
+        normal_side: CHART[key.type].normalSide,
+        created_at: now,
+      }));
+    await trx
+      .insertInto('ledger_accounts')
+      .values(rows)
+      .onConflict((oc) => oc.column('code').doNothing())
+      .execute();
+    const found = await trx
+      .selectFrom('ledger_accounts')
+      .select(['id', 'code'])
+      .where('code', 'in', [...missing.keys()])
+      .execute();
+    for (const row of found) out.set(row.code, row.id);
+    // Remember them only once they exist for everybody.
+    afterCommit(trx, () => {
+      for (const row of found) this.#accountIds.set(row.code, row.id);
+    });
+    return out;
+  }
+
+  /** Posts the exact opposite of transaction `id`, referencing it. */
+  async reverse(trx: Executor, id: string, idempotencyKey: string, description?: string): Promise<PostResult> {
+    const original = await this.getTransaction(id, trx);
+    const accounts = await trx
+      .selectFrom('ledger_accounts')
+      .selectAll()
+      .where(
+        'id',
+        'in',
+        original.postings.map((p) => p.accountId),
+      )
+      .execute();
+    const keyOf = new Map(accounts.map((a) => [a.id, { type: a.type, owner: a.owner, currency: a.currency }]));
+    const postings: Posting[] = original.postings.map((p) =>
+      p.debitMinor > 0 ? { account: keyOf.get(p.accountId)!, debit: p.debitMinor } : { account: keyOf.get(p.accountId)!, credit: p.creditMinor },
+    );
+    const spec: TransactionSpec = {
+      idempotencyKey,
+      postings: reversed(postings),
+      reference: original.reference,
+      description: description ?? `reversal of ${original.id}`,
+    };
+    const errors = checkTransaction(spec);
+    if (errors.length > 0) throw invalidMany(errors);
+    const accountIds = await this.#ensureAccounts(trx, spec.postings.map((p) => p.account));
+    const now = this.#clock.now();
+    const [result] = await this.#insert(
+      trx,
+      [spec],
+      [
+        {
+          id: newId('ledgerTransaction'),
+          idempotency_key: idempotencyKey,
+          postings_hash: postingsHash(spec),
+          reference: spec.reference ?? null,
+          description: spec.description ?? null,
+          reverses: original.id,
+          effective_at: now,
+          created_at: now,
+        },
+      ],
+      accountIds,
+    );
+    return result!;
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  async getTransaction(id: string, trx: Executor = this.#db): Promise<LedgerTransaction> {
+    const [txn] = await this.#hydrate(trx, await trx.selectFrom('ledger_transactions').selectAll().where('id', '=', id).execute());
+    if (!txn) throw notFound('ledger transaction', id);
+    return txn;
+  }
+
+  async listTransactions(filter: { reference?: string | undefined; limit: number; after?: string | undefined }, trx: Executor = this.#db) {
+    let q = trx.selectFrom('ledger_transactions').selectAll().orderBy('id').limit(filter.limit + 1);
+    if (filter.reference) q = q.where('reference', '=', filter.reference);
+    if (filter.after) q = q.where('id', '>', filter.after);
+    return this.#hydrate(trx, await q.execute());
+  }
+
+  async #hydrate(trx: Executor, rows: LedgerTransactionsTable[]): Promise<LedgerTransaction[]> {
+    if (rows.length === 0) return [];
+    const postings = await trx
+      .selectFrom('ledger_postings as p')
+      .innerJoin('ledger_accounts as a', 'a.id', 'p.account_id')
+      .select(['p.transaction_id', 'p.seq', 'p.account_id', 'a.code', 'p.currency', 'p.amount_minor'])
+      .where(
+        'p.transaction_id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .orderBy('p.transaction_id')
+      .orderBy('p.seq')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      idempotencyKey: r.idempotency_key,
+      reference: r.reference,
+      description: r.description,
+      reverses: r.reverses,
+      effectiveAt: r.effective_at,
+      createdAt: r.created_at,
+      postings: postings
+        .filter((p) => p.transaction_id === r.id)
+        .map((p) => ({
+          accountId: p.account_id,
+          account: p.code,
+          currency: p.currency,
+          debitMinor: Math.max(p.amount_minor, 0),
+          creditMinor: Math.max(-p.amount_minor, 0),
+        })),
+    }));
+  }
+
+  async listAccounts(
+    filter: { type?: AccountType | undefined; owner?: string | undefined; currency?: string | undefined; limit: number; after?: string | undefined },
+    trx: Executor = this.#db,
+  ): Promise<Account[]> {
+    let q = trx
+      .selectFrom('ledger_accounts as a')
+      .leftJoin('ledger_balance_slots as s', 's.account_id', 'a.id')
+      .select([
+        'a.id',
+        'a.code',
+        'a.type',
+        'a.owner',
+        'a.currency',
+        'a.normal_side',
+        'a.created_at',
+        sql<number>`coalesce(sum(s.debits_minor), 0)::bigint`.as('debits'),
+        sql<number>`coalesce(sum(s.credits_minor), 0)::bigint`.as('credits'),
+      ])
+      .groupBy('a.id')
+      .orderBy('a.id')
+      .limit(filter.limit + 1);
+    if (filter.type) q = q.where('a.type', '=', filter.type);
+    if (filter.owner) q = q.where('a.owner', '=', filter.owner);
+    if (filter.currency) q = q.where('a.currency', '=', filter.currency);
+    if (filter.after) q = q.where('a.id', '>', filter.after);
+    return (await q.execute()).map((r) => toAccount(r, r.debits, r.credits));
+  }
+
+  /** Balance of one account (by key), read from its slots. Zero for an account never posted to. */
+  async balance(key: AccountKey, trx: Executor = this.#db): Promise<Account | undefined> {
+    const [account] = await this.listAccounts({ limit: 1, ...key, owner: key.owner ?? undefined }, trx).then((list) =>
+      list.filter((a) => a.code === accountCode(key)),
+    );
+    return account;
+  }
+
+  /**
+   * Debits and credits per currency from the running balances; with `verify`, recomputed from the
+   * postings as well, and any difference between the two is reported as unbalanced.
+   */
+  async trialBalance(opts: { verify?: boolean } = {}, trx: Executor = this.#db): Promise<TrialBalanceLine[]> {
+    const fromSlots = await trx
+      .selectFrom('ledger_balance_slots')
+      .select([
+        'currency',
+        sql<number>`sum(debits_minor)::bigint`.as('debits'),
+        sql<number>`sum(credits_minor)::bigint`.as('credits'),
+      ])
+      .groupBy('currency')
+      .orderBy('currency')
+      .execute();
+    const lines = fromSlots.map((r) => ({
+      currency: r.currency,
+      debitsMinor: r.debits,
+      creditsMinor: r.credits,
+      balanced: r.debits === r.credits,
+    }));
+    if (!opts.verify) return lines;
+    const fromPostings = await trx
+      .selectFrom('ledger_postings')
+      .select([
+        'currency',
+        sql<number>`coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0)::bigint`.as('debits'),
+        sql<number>`coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0)::bigint`.as('credits'),
+      ])
+      .groupBy('currency')
+      .execute();
+    return lines.map((line) => {
+      const truth = fromPostings.find((p) => p.currency === line.currency);
+      const same = truth !== undefined && truth.debits === line.debitsMinor && truth.credits === line.creditsMinor;
+      return { ...line, balanced: line.balanced && same };
+    });
+  }
+}
+
+function toAccount(r: Pick<LedgerAccountsTable, 'id' | 'code' | 'type' | 'owner' | 'currency' | 'normal_side'>, debits: number, credits: number): Account {
+  return {
+    id: r.id,
+    code: r.code,
+    type: r.type,
+    owner: r.owner,
+    currency: r.currency,
+    normalSide: r.normal_side,
+    debitsMinor: debits,
+    creditsMinor: credits,
+    balanceMinor: r.normal_side === 'debit' ? debits - credits : credits - debits,
+  };
+}
