@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { benchLedger } from './ledger.js';
 import { benchPlans } from './plans.js';
 
 /**
@@ -7,7 +8,7 @@ import { benchPlans } from './plans.js';
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
  * .bench/<name>.json. Set DATABASE_URL to run against a PostgreSQL server instead of PGlite.
  */
-const BENCHES = { plans: benchPlans } as const;
+const BENCHES = { plans: benchPlans, ledger: benchLedger } as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -36,14 +37,16 @@ for (const name of names) {
     `.bench/${name}.json`,
     `${JSON.stringify({ ...result, at: new Date().toISOString() }, null, 2)}\n`,
   );
-  process.stdout.write(
-    [
-      `${result.name} [${result.engine}]`,
-      `  GET /health     ${result.healthRps} req/s (p99 ${result.healthP99Ms.toFixed(1)} ms)`,
-      `  GET /v1/plans   ${result.plansRps} req/s (p50 ${result.plansP50Ms.toFixed(1)} ms, p99 ${result.plansP99Ms.toFixed(1)} ms)`,
-      `  ratio plans/health = ${result.ratio.toFixed(3)}   failures: ${result.failures}`,
-      '',
-    ].join('\n'),
-  );
+  process.stdout.write(`${report(result as Record<string, unknown>)}\n`);
   if (result.failures > 0) process.exitCode = 1;
+}
+
+function report(result: Record<string, unknown>): string {
+  const lines = [`${result.name} [${result.engine}]`];
+  for (const [key, value] of Object.entries(result)) {
+    if (key === 'name' || key === 'engine') continue;
+    const shown = typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(3) : String(value);
+    lines.push(`  ${key.padEnd(18)} ${shown}`);
+  }
+  return lines.join('\n');
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
@@ -46,8 +47,37 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
   return openPGlite(options.dataDir ?? 'memory://');
 }
 
+/** SQL starting with this comment runs as a named prepared statement on PostgreSQL (hot paths). */
+export const PREPARED_MARKER = '/* reprise:prepared */';
+const STATEMENT_NAMES_MAX = 1_000;
+const statementNames = new Map<string, string>();
+
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `reprise_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    if (statementNames.size < STATEMENT_NAMES_MAX) statementNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * A pg client that prepares marked statements once per connection, skipping parse and plan on
+ * every later call (the ledger's one-statement post is planned once, then only executed).
+ */
+class PreparingClient extends pg.Client {
+  // biome-ignore lint/suspicious/noExplicitAny: pg's query() has many overloads; this forwards them all.
+  override query(config: any, values?: any, callback?: any): any {
+    if (typeof config === 'string' && config.startsWith(PREPARED_MARKER)) {
+      return super.query({ name: statementName(config), text: config, values }, callback);
+    }
+    return super.query(config, values, callback);
+  }
+}
+
 function openPostgres(url: string, max: number): DatabaseHandle {
   const pool = new pg.Pool({
+    Client: PreparingClient,
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,

@@ -11,13 +11,13 @@ import type {
   ProductsTable,
 } from '../modules/catalog/tables.js';
 import type { CustomersTable } from '../modules/customers/tables.js';
-import type { TestClocksTable } from '../modules/test-clocks/tables.js';
 import type {
   LedgerAccountsTable,
   LedgerBalanceSlotsTable,
   LedgerPostingsTable,
   LedgerTransactionsTable,
 } from '../modules/ledger/tables.js';
+import type { TestClocksTable } from '../modules/test-clocks/tables.js';
 
 interface RepriseMetaTable {
   key: string;

@@ -21,12 +21,20 @@ describe('ledger transaction rules (checked before any SQL)', () => {
   });
 
   it('refuses one posting, an unbalanced set, both or no sides, and non-positive amounts', () => {
-    expect(checkTransaction({ idempotencyKey: 'k', postings: [{ account: clearing, debit: 1 }] })).toContainEqual({
+    expect(
+      checkTransaction({ idempotencyKey: 'k', postings: [{ account: clearing, debit: 1 }] }),
+    ).toContainEqual({
       path: 'postings',
       message: 'at least two postings are required',
     });
     expect(
-      checkTransaction({ idempotencyKey: 'k', postings: [{ account: clearing, debit: 100 }, { account: revenue, credit: 99 }] }),
+      checkTransaction({
+        idempotencyKey: 'k',
+        postings: [
+          { account: clearing, debit: 100 },
+          { account: revenue, credit: 99 },
+        ],
+      }),
     ).toEqual([{ path: 'postings', message: 'debits and credits differ by 1 in SEK' }]);
     expect(
       checkTransaction({
@@ -49,23 +57,51 @@ describe('ledger transaction rules (checked before any SQL)', () => {
         { account: { type: 'revenue', currency: 'EUR' }, credit: 100 },
       ],
     });
-    expect(errors.map((e) => e.message).sort()).toEqual(['debits and credits differ by -100 in EUR', 'debits and credits differ by 100 in SEK']);
+    expect(errors.map((e) => e.message).sort()).toEqual([
+      'debits and credits differ by -100 in EUR',
+      'debits and credits differ by 100 in SEK',
+    ]);
   });
 
   it('knows which accounts need an owner', () => {
-    expect(checkAccountKey({ type: 'customer_receivable', currency: 'SEK' })).toBe('customer_receivable needs a customer owner');
-    expect(checkAccountKey({ type: 'revenue', owner: 'cus_1', currency: 'SEK' })).toBe('revenue has no owner');
+    expect(checkAccountKey({ type: 'customer_receivable', currency: 'SEK' })).toBe(
+      'customer_receivable needs a customer owner',
+    );
+    expect(checkAccountKey({ type: 'revenue', owner: 'cus_1', currency: 'SEK' })).toBe(
+      'revenue has no owner',
+    );
     expect(checkAccountKey(clearing)).toBeNull();
     expect(accountCode(clearing)).toBe('provider_clearing:sim-a:SEK');
     expect(accountCode(revenue)).toBe('revenue:-:SEK');
   });
 
   it('hashes what moves, not the order it is listed in', () => {
-    const a = { idempotencyKey: 'k', postings: [{ account: clearing, debit: 5 }, { account: revenue, credit: 5 }] };
-    const b = { idempotencyKey: 'k', postings: [{ account: revenue, credit: 5 }, { account: clearing, debit: 5 }] };
-    const c = { idempotencyKey: 'k', postings: [{ account: clearing, debit: 6 }, { account: revenue, credit: 6 }] };
+    const a = {
+      idempotencyKey: 'k',
+      postings: [
+        { account: clearing, debit: 5 },
+        { account: revenue, credit: 5 },
+      ],
+    };
+    const b = {
+      idempotencyKey: 'k',
+      postings: [
+        { account: revenue, credit: 5 },
+        { account: clearing, debit: 5 },
+      ],
+    };
+    const c = {
+      idempotencyKey: 'k',
+      postings: [
+        { account: clearing, debit: 6 },
+        { account: revenue, credit: 6 },
+      ],
+    };
     expect(postingsHash(a)).toBe(postingsHash(b));
     expect(postingsHash(a)).not.toBe(postingsHash(c));
-    expect(reversed(a.postings)).toEqual([{ account: clearing, credit: 5 }, { account: revenue, debit: 5 }]);
+    expect(reversed(a.postings)).toEqual([
+      { account: clearing, credit: 5 },
+      { account: revenue, debit: 5 },
+    ]);
   });
 });

@@ -26,11 +26,15 @@ describe(`ledger (${ENGINE})`, () => {
       { account: { type: 'revenue', currency: 'SEK' }, credit: 11120 },
       { account: { type: 'tax_payable', currency: 'SEK' }, credit: 2780 },
     ];
-    const result = await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'sale-1', postings: sale, reference: 'pay_1' }));
+    const result = await transact(db(), (trx) =>
+      ledger().post(trx, { idempotencyKey: 'sale-1', postings: sale, reference: 'pay_1' }),
+    );
     expect(result).toMatchObject({ replayed: false });
     expect(result.id).toMatch(/^txn_/);
     expect((await ledger().balance({ type: 'revenue', currency: 'SEK' }))?.balanceMinor).toBe(11120);
-    expect((await ledger().balance({ type: 'provider_clearing', owner: 'sim-a', currency: 'SEK' }))?.balanceMinor).toBe(13900);
+    expect(
+      (await ledger().balance({ type: 'provider_clearing', owner: 'sim-a', currency: 'SEK' }))?.balanceMinor,
+    ).toBe(13900);
     const listed = await t.call('GET', '/v1/ledger/transactions?reference=pay_1');
     expect(listed.json().data).toEqual([
       expect.objectContaining({
@@ -44,15 +48,28 @@ describe(`ledger (${ENGINE})`, () => {
       }),
     ]);
     const accounts = (await t.call('GET', '/v1/ledger/accounts?type=revenue')).json().data;
-    expect(accounts).toEqual([expect.objectContaining({ code: 'revenue:-:SEK', normalSide: 'credit', credits: 11120, balance: 11120 })]);
+    expect(accounts).toEqual([
+      expect.objectContaining({
+        code: 'revenue:-:SEK',
+        normalSide: 'credit',
+        credits: 11120,
+        balance: 11120,
+      }),
+    ]);
   });
 
   it('same key and same postings answer the original; same key, other postings is refused', async () => {
-    const first = await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 500) }));
-    const again = await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 500).reverse() }));
+    const first = await transact(db(), (trx) =>
+      ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 500) }),
+    );
+    const again = await transact(db(), (trx) =>
+      ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 500).reverse() }),
+    );
     expect(again).toEqual({ id: first.id, replayed: true });
     await expect(
-      transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 501) })),
+      transact(db(), (trx) =>
+        ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 501) }),
+      ),
     ).rejects.toMatchObject({ code: 'ledger_conflict' });
     expect((await ledger().balance(acct('b')))?.balanceMinor).toBe(500);
   });
@@ -60,49 +77,87 @@ describe(`ledger (${ENGINE})`, () => {
   it('refuses an unbalanced transaction in code, before any SQL', async () => {
     await expect(
       transact(db(), (trx) =>
-        ledger().post(trx, { idempotencyKey: 'bad-1', postings: [{ account: acct('a'), debit: 100 }, { account: acct('b'), credit: 90 }] }),
+        ledger().post(trx, {
+          idempotencyKey: 'bad-1',
+          postings: [
+            { account: acct('a'), debit: 100 },
+            { account: acct('b'), credit: 90 },
+          ],
+        }),
       ),
-    ).rejects.toMatchObject({ code: 'validation_failed', errors: [{ path: 'postings', message: 'debits and credits differ by 10 in SEK' }] });
+    ).rejects.toMatchObject({
+      code: 'validation_failed',
+      errors: [{ path: 'postings', message: 'debits and credits differ by 10 in SEK' }],
+    });
   });
 
-  it('the database refuses an unbalanced or one-legged transaction at commit, whatever the code does', async () => {
+  it('the database refuses an unbalanced, one-legged or extended transaction, whatever the code does', async () => {
     // NOK is used by this test only: the raw rows below bypass the running balances on purpose.
-    await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'raw-setup', postings: transfer('raw-1', 'raw-2', 1, 'NOK') }));
+    await transact(db(), (trx) =>
+      ledger().post(trx, { idempotencyKey: 'raw-setup', postings: transfer('raw-1', 'raw-2', 1, 'NOK') }),
+    );
     const accountId = (await ledger().balance(acct('raw-1', 'NOK')))!.id;
-    const insertRaw = (id: string, amounts: number[]) =>
-      transact(db(), async (trx) => {
-        await sql`INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at)
-                  VALUES (${id}, ${id}, 'x', now(), now())`.execute(trx);
-        for (const [seq, amount] of amounts.entries()) {
-          await sql`INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor)
-                    VALUES (${id}, ${seq}, ${accountId}, 'NOK', ${amount})`.execute(trx);
-        }
-      });
-    await expect(insertRaw('txn_raw_unbalanced', [100, -99])).rejects.toThrow(/does not balance in NOK/);
-    await expect(insertRaw('txn_raw_one_leg', [100])).rejects.toThrow(/at least 2 are required/);
-    await expect(insertRaw('txn_raw_empty', [])).rejects.toThrow(/at least 2 are required/);
-    // Adding a posting to a stored transaction later is caught too.
+    // One statement, as the service does it: the transaction row and its postings together.
+    const insertRaw = (id: string, amounts: number[]) => {
+      const values = amounts.map((amount, seq) => sql`(${id}, ${seq}, ${accountId}, 'NOK', ${amount})`);
+      return sql`WITH t AS (
+          INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at)
+          VALUES (${id}, ${id}, 'x', now(), now()) RETURNING id)
+        ${amounts.length > 0 ? sql`, p AS (INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor) VALUES ${sql.join(values)})` : sql``}
+        SELECT id FROM t`.execute(db());
+    };
+    await expect(insertRaw('txn_raw_unbalanced', [100, -99])).rejects.toThrow(
+      /does not balance in NOK: debits - credits = 1/,
+    );
+    await expect(insertRaw('txn_raw_one_leg', [100])).rejects.toThrow(/ledger_transactions_second_posting/);
+    await expect(insertRaw('txn_raw_empty', [])).rejects.toThrow(/ledger_transactions_first_posting/);
+    // A stored transaction cannot be extended later, not even by a balanced pair.
     await insertRaw('txn_raw_ok', [100, -100]);
+    const addLater = (rows: number[]) =>
+      sql`INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor) VALUES ${sql.join(
+        rows.map((amount, i) => sql`('txn_raw_ok', ${2 + i}, ${accountId}, 'NOK', ${amount})`),
+      )}`.execute(db());
+    await expect(addLater([5])).rejects.toThrow(/already stored/);
+    await expect(addLater([5, -5])).rejects.toThrow(/already stored/);
+    // Nor a transaction row whose postings would come in a later statement.
     await expect(
-      sql`INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor) VALUES ('txn_raw_ok', 2, ${accountId}, 'NOK', 5)`.execute(db()),
-    ).rejects.toThrow(/does not balance/);
+      transact(db(), async (trx) => {
+        await sql`INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at) VALUES ('txn_raw_two', 'txn_raw_two', 'x', now(), now())`.execute(
+          trx,
+        );
+      }),
+    ).rejects.toThrow(/ledger_transactions_first_posting/);
     // The stored raw transaction bypassed the running balances: the verified trial balance sees it.
     const verified = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json();
-    expect(verified.currencies.find((c: { currency: string }) => c.currency === 'NOK')).toMatchObject({ balanced: false });
+    expect(verified.currencies.find((c: { currency: string }) => c.currency === 'NOK')).toMatchObject({
+      balanced: false,
+    });
     // A posting in another currency than its account's is refused by a foreign key.
     await expect(
-      transact(db(), async (trx) => {
-        await sql`INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at) VALUES ('txn_raw_ccy', 'txn_raw_ccy', 'x', now(), now())`.execute(trx);
-        await sql`INSERT INTO ledger_postings VALUES ('txn_raw_ccy', 0, ${accountId}, 'SEK', 100), ('txn_raw_ccy', 1, ${accountId}, 'SEK', -100)`.execute(trx);
-      }),
+      sql`WITH t AS (INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at)
+            VALUES ('txn_raw_ccy', 'txn_raw_ccy', 'x', now(), now()) RETURNING id),
+          p AS (INSERT INTO ledger_postings VALUES ('txn_raw_ccy', 0, ${accountId}, 'SEK', 100), ('txn_raw_ccy', 1, ${accountId}, 'SEK', -100))
+          SELECT id FROM t`.execute(db()),
     ).rejects.toThrow(/foreign key/);
   });
 
   it('is immutable: updates, deletes and truncation are refused; corrections are reversals', async () => {
-    const posted = await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: 'to-reverse', postings: transfer('c', 'd', 700), reference: 'ref-rev' }));
-    await expect(sql`UPDATE ledger_postings SET amount_minor = 1 WHERE transaction_id = ${posted.id}`.execute(db())).rejects.toThrow(/append-only/);
-    await expect(sql`DELETE FROM ledger_transactions WHERE id = ${posted.id}`.execute(db())).rejects.toThrow(/append-only/);
-    await expect(sql`TRUNCATE ledger_postings`.execute(db())).rejects.toThrow(/append-only/);
+    const posted = await transact(db(), (trx) =>
+      ledger().post(trx, {
+        idempotencyKey: 'to-reverse',
+        postings: transfer('c', 'd', 700),
+        reference: 'ref-rev',
+      }),
+    );
+    await expect(
+      sql`UPDATE ledger_postings SET amount_minor = 1 WHERE transaction_id = ${posted.id}`.execute(db()),
+    ).rejects.toThrow(/append-only/);
+    await expect(sql`DELETE FROM ledger_transactions WHERE id = ${posted.id}`.execute(db())).rejects.toThrow(
+      /append-only/,
+    );
+    await expect(sql`TRUNCATE ledger_postings, ledger_transactions`.execute(db())).rejects.toThrow(
+      /append-only/,
+    );
     const reversal = await transact(db(), (trx) => ledger().reverse(trx, posted.id, 'reverse:to-reverse'));
     const again = await transact(db(), (trx) => ledger().reverse(trx, posted.id, 'reverse:to-reverse'));
     expect(again).toEqual({ id: reversal.id, replayed: true });
@@ -112,7 +167,10 @@ describe(`ledger (${ENGINE})`, () => {
   });
 
   it('posts a batch in one database transaction, idempotently', async () => {
-    const specs = Array.from({ length: 300 }, (_, i) => ({ idempotencyKey: `batch-${i}`, postings: transfer(`batch-src`, `batch-dst-${i % 7}`, i + 1) }));
+    const specs = Array.from({ length: 300 }, (_, i) => ({
+      idempotencyKey: `batch-${i}`,
+      postings: transfer(`batch-src`, `batch-dst-${i % 7}`, i + 1),
+    }));
     const first = await transact(db(), (trx) => ledger().postBatch(trx, specs));
     expect(first.every((r) => !r.replayed)).toBe(true);
     const second = await transact(db(), (trx) => ledger().postBatch(trx, specs));
@@ -124,7 +182,13 @@ describe(`ledger (${ENGINE})`, () => {
       transact(db(), (trx) =>
         ledger().postBatch(trx, [
           { idempotencyKey: 'batch-x-1', postings: transfer('x', 'y', 1) },
-          { idempotencyKey: 'batch-x-2', postings: [{ account: acct('x'), debit: 1 }, { account: acct('y'), credit: 2 }] },
+          {
+            idempotencyKey: 'batch-x-2',
+            postings: [
+              { account: acct('x'), debit: 1 },
+              { account: acct('y'), credit: 2 },
+            ],
+          },
         ]),
       ),
     ).rejects.toMatchObject({ errors: [{ path: '[1].postings' }] });
@@ -146,7 +210,10 @@ describe(`ledger (${ENGINE})`, () => {
           if (to === from) to = accounts[(accounts.indexOf(from) + 1) % accounts.length]!;
           const currency = i % 3 === 0 ? 'EUR' : 'SEK';
           // Some transfers move two currencies in one transaction.
-          const postings = i % 5 === 0 ? [...transfer(from, to, 1 + rand(1000), 'SEK'), ...transfer(to, from, 1 + rand(1000), 'EUR')] : transfer(from, to, 1 + rand(1000), currency);
+          const postings =
+            i % 5 === 0
+              ? [...transfer(from, to, 1 + rand(1000), 'SEK'), ...transfer(to, from, 1 + rand(1000), 'EUR')]
+              : transfer(from, to, 1 + rand(1000), currency);
           await transact(db(), (trx) => ledger().post(trx, { idempotencyKey: `bank-${w}-${i}`, postings }));
         }
       })(),
@@ -157,7 +224,9 @@ describe(`ledger (${ENGINE})`, () => {
       (async () => {
         while (running && reads < 10_000) {
           const sums = await sql<{ currency: string; total: number }>`
-            SELECT currency, sum(debits_minor - credits_minor)::bigint AS total FROM ledger_balance_slots GROUP BY currency`.execute(db());
+            SELECT currency, sum(debits_minor - credits_minor)::bigint AS total FROM ledger_balance_slots GROUP BY currency`.execute(
+            db(),
+          );
           for (const row of sums.rows) expect(row.total, `sum of all ${row.currency} balances`).toBe(0);
           const trial = await ledger().trialBalance();
           for (const line of trial) expect(line.balanced).toBe(true);
@@ -171,9 +240,15 @@ describe(`ledger (${ENGINE})`, () => {
     expect(reads).toBeGreaterThan(0);
     const verified = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json();
     expect(verified.verified).toBe(true);
-    const traded = verified.currencies.filter((c: { currency: string }) => c.currency === 'SEK' || c.currency === 'EUR');
+    const traded = verified.currencies.filter(
+      (c: { currency: string }) => c.currency === 'SEK' || c.currency === 'EUR',
+    );
     expect(traded).toHaveLength(2);
-    expect(traded.every((c: { balanced: boolean; debits: number; credits: number }) => c.balanced && c.debits === c.credits)).toBe(true);
+    expect(
+      traded.every(
+        (c: { balanced: boolean; debits: number; credits: number }) => c.balanced && c.debits === c.credits,
+      ),
+    ).toBe(true);
     // No lost update: each account's running balance equals the sum of its postings.
     const mismatches = await sql<{ id: string }>`
       SELECT a.id FROM ledger_accounts a
@@ -187,6 +262,8 @@ describe(`ledger (${ENGINE})`, () => {
     const other = await t.keyWith('catalog:read');
     expect((await t.call('GET', '/v1/ledger/trial-balance', undefined, { key: other })).statusCode).toBe(403);
     const reader = await t.keyWith('ledger:read');
-    expect((await t.call('GET', '/v1/ledger/trial-balance', undefined, { key: reader })).statusCode).toBe(200);
+    expect((await t.call('GET', '/v1/ledger/trial-balance', undefined, { key: reader })).statusCode).toBe(
+      200,
+    );
   });
 });

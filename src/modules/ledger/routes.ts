@@ -27,10 +27,24 @@ const transactionDto = z.object({
   reverses: z.string().nullable(),
   effectiveAt: timestamp,
   createdAt: timestamp,
-  postings: z.array(z.object({ account: z.string(), currency: z.string(), debit: z.number().int(), credit: z.number().int() })),
+  postings: z.array(
+    z.object({
+      account: z.string(),
+      currency: z.string(),
+      debit: z.number().int(),
+      credit: z.number().int(),
+    }),
+  ),
 });
 const trialBalanceDto = z.object({
-  currencies: z.array(z.object({ currency: z.string(), debits: z.number().int(), credits: z.number().int(), balanced: z.boolean() })),
+  currencies: z.array(
+    z.object({
+      currency: z.string(),
+      debits: z.number().int(),
+      credits: z.number().int(),
+      balanced: z.boolean(),
+    }),
+  ),
   verified: z.boolean().describe('Whether the running balances were also recomputed from every posting'),
 });
 
@@ -53,7 +67,12 @@ const toTransactionDto = (t: LedgerTransaction): z.infer<typeof transactionDto> 
   reverses: t.reverses,
   effectiveAt: isoSeconds(t.effectiveAt),
   createdAt: isoSeconds(t.createdAt),
-  postings: t.postings.map((p) => ({ account: p.account, currency: p.currency, debit: p.debitMinor, credit: p.creditMinor })),
+  postings: t.postings.map((p) => ({
+    account: p.account,
+    currency: p.currency,
+    debit: p.debitMinor,
+    credit: p.creditMinor,
+  })),
 });
 
 export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService }) {
@@ -70,7 +89,10 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
         querystring: pageQuery.extend({
           type: z.enum(types).optional(),
           owner: z.string().max(100).optional(),
-          currency: z.string().regex(/^[A-Z]{3}$/).optional(),
+          currency: z
+            .string()
+            .regex(/^[A-Z]{3}$/)
+            .optional(),
         }),
         response: { 200: listOf(accountDto), ...problemResponses },
       },
@@ -78,7 +100,11 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
     },
     async (req) => {
       const { limit, cursor, ...filter } = req.query;
-      return toPage(await deps.ledger.listAccounts({ ...filter, limit, after: decodeCursor(cursor) }), limit, toAccountDto);
+      return toPage(
+        await deps.ledger.listAccounts({ ...filter, limit, after: decodeCursor(cursor) }),
+        limit,
+        toAccountDto,
+      );
     },
   );
   r.get(
@@ -94,7 +120,11 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
     },
     async (req) =>
       toPage(
-        await deps.ledger.listTransactions({ reference: req.query.reference, limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
+        await deps.ledger.listTransactions({
+          reference: req.query.reference,
+          limit: req.query.limit,
+          after: decodeCursor(req.query.cursor),
+        }),
         req.query.limit,
         toTransactionDto,
       ),
@@ -119,7 +149,12 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
       const verify = req.query.verify === 'true';
       const lines = await deps.ledger.trialBalance({ verify });
       return {
-        currencies: lines.map((l) => ({ currency: l.currency, debits: l.debitsMinor, credits: l.creditsMinor, balanced: l.balanced })),
+        currencies: lines.map((l) => ({
+          currency: l.currency,
+          debits: l.debitsMinor,
+          credits: l.creditsMinor,
+          balanced: l.balanced,
+        })),
         verified: verify,
       };
     },

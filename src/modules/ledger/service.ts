@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { sql } from 'kysely';
+import { PREPARED_MARKER } from '../../db/engine.js';
 import type { Db, Executor } from '../../db/schema.js';
 import { afterCommit } from '../../db/transaction.js';
 import { assert } from '../../kernel/assert.js';
@@ -7,7 +8,14 @@ import type { Clock } from '../../kernel/clock.js';
 import { DomainError, invalidMany, notFound } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
 import { type AccountKey, accountCode, CHART } from './domain/chart.js';
-import { checkTransaction, type Posting, postingsHash, reversed, signedAmount, type TransactionSpec } from './domain/transaction.js';
+import {
+  checkTransaction,
+  type Posting,
+  postingsHash,
+  reversed,
+  signedAmount,
+  type TransactionSpec,
+} from './domain/transaction.js';
 import type { AccountType, LedgerAccountsTable, LedgerTransactionsTable } from './tables.js';
 
 /** Running balances are split over this many rows per account (see the migration). */
@@ -36,7 +44,13 @@ export interface LedgerTransaction {
   reverses: string | null;
   effectiveAt: Date;
   createdAt: Date;
-  postings: Array<{ accountId: string; account: string; currency: string; debitMinor: number; creditMinor: number }>;
+  postings: Array<{
+    accountId: string;
+    account: string;
+    currency: string;
+    debitMinor: number;
+    creditMinor: number;
+  }>;
 }
 
 export interface PostResult {
@@ -89,7 +103,10 @@ export class LedgerService {
       keys.add(spec.idempotencyKey);
     }
 
-    const accountIds = await this.#ensureAccounts(trx, specs.flatMap((s) => s.postings.map((p) => p.account)));
+    const accountIds = await this.#ensureAccounts(
+      trx,
+      specs.flatMap((s) => s.postings.map((p) => p.account)),
+    );
     const now = this.#clock.now();
     const rows = specs.map((spec) => ({
       id: newId('ledgerTransaction'),
@@ -104,97 +121,120 @@ export class LedgerService {
     return this.#insert(trx, specs, rows, accountIds);
   }
 
+  /**
+   * One statement stores the transactions, their postings and their balance slots, so the
+   * database's per-statement checks see each transaction whole (see the migration), and a post
+   * costs one round trip. Transactions whose key exists are skipped and answered from the stored
+   * row (same postings hash) or refused (another hash).
+   */
   async #insert(
     trx: Executor,
     specs: TransactionSpec[],
     rows: LedgerTransactionsTable[],
     accountIds: Map<string, string>,
   ): Promise<PostResult[]> {
-    const inserted = await trx
-      .insertInto('ledger_transactions')
-      .values(rows)
-      .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .returning(['id', 'idempotency_key'])
-      .execute();
-    const fresh = new Set(inserted.map((r) => r.idempotency_key));
-    const results = new Map<string, PostResult>(inserted.map((r) => [r.idempotency_key, { id: r.id, replayed: false }]));
-
-    const replays = rows.filter((r) => !fresh.has(r.idempotency_key));
-    if (replays.length > 0) {
-      const existing = await trx
-        .selectFrom('ledger_transactions')
-        .select(['id', 'idempotency_key', 'postings_hash'])
-        .where(
-          'idempotency_key',
-          'in',
-          replays.map((r) => r.idempotency_key),
-        )
-        .execute();
-      for (const row of replays) {
-        const found = existing.find((e) => e.idempotency_key === row.idempotency_key);
-        assert(found, `ledger transaction ${row.idempotency_key} neither inserted nor found`);
-        if (found.postings_hash !== row.postings_hash) {
-          throw new DomainError(
-            'ledger_conflict',
-            `Ledger idempotency key '${row.idempotency_key}' was used for other postings (transaction ${found.id}).`,
-          );
-        }
-        results.set(row.idempotency_key, { id: found.id, replayed: true });
-      }
-    }
-
-    const postings: Array<{ transaction_id: string; seq: number; account_id: string; currency: string; amount_minor: number }> = [];
+    const p = {
+      txn: [] as string[],
+      seq: [] as number[],
+      account: [] as string[],
+      currency: [] as string[],
+      amount: [] as number[],
+      slot: [] as number[],
+    };
+    const slotOf = new Map<string, number>();
     rows.forEach((row, i) => {
-      if (!fresh.has(row.idempotency_key)) return;
-      specs[i]!.postings.forEach((p, seq) => {
-        postings.push({
-          transaction_id: row.id,
-          seq,
-          account_id: accountIds.get(accountCode(p.account))!,
-          currency: p.account.currency,
-          amount_minor: signedAmount(p),
-        });
+      specs[i]!.postings.forEach((posting, seq) => {
+        const accountId = accountIds.get(accountCode(posting.account));
+        assert(accountId, `account ${accountCode(posting.account)} was not ensured`);
+        let slot = slotOf.get(accountId);
+        if (slot === undefined) {
+          slot = randomInt(BALANCE_SLOTS);
+          slotOf.set(accountId, slot);
+        }
+        p.txn.push(row.id);
+        p.seq.push(seq);
+        p.account.push(accountId);
+        p.currency.push(posting.account.currency);
+        p.amount.push(signedAmount(posting));
+        p.slot.push(slot);
       });
     });
-    if (postings.length > 0) {
-      await trx.insertInto('ledger_postings').values(postings).execute();
-      await this.#addToBalances(trx, postings);
-    }
-    return rows.map((r) => results.get(r.idempotency_key)!);
-  }
-
-  /**
-   * One upsert for all touched (account, slot) rows, sorted: every writer takes its row locks in
-   * the same global order, so two writers can wait for each other but never deadlock.
-   */
-  async #addToBalances(trx: Executor, postings: Array<{ account_id: string; currency: string; amount_minor: number }>) {
-    const slotOf = new Map<string, number>();
-    const sums = new Map<string, { account_id: string; slot: number; currency: string; debits_minor: number; credits_minor: number }>();
-    for (const p of postings) {
-      let slot = slotOf.get(p.account_id);
-      if (slot === undefined) {
-        slot = randomInt(BALANCE_SLOTS);
-        slotOf.set(p.account_id, slot);
-      }
-      const key = `${p.account_id}|${slot}`;
-      const row = sums.get(key) ?? { account_id: p.account_id, slot, currency: p.currency, debits_minor: 0, credits_minor: 0 };
-      if (p.amount_minor > 0) row.debits_minor += p.amount_minor;
-      else row.credits_minor -= p.amount_minor;
-      sums.set(key, row);
-    }
-    const values = [...sums.values()].sort((a, b) =>
-      a.account_id < b.account_id ? -1 : a.account_id > b.account_id ? 1 : a.slot - b.slot,
-    );
-    await trx
-      .insertInto('ledger_balance_slots')
-      .values(values)
-      .onConflict((oc) =>
-        oc.columns(['account_id', 'slot']).doUpdateSet({
-          debits_minor: sql`ledger_balance_slots.debits_minor + excluded.debits_minor`,
-          credits_minor: sql`ledger_balance_slots.credits_minor + excluded.credits_minor`,
-        }),
+    const col = <K extends keyof LedgerTransactionsTable>(k: K) => rows.map((r) => r[k]);
+    const iso = (k: 'effective_at' | 'created_at') => rows.map((r) => r[k].toISOString());
+    const answered = await sql<{
+      idempotency_key: string;
+      postings_hash: string;
+      inserted_id: string | null;
+      existing_id: string | null;
+      existing_hash: string | null;
+    }>`${sql.raw(PREPARED_MARKER)}
+      WITH input_t AS (
+        SELECT * FROM unnest(
+          ${col('id')}::text[], ${col('idempotency_key')}::text[], ${col('postings_hash')}::text[], ${col('reference')}::text[],
+          ${col('description')}::text[], ${col('reverses')}::text[], ${iso('effective_at')}::timestamptz[], ${iso('created_at')}::timestamptz[]
+        ) AS x (id, idempotency_key, postings_hash, reference, description, reverses, effective_at, created_at)
+      ),
+      ins AS (
+        INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, reference, description, reverses, effective_at, created_at)
+        SELECT * FROM input_t
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, idempotency_key
+      ),
+      input_p AS (
+        SELECT * FROM unnest(
+          ${p.txn}::text[], ${p.seq}::smallint[], ${p.account}::text[], ${p.currency}::text[], ${p.amount}::bigint[], ${p.slot}::smallint[]
+        ) AS y (transaction_id, seq, account_id, currency, amount_minor, slot)
+        WHERE y.transaction_id IN (SELECT id FROM ins)
+      ),
+      ins_p AS (
+        INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor)
+        SELECT transaction_id, seq, account_id, currency, amount_minor FROM input_p
+      ),
+      ins_s AS (
+        -- Sorted by (account, slot): writers lock slot rows in one global order, never deadlocking.
+        INSERT INTO ledger_balance_slots (account_id, slot, currency, debits_minor, credits_minor)
+        SELECT account_id, slot, currency,
+               coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0),
+               coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0)
+        FROM input_p GROUP BY account_id, slot, currency ORDER BY account_id, slot
+        ON CONFLICT (account_id, slot) DO UPDATE SET
+          debits_minor = ledger_balance_slots.debits_minor + excluded.debits_minor,
+          credits_minor = ledger_balance_slots.credits_minor + excluded.credits_minor
       )
-      .execute();
+      SELECT i.idempotency_key, i.postings_hash, ins.id AS inserted_id, e.id AS existing_id, e.postings_hash AS existing_hash
+      FROM input_t i
+      LEFT JOIN ins ON ins.idempotency_key = i.idempotency_key
+      LEFT JOIN ledger_transactions e ON ins.id IS NULL AND e.idempotency_key = i.idempotency_key`.execute(
+      trx,
+    );
+
+    const byKey = new Map(answered.rows.map((r) => [r.idempotency_key, r]));
+    const late = answered.rows
+      .filter((r) => r.inserted_id === null && r.existing_id === null)
+      .map((r) => r.idempotency_key);
+    if (late.length > 0) {
+      // Committed by a concurrent writer after this statement's snapshot: read it now.
+      const found = await trx
+        .selectFrom('ledger_transactions')
+        .select(['id', 'idempotency_key', 'postings_hash'])
+        .where('idempotency_key', 'in', late)
+        .execute();
+      for (const f of found)
+        Object.assign(byKey.get(f.idempotency_key)!, { existing_id: f.id, existing_hash: f.postings_hash });
+    }
+    return rows.map((row) => {
+      const r = byKey.get(row.idempotency_key);
+      assert(r, `ledger transaction ${row.idempotency_key} unanswered`);
+      if (r.inserted_id) return { id: r.inserted_id, replayed: false };
+      assert(r.existing_id, `ledger transaction ${row.idempotency_key} neither inserted nor found`);
+      if (r.existing_hash !== row.postings_hash) {
+        throw new DomainError(
+          'ledger_conflict',
+          `Ledger idempotency key '${row.idempotency_key}' was used for other postings (transaction ${r.existing_id}).`,
+        );
+      }
+      return { id: r.existing_id, replayed: true };
+    });
   }
 
   /** Ids of these accounts, creating the missing ones. */
@@ -239,7 +279,12 @@ export class LedgerService {
   }
 
   /** Posts the exact opposite of transaction `id`, referencing it. */
-  async reverse(trx: Executor, id: string, idempotencyKey: string, description?: string): Promise<PostResult> {
+  async reverse(
+    trx: Executor,
+    id: string,
+    idempotencyKey: string,
+    description?: string,
+  ): Promise<PostResult> {
     const original = await this.getTransaction(id, trx);
     const accounts = await trx
       .selectFrom('ledger_accounts')
@@ -250,9 +295,13 @@ export class LedgerService {
         original.postings.map((p) => p.accountId),
       )
       .execute();
-    const keyOf = new Map(accounts.map((a) => [a.id, { type: a.type, owner: a.owner, currency: a.currency }]));
+    const keyOf = new Map(
+      accounts.map((a) => [a.id, { type: a.type, owner: a.owner, currency: a.currency }]),
+    );
     const postings: Posting[] = original.postings.map((p) =>
-      p.debitMinor > 0 ? { account: keyOf.get(p.accountId)!, debit: p.debitMinor } : { account: keyOf.get(p.accountId)!, credit: p.creditMinor },
+      p.debitMinor > 0
+        ? { account: keyOf.get(p.accountId)!, debit: p.debitMinor }
+        : { account: keyOf.get(p.accountId)!, credit: p.creditMinor },
     );
     const spec: TransactionSpec = {
       idempotencyKey,
@@ -262,7 +311,10 @@ export class LedgerService {
     };
     const errors = checkTransaction(spec);
     if (errors.length > 0) throw invalidMany(errors);
-    const accountIds = await this.#ensureAccounts(trx, spec.postings.map((p) => p.account));
+    const accountIds = await this.#ensureAccounts(
+      trx,
+      spec.postings.map((p) => p.account),
+    );
     const now = this.#clock.now();
     const [result] = await this.#insert(
       trx,
@@ -287,13 +339,23 @@ export class LedgerService {
   // ---- reads -------------------------------------------------------------------------------
 
   async getTransaction(id: string, trx: Executor = this.#db): Promise<LedgerTransaction> {
-    const [txn] = await this.#hydrate(trx, await trx.selectFrom('ledger_transactions').selectAll().where('id', '=', id).execute());
+    const [txn] = await this.#hydrate(
+      trx,
+      await trx.selectFrom('ledger_transactions').selectAll().where('id', '=', id).execute(),
+    );
     if (!txn) throw notFound('ledger transaction', id);
     return txn;
   }
 
-  async listTransactions(filter: { reference?: string | undefined; limit: number; after?: string | undefined }, trx: Executor = this.#db) {
-    let q = trx.selectFrom('ledger_transactions').selectAll().orderBy('id').limit(filter.limit + 1);
+  async listTransactions(
+    filter: { reference?: string | undefined; limit: number; after?: string | undefined },
+    trx: Executor = this.#db,
+  ) {
+    let q = trx
+      .selectFrom('ledger_transactions')
+      .selectAll()
+      .orderBy('id')
+      .limit(filter.limit + 1);
     if (filter.reference) q = q.where('reference', '=', filter.reference);
     if (filter.after) q = q.where('id', '>', filter.after);
     return this.#hydrate(trx, await q.execute());
@@ -334,7 +396,13 @@ export class LedgerService {
   }
 
   async listAccounts(
-    filter: { type?: AccountType | undefined; owner?: string | undefined; currency?: string | undefined; limit: number; after?: string | undefined },
+    filter: {
+      type?: AccountType | undefined;
+      owner?: string | undefined;
+      currency?: string | undefined;
+      limit: number;
+      after?: string | undefined;
+    },
     trx: Executor = this.#db,
   ): Promise<Account[]> {
     let q = trx
@@ -363,8 +431,8 @@ export class LedgerService {
 
   /** Balance of one account (by key), read from its slots. Zero for an account never posted to. */
   async balance(key: AccountKey, trx: Executor = this.#db): Promise<Account | undefined> {
-    const [account] = await this.listAccounts({ limit: 1, ...key, owner: key.owner ?? undefined }, trx).then((list) =>
-      list.filter((a) => a.code === accountCode(key)),
+    const [account] = await this.listAccounts({ limit: 1, ...key, owner: key.owner ?? undefined }, trx).then(
+      (list) => list.filter((a) => a.code === accountCode(key)),
     );
     return account;
   }
@@ -402,13 +470,18 @@ export class LedgerService {
       .execute();
     return lines.map((line) => {
       const truth = fromPostings.find((p) => p.currency === line.currency);
-      const same = truth !== undefined && truth.debits === line.debitsMinor && truth.credits === line.creditsMinor;
+      const same =
+        truth !== undefined && truth.debits === line.debitsMinor && truth.credits === line.creditsMinor;
       return { ...line, balanced: line.balanced && same };
     });
   }
 }
 
-function toAccount(r: Pick<LedgerAccountsTable, 'id' | 'code' | 'type' | 'owner' | 'currency' | 'normal_side'>, debits: number, credits: number): Account {
+function toAccount(
+  r: Pick<LedgerAccountsTable, 'id' | 'code' | 'type' | 'owner' | 'currency' | 'normal_side'>,
+  debits: number,
+  credits: number,
+): Account {
   return {
     id: r.id,
     code: r.code,

@@ -1,6 +1,6 @@
 import { canonicalJson, sha256Hex } from '../../../kernel/canonical-json.js';
-import type { FieldError } from '../../../kernel/errors.js';
 import { isCurrency } from '../../../kernel/currency.js';
+import type { FieldError } from '../../../kernel/errors.js';
 import { AMOUNT_MINOR_MAX } from '../../../kernel/money.js';
 import { type AccountKey, accountCode, checkAccountKey } from './chart.js';
 
@@ -38,14 +38,20 @@ export function checkTransaction(spec: TransactionSpec): FieldError[] {
   if (spec.idempotencyKey.length === 0 || spec.idempotencyKey.length > 300) {
     errors.push({ path: 'idempotencyKey', message: 'must be 1 to 300 characters' });
   }
-  if (spec.postings.length < 2) errors.push({ path: 'postings', message: 'at least two postings are required' });
-  if (spec.postings.length > POSTINGS_MAX) errors.push({ path: 'postings', message: `at most ${POSTINGS_MAX} postings` });
+  if (spec.postings.length < 2)
+    errors.push({ path: 'postings', message: 'at least two postings are required' });
+  if (spec.postings.length > POSTINGS_MAX)
+    errors.push({ path: 'postings', message: `at most ${POSTINGS_MAX} postings` });
   const totals = new Map<string, bigint>();
   spec.postings.forEach((p, i) => {
     const at = `postings[${i}]`;
     const accountProblem = checkAccountKey(p.account);
     if (accountProblem) errors.push({ path: `${at}.account`, message: accountProblem });
-    if (!isCurrency(p.account.currency)) errors.push({ path: `${at}.account.currency`, message: `'${p.account.currency}' is not an ISO 4217 currency` });
+    if (!isCurrency(p.account.currency))
+      errors.push({
+        path: `${at}.account.currency`,
+        message: `'${p.account.currency}' is not an ISO 4217 currency`,
+      });
     const sides = [p.debit, p.credit].filter((x) => x !== undefined);
     if (sides.length !== 1) {
       errors.push({ path: at, message: 'exactly one of debit or credit' });
@@ -53,13 +59,17 @@ export function checkTransaction(spec: TransactionSpec): FieldError[] {
     }
     const amount = sides[0]!;
     if (!Number.isSafeInteger(amount) || amount <= 0 || amount > AMOUNT_MINOR_MAX) {
-      errors.push({ path: `${at}.${p.debit !== undefined ? 'debit' : 'credit'}`, message: 'must be a positive integer in minor units' });
+      errors.push({
+        path: `${at}.${p.debit !== undefined ? 'debit' : 'credit'}`,
+        message: 'must be a positive integer in minor units',
+      });
       return;
     }
     totals.set(p.account.currency, (totals.get(p.account.currency) ?? 0n) + BigInt(signedAmount(p)));
   });
   for (const [currency, total] of totals) {
-    if (total !== 0n) errors.push({ path: 'postings', message: `debits and credits differ by ${total} in ${currency}` });
+    if (total !== 0n)
+      errors.push({ path: 'postings', message: `debits and credits differ by ${total} in ${currency}` });
   }
   return errors;
 }
@@ -75,5 +85,9 @@ export function postingsHash(spec: TransactionSpec): string {
 
 /** The postings that undo `postings`. */
 export function reversed(postings: Posting[]): Posting[] {
-  return postings.map((p) => (p.debit !== undefined ? { account: p.account, credit: p.debit } : { account: p.account, debit: p.credit! }));
+  return postings.map((p) =>
+    p.debit !== undefined
+      ? { account: p.account, credit: p.debit }
+      : { account: p.account, debit: p.credit! },
+  );
 }

@@ -1,7 +1,6 @@
 -- Double-entry ledger. Postings are signed: debit > 0, credit < 0; a transaction's postings sum to
--- zero per currency. The database refuses, at commit, any transaction that does not balance or
--- has fewer than two postings, and refuses any change to what is stored (corrections are new,
--- reversing transactions).
+-- zero per currency. The database refuses any transaction that does not balance or has fewer than
+-- two postings, and any change to what is stored (corrections are new, reversing transactions).
 
 CREATE TABLE ledger_accounts (
   id text PRIMARY KEY,
@@ -24,7 +23,11 @@ CREATE TABLE ledger_transactions (
   description text,
   reverses text REFERENCES ledger_transactions (id),
   effective_at timestamptz NOT NULL,
-  created_at timestamptz NOT NULL
+  created_at timestamptz NOT NULL,
+  -- Constants that let two foreign keys (added below) demand postings 0 and 1: every stored
+  -- transaction has at least two postings, checked by the database's own referential triggers.
+  first_posting smallint NOT NULL GENERATED ALWAYS AS (0) STORED,
+  second_posting smallint NOT NULL GENERATED ALWAYS AS (1) STORED
 );
 CREATE INDEX ledger_transactions_reference ON ledger_transactions (reference, id) WHERE reference IS NOT NULL;
 
@@ -51,45 +54,46 @@ CREATE TABLE ledger_balance_slots (
   PRIMARY KEY (account_id, slot)
 );
 
-CREATE FUNCTION ledger_assert_balanced(txn text) RETURNS void LANGUAGE plpgsql AS $$
+-- The database checks the rules itself, whatever the code does:
+-- 1. every transaction has at least two postings (foreign keys to its postings 0 and 1, checked at
+--    the end of the inserting statement);
+-- 2. the postings of a transaction sum to zero in each currency, and
+-- 3. postings join a transaction only in the statement that creates it (same xmin), so a stored
+--    transaction cannot be extended later, even by a balanced pair
+--    (2 and 3: one set-based query per inserting statement, however many transactions it carries).
+-- A transaction and its postings are therefore inserted by one statement: the service uses one
+-- INSERT … WITH for the transactions, their postings and their balance slots.
+ALTER TABLE ledger_transactions
+  ADD CONSTRAINT ledger_transactions_first_posting
+    FOREIGN KEY (id, first_posting) REFERENCES ledger_postings (transaction_id, seq),
+  ADD CONSTRAINT ledger_transactions_second_posting
+    FOREIGN KEY (id, second_posting) REFERENCES ledger_postings (transaction_id, seq);
+
+CREATE FUNCTION ledger_check_new_postings() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  postings integer;
-  unbalanced record;
+  bad record;
 BEGIN
-  SELECT count(*) INTO postings FROM ledger_postings WHERE transaction_id = txn;
-  IF postings < 2 THEN
-    RAISE EXCEPTION 'ledger transaction % has % posting(s); at least 2 are required', txn, postings
-      USING ERRCODE = '23514';
+  SELECT x.transaction_id, x.currency, x.total, x.extended INTO bad FROM (
+      SELECT p.transaction_id, p.currency, sum(p.amount_minor) AS total, bool_or(p.xmin <> t.xmin) AS extended
+      FROM ledger_postings p
+      JOIN ledger_transactions t ON t.id = p.transaction_id
+      WHERE p.transaction_id IN (SELECT DISTINCT transaction_id FROM new_postings)
+      GROUP BY p.transaction_id, p.currency
+    ) x WHERE x.total <> 0 OR x.extended LIMIT 1;
+  IF FOUND AND bad.extended THEN
+    RAISE EXCEPTION 'ledger transaction % is already stored: postings cannot be added to it', bad.transaction_id
+      USING ERRCODE = '55000';
   END IF;
-  SELECT currency, sum(amount_minor) AS total INTO unbalanced
-    FROM ledger_postings WHERE transaction_id = txn
-    GROUP BY currency HAVING sum(amount_minor) <> 0 LIMIT 1;
   IF FOUND THEN
     RAISE EXCEPTION 'ledger transaction % does not balance in %: debits - credits = %',
-      txn, unbalanced.currency, unbalanced.total USING ERRCODE = '23514';
+      bad.transaction_id, bad.currency, bad.total USING ERRCODE = '23514';
   END IF;
-END $$;
-
-CREATE FUNCTION ledger_check_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM ledger_assert_balanced(NEW.id);
   RETURN NULL;
 END $$;
 
-CREATE FUNCTION ledger_check_posting() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM ledger_assert_balanced(NEW.transaction_id);
-  RETURN NULL;
-END $$;
-
--- Deferred to commit: the transaction row is inserted before its postings.
-CREATE CONSTRAINT TRIGGER ledger_transactions_balanced
-  AFTER INSERT ON ledger_transactions DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION ledger_check_transaction();
--- A posting added to a transaction later (in another database transaction) is checked too.
-CREATE CONSTRAINT TRIGGER ledger_postings_balanced
-  AFTER INSERT ON ledger_postings DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION ledger_check_posting();
+CREATE TRIGGER ledger_postings_checked AFTER INSERT ON ledger_postings
+  REFERENCING NEW TABLE AS new_postings
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_new_postings();
 
 CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
