@@ -20,8 +20,11 @@ import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
 import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
+import { paymentRoutes } from './modules/payments/routes.js';
+import { PaymentService } from './modules/payments/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
+import { type Providers, setupProviders } from './providers/setup.js';
 
 /** Every service of one running platform, wired once: the composition root. */
 export interface Services {
@@ -36,9 +39,17 @@ export interface Services {
   customers: CustomerService;
   testClocks: TestClockService;
   ledger: LedgerService;
+  payments: PaymentService;
+  providers: Providers;
 }
 
-export function createServices(db: Db, config: Config, clock: Clock, masterKey: MasterKey): Services {
+export function createServices(
+  db: Db,
+  config: Config,
+  clock: Clock,
+  masterKey: MasterKey,
+  providers: Providers,
+): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
   const idempotency = new IdempotencyStore(db, clock, config.idempotencyRetentionHours);
@@ -48,7 +59,22 @@ export function createServices(db: Db, config: Config, clock: Clock, masterKey: 
   const testClocks = new TestClockService(db, clock, jobs);
   const customers = new CustomerService(db, clock, masterKey, catalog, testClocks);
   const ledger = new LedgerService(db, clock);
-  return { db, clock, apiKeys, audit, idempotency, uow, jobs, catalog, customers, testClocks, ledger };
+  const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
+  return {
+    db,
+    clock,
+    apiKeys,
+    audit,
+    idempotency,
+    uow,
+    jobs,
+    catalog,
+    customers,
+    testClocks,
+    ledger,
+    payments,
+    providers,
+  };
 }
 
 export interface App {
@@ -85,7 +111,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   let ready = false;
   await migrate(database.db);
   const { key: masterKey, source: masterKeySource } = loadMasterKey(config.masterKey, config.dataDir);
-  const services = createServices(database.db, config, clock, masterKey);
+  const providers = await setupProviders(config);
+  const services = createServices(database.db, config, clock, masterKey, providers);
   const server = await buildServer(
     {
       apiKeys: services.apiKeys,
@@ -94,6 +121,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       poolStats: database.poolStats,
       engine: database.kind,
       isReady: () => ready,
+      registerMetrics: (registry) => providers.router.registerMetrics(registry),
     },
     {
       logger: options.logger ?? false,
@@ -108,6 +136,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   customerRoutes(server, { customers: services.customers, catalog: services.catalog, uow });
   testClockRoutes(server, { testClocks: services.testClocks, uow });
   ledgerRoutes(server, { ledger: services.ledger });
+  paymentRoutes(server, { payments: services.payments, uow, idempotency: services.idempotency });
   await server.ready();
 
   let pruneTimer: NodeJS.Timeout | undefined;
@@ -132,6 +161,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       if (pruneTimer) clearInterval(pruneTimer);
       await services.jobs.stop();
       await server.close();
+      await providers.close();
       if (!options.database) await database.close();
     },
   };

@@ -15,6 +15,15 @@ export interface Config {
   rateLimitPerMinute: number;
   idempotencyRetentionHours: number;
   poolMax: number;
+  /** `id=url,id=url` of external PSP simulators; unset: two are started in-process. */
+  simulators: string | undefined;
+  simulatorApiKey: string;
+  simulatorWebhookSecret: string;
+  /** JSON list of routing rules `[{ market, brand, providers: [...] }]`; default: every provider, in order. */
+  paymentRoutes: string | undefined;
+  providerTimeoutMs: number;
+  /** How long a provider's open circuit waits before letting a probe through. */
+  breakerHalfOpenMs: number;
 }
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
@@ -62,5 +71,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       24 * 90,
     ),
     poolMax: int('REPRISE_DB_POOL_MAX', env.REPRISE_DB_POOL_MAX, 10, 1, 500),
+    simulators: env.REPRISE_SIMULATORS || undefined,
+    simulatorApiKey: env.REPRISE_SIMULATOR_API_KEY || 'sk_simulator_development',
+    simulatorWebhookSecret: env.REPRISE_SIMULATOR_WEBHOOK_SECRET || 'whsec_simulator_development',
+    paymentRoutes: env.REPRISE_PAYMENT_ROUTES || undefined,
+    providerTimeoutMs: int(
+      'REPRISE_PROVIDER_TIMEOUT_MS',
+      env.REPRISE_PROVIDER_TIMEOUT_MS,
+      5_000,
+      100,
+      120_000,
+    ),
+    breakerHalfOpenMs: int(
+      'REPRISE_PROVIDER_BREAKER_HALF_OPEN_MS',
+      env.REPRISE_PROVIDER_BREAKER_HALF_OPEN_MS,
+      5_000,
+      100,
+      600_000,
+    ),
   };
 }

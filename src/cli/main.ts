@@ -7,6 +7,7 @@ import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/engine.js';
 import { migrate } from '../db/migrate.js';
 import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
+import { buildSimulator } from '../providers/simulator/server.js';
 import { seedDemoCatalog } from '../seed/demo-catalog.js';
 
 const USAGE = `reprise — commerce platform for subscription products
@@ -16,6 +17,7 @@ Usage:
   reprise migrate                    apply pending database migrations
   reprise seed --demo                create the demo catalog (markets, products, plans)
   reprise keys create --name N --scopes a,b   create an API key and print its secret once
+  reprise psp-simulator --port N [--webhook-url U]   run the PSP simulator on its own
 
 Scopes: ${SCOPES.join(', ')}
 `;
@@ -35,12 +37,14 @@ async function serve(): Promise<void> {
   const address = app.server.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = `http://${config.host}:${port}`;
+  app.services.providers.setWebhookBase(base);
   const lines = [
     '',
     `  Reprise is running (${app.database.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
     `  API             ${base}/v1`,
     `  API reference   ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     `  Health          ${base}/health   Metrics: ${base}/metrics`,
+    `  Payments        ${app.services.providers.embedded.length > 0 ? `PSP simulators in-process: ${app.services.providers.embedded.map((e) => `${e.id} ${e.url}`).join(', ')}` : `providers: ${config.simulators}`}`,
     devKey ? `  Dev API key     ${devKey.secret}   (admin; saved in ${devKey.path})` : '',
     config.bootstrapKey ? '  Bootstrap key   REPRISE_BOOTSTRAP_KEY is accepted with every scope' : '',
     seeded && !seeded.skipped
@@ -150,6 +154,28 @@ export async function main(argv: string[]): Promise<number> {
       );
       process.stdout.write(`${key.id}\n${secret}\n`);
       return 0;
+    }
+    case 'psp-simulator': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          port: { type: 'string', default: '4010' },
+          'webhook-url': { type: 'string' },
+          host: { type: 'string', default: '127.0.0.1' },
+        },
+      });
+      const config = loadConfig();
+      const { app } = await buildSimulator({
+        apiKey: config.simulatorApiKey,
+        webhookSecret: config.simulatorWebhookSecret,
+        ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
+      });
+      const url = await app.listen({ port: Number(values.port), host: values.host });
+      process.stdout.write(`PSP simulator listening on ${url} (API key from REPRISE_SIMULATOR_API_KEY)\n`);
+      const stop = () => app.close().then(() => process.exit(0));
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      return -1;
     }
     case undefined:
     case 'help':

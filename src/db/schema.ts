@@ -17,6 +17,14 @@ import type {
   LedgerPostingsTable,
   LedgerTransactionsTable,
 } from '../modules/ledger/tables.js';
+import type {
+  DisputesTable,
+  PaymentMethodsTable,
+  PaymentMethodTokensTable,
+  PaymentsTable,
+  ProviderEventsTable,
+  RefundsTable,
+} from '../modules/payments/tables.js';
 import type { TestClocksTable } from '../modules/test-clocks/tables.js';
 
 interface RepriseMetaTable {
@@ -43,6 +51,12 @@ export interface Database {
   ledger_transactions: LedgerTransactionsTable;
   ledger_postings: LedgerPostingsTable;
   ledger_balance_slots: LedgerBalanceSlotsTable;
+  payment_methods: PaymentMethodsTable;
+  payment_method_tokens: PaymentMethodTokensTable;
+  payments: PaymentsTable;
+  refunds: RefundsTable;
+  disputes: DisputesTable;
+  provider_events: ProviderEventsTable;
 }
 
 export type Db = Kysely<Database>;

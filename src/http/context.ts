@@ -9,6 +9,8 @@ declare module 'fastify' {
     action?: string;
     /** Audit resource type, e.g. `customer`. */
     resourceType?: string;
+    /** No API key: the route authenticates its caller itself (provider webhooks verify a signature). */
+    public?: boolean;
   }
   interface FastifyRequest {
     principal?: Principal;

@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Registry } from 'prom-client';
 import type { PoolStats } from '../db/engine.js';
 import { DomainError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
@@ -21,6 +22,8 @@ export interface ServerDeps {
   poolStats: () => PoolStats;
   engine: string;
   isReady: () => boolean;
+  /** Adds module metrics (e.g. payment routing) to the server's registry. */
+  registerMetrics?: (registry: Registry) => void;
 }
 
 export interface ServerOptions {
@@ -61,7 +64,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
-    if (!request.url.startsWith('/v1/')) return;
+    if (!request.url.startsWith('/v1/') || request.routeOptions.config?.public) return;
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) {
@@ -150,6 +153,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
   });
 
   const registry = installMetrics(app, deps.poolStats, deps.engine);
+  deps.registerMetrics?.(registry);
 
   await app.register(swagger, {
     openapi: {

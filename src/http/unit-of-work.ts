@@ -1,7 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
-import { assert } from '../kernel/assert.js';
 import type { AuditService } from '../modules/audit/service.js';
 import type { IdempotencyStore } from './idempotency.js';
 import './context.js';
@@ -11,6 +10,8 @@ export interface Outcome {
   body: unknown;
   /** The resource the call created or changed, for the audit log. */
   resourceId?: string | null;
+  /** Defaults to JSON; problem documents (e.g. a 402 decline that changed state) set theirs. */
+  contentType?: string;
 }
 
 /**
@@ -35,25 +36,30 @@ export class UnitOfWork {
     work: (trx: Executor) => Promise<Outcome>,
   ): Promise<void> {
     const principal = request.principal;
-    assert(principal, 'unit of work needs an authenticated request');
+    // Public routes (provider webhooks) are audited under the caller they authenticated.
+    const who = principal ?? { keyId: `public:${request.routeOptions.url}`, scopes: [] };
     const config = request.routeOptions.config;
-    const { status, json } = await transact(this.#db, async (trx) => {
+    const { status, json, contentType } = await transact(this.#db, async (trx) => {
       const outcome = await work(trx);
       const text = JSON.stringify(outcome.body);
       await this.#audit.record(trx, {
-        apiKeyId: principal.keyId,
+        apiKeyId: who.keyId,
         action: config.action ?? `${request.method} ${request.routeOptions.url}`,
         resourceType: config.resourceType ?? 'unknown',
         resourceId: outcome.resourceId ?? null,
         requestId: request.id,
         status: outcome.status,
       });
-      if (request.idempotency) {
+      if (request.idempotency && principal) {
         await this.#idempotency.complete(trx, principal.keyId, request.idempotency, outcome.status, text);
       }
-      return { status: outcome.status, json: text };
+      return {
+        status: outcome.status,
+        json: text,
+        contentType: outcome.contentType ?? 'application/json; charset=utf-8',
+      };
     });
     request.audited = true;
-    await reply.code(status).type('application/json; charset=utf-8').send(json);
+    await reply.code(status).type(contentType).send(json);
   }
 }

@@ -1,0 +1,82 @@
+export type PaymentStatus =
+  | 'processing'
+  | 'authorized'
+  | 'succeeded'
+  | 'failed'
+  | 'partially_refunded'
+  | 'refunded'
+  | 'voided'
+  | 'disputed'
+  | 'dispute_won'
+  | 'dispute_lost';
+
+export interface PaymentMethodsTable {
+  id: string;
+  customer_id: string;
+  provider_kind: string;
+  brand: string;
+  last4: string;
+  is_default: boolean;
+  created_at: Date;
+  detached_at: Date | null;
+}
+
+export interface PaymentMethodTokensTable {
+  payment_method_id: string;
+  provider: string;
+  provider_method_id: string;
+}
+
+export interface PaymentsTable {
+  id: string;
+  customer_id: string;
+  payment_method_id: string;
+  amount_minor: number;
+  currency: string;
+  tax_minor: number;
+  fee_minor: number;
+  amount_refunded_minor: number;
+  tax_refunded_minor: number;
+  status: PaymentStatus;
+  captured: boolean;
+  provider: string;
+  provider_payment_id: string | null;
+  decline_code: string | null;
+  description: string;
+  reference: string | null;
+  routing: unknown;
+  request_key: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface RefundsTable {
+  id: string;
+  payment_id: string;
+  amount_minor: number;
+  status: 'pending' | 'succeeded' | 'failed';
+  provider_refund_id: string | null;
+  failure_reason: string | null;
+  request_key: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface DisputesTable {
+  id: string;
+  payment_id: string;
+  provider_dispute_id: string;
+  status: 'open' | 'won' | 'lost';
+  amount_minor: number;
+  fee_minor: number;
+  created_at: Date;
+  closed_at: Date | null;
+}
+
+export interface ProviderEventsTable {
+  provider: string;
+  event_id: string;
+  type: string;
+  payment_id: string | null;
+  received_at: Date;
+}

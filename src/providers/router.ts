@@ -1,0 +1,129 @@
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+} from 'cockatiel';
+import { Counter, type Registry } from 'prom-client';
+import { type PaymentProvider, ProviderError } from './port.js';
+
+/** A routing rule: for a market and a card brand ('*' matches any), try these providers in order. */
+export interface RouteRule {
+  market: string;
+  brand: string;
+  providers: string[];
+}
+
+export interface RoutingDecision {
+  rule: number;
+  candidates: string[];
+  skipped: Array<{ provider: string; reason: 'circuit_open' | 'no_token' }>;
+  attempts: Array<{ provider: string; outcome: string }>;
+  chosen: string | null;
+}
+
+export interface BreakerOptions {
+  /** Consecutive failures (unavailable, ambiguous or slow) that open a provider's circuit. */
+  failuresToOpen: number;
+  /** After this long an open circuit lets one call through to test the provider again. */
+  halfOpenAfterMs: number;
+}
+
+/**
+ * Chooses providers for a payment by rules over market and card brand, and keeps one circuit
+ * breaker per provider (cockatiel): a provider that keeps failing or timing out is skipped until
+ * its half-open probe succeeds. Failover only ever happens on `unavailable` answers: a provider
+ * that might have charged (ambiguous) is never replaced by another one for the same payment.
+ */
+export class ProviderRouter {
+  readonly #providers: Map<string, PaymentProvider>;
+  readonly #rules: RouteRule[];
+  readonly #breakers = new Map<string, CircuitBreakerPolicy>();
+  readonly decisions = new Counter({
+    name: 'reprise_payment_routing_total',
+    help: 'Payment routing: provider tried and outcome (primary, failover, skipped_circuit_open, ...)',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [],
+  });
+
+  constructor(
+    providers: PaymentProvider[],
+    rules: RouteRule[],
+    breaker: BreakerOptions = { failuresToOpen: 3, halfOpenAfterMs: 5_000 },
+  ) {
+    this.#providers = new Map(providers.map((p) => [p.id, p]));
+    this.#rules = rules;
+    for (const p of providers) {
+      this.#breakers.set(
+        p.id,
+        circuitBreaker(
+          handleWhen((e) => e instanceof ProviderError && e.kind !== 'rejected'),
+          { halfOpenAfter: breaker.halfOpenAfterMs, breaker: new ConsecutiveBreaker(breaker.failuresToOpen) },
+        ),
+      );
+    }
+  }
+
+  registerMetrics(registry: Registry): void {
+    registry.registerMetric(this.decisions);
+  }
+
+  provider(id: string): PaymentProvider {
+    const p = this.#providers.get(id);
+    if (!p) throw new Error(`unknown provider instance '${id}'`);
+    return p;
+  }
+
+  /** Provider instances of a vendor kind (attaching a method tokenizes it at each of them). */
+  instancesOf(kind: string): PaymentProvider[] {
+    return [...this.#providers.values()].filter((p) => p.kind === kind);
+  }
+
+  isOpen(id: string): boolean {
+    return this.#breakers.get(id)?.state === CircuitState.Open;
+  }
+
+  /** The ordered candidates for a payment; providers without a token for the method are skipped. */
+  plan(market: string, brand: string, tokenAt: ReadonlySet<string>): RoutingDecision {
+    const index = this.#rules.findIndex(
+      (r) => (r.market === '*' || r.market === market) && (r.brand === '*' || r.brand === brand),
+    );
+    const rule = this.#rules[index];
+    const decision: RoutingDecision = {
+      rule: index,
+      candidates: [],
+      skipped: [],
+      attempts: [],
+      chosen: null,
+    };
+    for (const id of rule?.providers ?? []) {
+      if (!tokenAt.has(id)) decision.skipped.push({ provider: id, reason: 'no_token' });
+      else if (this.isOpen(id)) {
+        decision.skipped.push({ provider: id, reason: 'circuit_open' });
+        this.decisions.inc({ provider: id, outcome: 'skipped_circuit_open' });
+      } else decision.candidates.push(id);
+    }
+    return decision;
+  }
+
+  /** Runs one provider call through that provider's breaker. */
+  async call<T>(providerId: string, fn: (p: PaymentProvider) => Promise<T>): Promise<T> {
+    const breaker = this.#breakers.get(providerId);
+    const provider = this.provider(providerId);
+    if (!breaker) return fn(provider);
+    try {
+      return await breaker.execute(() => fn(provider));
+    } catch (error) {
+      if (error instanceof BrokenCircuitError)
+        throw new ProviderError('unavailable', `${providerId}: circuit open`, providerId);
+      throw error;
+    }
+  }
+
+  /** Counts an attempt's outcome for /metrics. */
+  count(provider: string, outcome: string): void {
+    this.decisions.inc({ provider, outcome });
+  }
+}

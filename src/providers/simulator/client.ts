@@ -1,0 +1,255 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import {
+  type AttachResult,
+  type ChargeInput,
+  type ChargeResult,
+  type PaymentProvider,
+  ProviderError,
+  type ProviderEvent,
+  type ProviderPaymentSnapshot,
+  type RefundResult,
+} from '../port.js';
+
+export interface SimulatorClientOptions {
+  id: string;
+  baseUrl: string;
+  apiKey: string;
+  webhookSecret: string;
+  timeoutMs?: number;
+  /** Retries of one call with the same idempotency key after a timeout or a 5xx. */
+  retriesMax?: number;
+  retryBaseMs?: number;
+}
+
+const SIGNATURE_TOLERANCE_S = 300;
+
+interface SimCharge {
+  id: string;
+  amount: number;
+  currency: string;
+  status: 'requires_capture' | 'succeeded' | 'failed' | 'canceled';
+  captured: boolean;
+  fee: number;
+  declineCode: string | null;
+  idempotencyKey: string;
+  refunds: Array<{ id: string; amount: number }>;
+  dispute: { id: string; status: 'needs_response' | 'won' | 'lost'; amount: number; fee: number } | null;
+}
+
+/** The provider port over the PSP simulator's HTTP API. */
+export class SimulatorProvider implements PaymentProvider {
+  readonly id: string;
+  readonly kind = 'simulator';
+  readonly #o: Required<SimulatorClientOptions>;
+
+  constructor(options: SimulatorClientOptions) {
+    this.id = options.id;
+    this.#o = { timeoutMs: 5_000, retriesMax: 3, retryBaseMs: 100, ...options };
+  }
+
+  /**
+   * One logical call: retried with the same idempotency key on timeouts and 5xx (the simulator
+   * deduplicates), never on 4xx. What is left unknown after the retries is `ambiguous`.
+   */
+  async #call(
+    method: string,
+    path: string,
+    body?: unknown,
+    idempotencyKey?: string,
+  ): Promise<{ status: number; json: unknown }> {
+    let lastError = '';
+    let maybeProcessed = false;
+    for (let attempt = 0; attempt <= this.#o.retriesMax; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, this.#o.retryBaseMs * 2 ** (attempt - 1)));
+      try {
+        const res = await fetch(`${this.#o.baseUrl}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.#o.apiKey}`,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.#o.timeoutMs),
+        });
+        const json = await res.json().catch(() => null);
+        if (res.status === 503) {
+          lastError = 'provider unavailable (503)';
+          continue;
+        }
+        if (res.status >= 500) {
+          maybeProcessed = true;
+          lastError = `provider error ${res.status}`;
+          continue;
+        }
+        return { status: res.status, json };
+      } catch (error) {
+        const e = error as Error & { cause?: { code?: string } };
+        if (e.cause?.code === 'ECONNREFUSED') {
+          lastError = 'connection refused';
+          continue;
+        }
+        maybeProcessed = true;
+        lastError = e.name === 'TimeoutError' ? `timeout after ${this.#o.timeoutMs} ms` : e.message;
+      }
+      // Reads and calls without a key are safe to repeat; a keyed write is deduplicated.
+    }
+    throw new ProviderError(
+      maybeProcessed && idempotencyKey ? 'ambiguous' : 'unavailable',
+      `${this.id}: ${lastError}`,
+      this.id,
+    );
+  }
+
+  async attach(input: { token: string; idempotencyKey: string }): Promise<AttachResult> {
+    const { status, json } = await this.#call('POST', '/v1/payment_methods', { token: input.token });
+    const body = json as {
+      id?: string;
+      brand?: string;
+      last4?: string;
+      error?: { decline_code?: string; message?: string };
+    };
+    if (status === 402) return { ok: false, declineCode: body.error?.decline_code ?? 'card_declined' };
+    if (status !== 200 || !body.id)
+      throw new ProviderError(
+        'rejected',
+        `${this.id}: ${body.error?.message ?? `status ${status}`}`,
+        this.id,
+      );
+    return {
+      ok: true,
+      providerMethodId: body.id,
+      brand: body.brand ?? 'unknown',
+      last4: body.last4 ?? '0000',
+    };
+  }
+
+  async charge(input: ChargeInput): Promise<ChargeResult> {
+    const { status, json } = await this.#call(
+      'POST',
+      '/v1/charges',
+      {
+        amount: input.amountMinor,
+        currency: input.currency,
+        payment_method: input.providerMethodId,
+        capture: input.capture,
+        metadata: input.metadata,
+      },
+      input.idempotencyKey,
+    );
+    return this.#chargeResult(status, json);
+  }
+
+  async capture(providerPaymentId: string, idempotencyKey: string): Promise<ChargeResult> {
+    const { status, json } = await this.#call(
+      'POST',
+      `/v1/charges/${providerPaymentId}/capture`,
+      {},
+      idempotencyKey,
+    );
+    return this.#chargeResult(status, json);
+  }
+
+  async void(providerPaymentId: string, idempotencyKey: string): Promise<void> {
+    const { status, json } = await this.#call(
+      'POST',
+      `/v1/charges/${providerPaymentId}/void`,
+      {},
+      idempotencyKey,
+    );
+    if (status !== 200)
+      throw new ProviderError('rejected', `${this.id}: void refused: ${JSON.stringify(json)}`, this.id);
+  }
+
+  async refund(
+    providerPaymentId: string,
+    amountMinor: number,
+    idempotencyKey: string,
+  ): Promise<RefundResult> {
+    const { status, json } = await this.#call(
+      'POST',
+      '/v1/refunds',
+      { charge: providerPaymentId, amount: amountMinor },
+      idempotencyKey,
+    );
+    const body = json as { id?: string; amount?: number; error?: { message?: string } };
+    if (status !== 200 || !body.id)
+      throw new ProviderError(
+        'rejected',
+        `${this.id}: refund refused: ${body.error?.message ?? status}`,
+        this.id,
+      );
+    return { providerRefundId: body.id, amountMinor: body.amount ?? amountMinor };
+  }
+
+  async lookup(idempotencyKey: string): Promise<ProviderPaymentSnapshot | null> {
+    const { status, json } = await this.#call(
+      'GET',
+      `/v1/charges?idempotency_key=${encodeURIComponent(idempotencyKey)}`,
+    );
+    if (status !== 200)
+      throw new ProviderError('rejected', `${this.id}: lookup refused (${status})`, this.id);
+    const charge = (json as { data: SimCharge[] }).data[0];
+    return charge ? toSnapshot(charge) : null;
+  }
+
+  #chargeResult(status: number, json: unknown): ChargeResult {
+    const body = json as SimCharge & { error?: { decline_code?: string; charge?: string; message?: string } };
+    if (status === 402)
+      return {
+        status: 'declined',
+        declineCode: body.error?.decline_code ?? 'card_declined',
+        providerPaymentId: body.error?.charge ?? null,
+      };
+    if (status !== 200)
+      throw new ProviderError(
+        'rejected',
+        `${this.id}: ${body.error?.message ?? `status ${status}`}`,
+        this.id,
+      );
+    return {
+      status: body.captured ? 'succeeded' : 'authorized',
+      providerPaymentId: body.id,
+      feeMinor: body.fee,
+    };
+  }
+
+  parseWebhook(rawBody: string, headers: Record<string, string | string[] | undefined>): ProviderEvent {
+    const header = headers['simulator-signature'];
+    const value = Array.isArray(header) ? header[0] : header;
+    const parts = Object.fromEntries(
+      (value ?? '').split(',').map((kv) => kv.split('=', 2) as [string, string]),
+    );
+    const t = Number(parts.t);
+    if (!parts.v1 || !Number.isFinite(t)) throw new Error('missing or malformed Simulator-Signature');
+    if (Math.abs(Date.now() / 1000 - t) > SIGNATURE_TOLERANCE_S)
+      throw new Error('signature timestamp outside the tolerance');
+    const expected = createHmac('sha256', this.#o.webhookSecret).update(`${t}.${rawBody}`).digest();
+    const given = Buffer.from(parts.v1, 'hex');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw new Error('signature does not match');
+    const event = JSON.parse(rawBody) as { id: string; type: string; data: { object: SimCharge } };
+    return { id: event.id, type: event.type, payment: toSnapshot(event.data.object) };
+  }
+}
+
+function toSnapshot(c: SimCharge): ProviderPaymentSnapshot {
+  return {
+    providerPaymentId: c.id,
+    idempotencyKey: c.idempotencyKey,
+    amountMinor: c.amount,
+    currency: c.currency,
+    status: c.status === 'requires_capture' ? 'authorized' : c.status === 'canceled' ? 'voided' : c.status,
+    declineCode: c.declineCode,
+    feeMinor: c.fee,
+    refunds: c.refunds.map((r) => ({ providerRefundId: r.id, amountMinor: r.amount })),
+    dispute: c.dispute
+      ? {
+          providerDisputeId: c.dispute.id,
+          status: c.dispute.status === 'needs_response' ? 'open' : c.dispute.status,
+          amountMinor: c.dispute.amount,
+          feeMinor: c.dispute.fee,
+        }
+      : null,
+  };
+}

@@ -1,0 +1,237 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+describe(`payments through the PSP simulator (${ENGINE})`, () => {
+  let t: TestApp;
+  let n = 0;
+  beforeAll(async () => {
+    t = await startTestApp({ providerTimeoutMs: 1_000 });
+    await t.call('POST', '/v1/markets', {
+      code: 'SE',
+      currency: 'SEK',
+      taxRateBps: 2500,
+      taxInclusive: true,
+    });
+    await t.call('POST', '/v1/markets', { code: 'US', currency: 'USD', taxRateBps: 0, taxInclusive: false });
+  });
+  afterAll(() => t.close());
+
+  const customer = async (market = 'SE') =>
+    (await t.call('POST', '/v1/customers', { externalId: `pay-user-${++n}`, market })).json().id as string;
+  const attach = (c: string, token: string) =>
+    t.call('POST', `/v1/customers/${c}/payment-methods`, { provider: 'simulator', token });
+  const pay = (
+    c: string,
+    amount: number,
+    extra: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ) =>
+    t.call(
+      'POST',
+      '/v1/payments',
+      { customer: c, amount, currency: 'SEK', description: 'Audiobook', ...extra },
+      { headers },
+    );
+  const ledgerOf = async (reference: string) =>
+    (await t.call('GET', `/v1/ledger/transactions?reference=${reference}`)).json().data as Array<{
+      idempotencyKey: string;
+      postings: Array<{ account: string; debit: number; credit: number }>;
+    }>;
+  const captured = (paymentId: string) =>
+    t.app.services.providers.embedded
+      .flatMap((e) => [...e.state.charges.values()])
+      .filter((c) => c.idempotencyKey === paymentId && c.captured);
+  const trialBalanced = async () =>
+    (await t.call('GET', '/v1/ledger/trial-balance?verify=true'))
+      .json()
+      .currencies.every((c: { balanced: boolean }) => c.balanced);
+
+  it.each([
+    ['tok_visa', 'visa', '4242'],
+    ['tok_mastercard', 'mastercard', '4444'],
+  ])(
+    '%s attaches and is charged; the ledger books cash, revenue net of VAT, VAT and the fee',
+    async (token, brand, last4) => {
+      const c = await customer();
+      const pm = await attach(c, token);
+      expect(pm.statusCode).toBe(201);
+      expect(pm.json()).toMatchObject({
+        brand,
+        last4,
+        isDefault: true,
+        providers: ['simulator-a', 'simulator-b'],
+      });
+      const res = await pay(c, 13900, { reference: 'order-1' });
+      expect(res.statusCode).toBe(201);
+      const p = res.json();
+      expect(p).toMatchObject({
+        status: 'succeeded',
+        amount: 13900,
+        amountRefunded: 0,
+        currency: 'SEK',
+        tax: 2780,
+        fee: 433,
+        provider: 'simulator-a',
+      });
+      expect(captured(p.id)).toHaveLength(1);
+      const entries = await ledgerOf(p.id);
+      expect(entries.map((e) => e.idempotencyKey).sort()).toEqual([
+        `payment:${p.id}:captured`,
+        `payment:${p.id}:fee`,
+      ]);
+      const capture = entries.find((e) => e.idempotencyKey.endsWith(':captured'))!;
+      expect(capture.postings).toEqual([
+        { account: 'provider_clearing:simulator-a:SEK', currency: 'SEK', debit: 13900, credit: 0 },
+        { account: 'revenue:-:SEK', currency: 'SEK', debit: 0, credit: 11120 },
+        { account: 'tax_payable:-:SEK', currency: 'SEK', debit: 0, credit: 2780 },
+      ]);
+      expect(await trialBalanced()).toBe(true);
+    },
+  );
+
+  it.each([
+    ['tok_chargeDeclined', 'card_declined'],
+    ['tok_chargeDeclinedInsufficientFunds', 'insufficient_funds'],
+  ])('%s is declined when attached (402 %s) and nothing is stored', async (token, declineCode) => {
+    const c = await customer();
+    const res = await attach(c, token);
+    expect(res.statusCode).toBe(402);
+    expect(res.json()).toMatchObject({ code: 'payment_declined', declineCode });
+    expect((await t.call('GET', `/v1/customers/${c}/payment-methods`)).json().data).toEqual([]);
+  });
+
+  it('tok_chargeCustomerFail attaches, then every charge is declined: 402 with the failed payment id', async () => {
+    const c = await customer();
+    expect((await attach(c, 'tok_chargeCustomerFail')).statusCode).toBe(201);
+    const res = await pay(c, 5000);
+    expect(res.statusCode).toBe(402);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    const body = res.json();
+    expect(body).toMatchObject({ code: 'payment_declined', declineCode: 'card_declined' });
+    const payment = (await t.call('GET', `/v1/payments/${body.payment}`)).json();
+    expect(payment).toMatchObject({ status: 'failed', declineCode: 'card_declined' });
+    expect(await ledgerOf(body.payment)).toEqual([]);
+  });
+
+  it('tok_processingError: the provider errs after charging; the retry with the same key succeeds once', async () => {
+    const c = await customer();
+    expect((await attach(c, 'tok_processingError')).statusCode).toBe(201);
+    const res = await pay(c, 7900);
+    expect(res.statusCode).toBe(201);
+    expect(res.json().status).toBe('succeeded');
+    expect(captured(res.json().id)).toHaveLength(1);
+    expect(await ledgerOf(res.json().id)).toHaveLength(2);
+  });
+
+  it('a retried request (same Idempotency-Key) replays the payment and charges once', async () => {
+    const c = await customer();
+    await attach(c, 'tok_visa');
+    const headers = { 'idempotency-key': `buy-${c}` };
+    const first = await pay(c, 9900, {}, headers);
+    const again = await pay(c, 9900, {}, headers);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.json().id).toBe(first.json().id);
+    expect(captured(first.json().id)).toHaveLength(1);
+    expect((await t.call('GET', `/v1/payments?customer=${c}`)).json().data).toHaveLength(1);
+  });
+
+  it('refunds partly then fully, never above what was captured; VAT is given back in proportion', async () => {
+    const c = await customer();
+    await attach(c, 'tok_visa');
+    const p = (await pay(c, 13900)).json();
+    const r1 = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 3333 });
+    expect(r1.statusCode).toBe(201);
+    expect(r1.json()).toMatchObject({ amount: 3333, status: 'succeeded' });
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json()).toMatchObject({
+      status: 'partially_refunded',
+      amountRefunded: 3333,
+    });
+    const tooMuch = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 10568 });
+    expect(tooMuch.statusCode).toBe(400);
+    expect(tooMuch.json().errors).toEqual([
+      { path: 'amount', message: 'must be between 1 and 10567, what is left to refund of this payment' },
+    ]);
+    const rest = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment: p.id },
+      { headers: { 'idempotency-key': `refund-rest-${p.id}` } },
+    );
+    expect(rest.json()).toMatchObject({ amount: 10567, status: 'succeeded' });
+    const replay = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment: p.id },
+      { headers: { 'idempotency-key': `refund-rest-${p.id}` } },
+    );
+    expect(replay.json().id).toBe(rest.json().id);
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json()).toMatchObject({
+      status: 'refunded',
+      amountRefunded: 13900,
+    });
+    expect((await t.call('POST', '/v1/refunds', { payment: p.id, amount: 1 })).statusCode).toBe(409);
+    const refunds = (await ledgerOf(p.id)).filter((e) => e.idempotencyKey.startsWith('refund:'));
+    const vatBack = refunds
+      .flatMap((e) => e.postings)
+      .filter((x) => x.account === 'tax_payable:-:SEK')
+      .reduce((s, x) => s + x.debit, 0);
+    // 25 % VAT included in 139.00 is 27.80; 33.33 refunded gives back 6.67 (666.6 → 667), the rest 21.13.
+    expect(vatBack).toBe(2780);
+    expect(
+      refunds
+        .flatMap((e) => e.postings)
+        .filter((x) => x.account === 'tax_payable:-:SEK')
+        .map((x) => x.debit),
+    ).toEqual([667, 2113]);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('concurrent refunds cannot together exceed the payment', async () => {
+    const c = await customer();
+    await attach(c, 'tok_visa');
+    const p = (await pay(c, 1000)).json();
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => t.call('POST', '/v1/refunds', { payment: p.id, amount: 400 })),
+    );
+    expect(results.filter((r) => r.statusCode === 201)).toHaveLength(2);
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json().amountRefunded).toBe(800);
+  });
+
+  it('refuses bad input naming the field, and changes nothing', async () => {
+    const c = await customer();
+    expect((await pay(c, 100)).json().errors).toEqual([
+      {
+        path: 'paymentMethod',
+        message: 'the customer has no default payment method; attach one or name one',
+      },
+    ]);
+    const bad = await t.call('POST', '/v1/payments', { customer: c, amount: 10.5, currency: 'sek' });
+    expect(bad.statusCode).toBe(400);
+    expect(
+      bad
+        .json()
+        .errors.map((e: { path: string }) => e.path)
+        .sort(),
+    ).toEqual(['amount', 'currency', 'description']);
+    expect((await t.call('POST', '/v1/refunds', { payment: 'pay_nope' })).statusCode).toBe(404);
+    expect((await attach(c, 'tok_unknown')).statusCode).toBe(400);
+  });
+
+  it('needs the right scopes', async () => {
+    const reader = await t.keyWith('payments:read');
+    const c = await customer();
+    expect(
+      (
+        await t.call(
+          'POST',
+          '/v1/payments',
+          { customer: c, amount: 100, currency: 'SEK', description: 'x' },
+          { key: reader },
+        )
+      ).statusCode,
+    ).toBe(403);
+    const writer = await t.keyWith('payments:write');
+    expect((await t.call('POST', '/v1/refunds', { payment: 'pay_x' }, { key: writer })).statusCode).toBe(403);
+  });
+});
