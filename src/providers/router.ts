@@ -41,6 +41,8 @@ export class ProviderRouter {
   readonly #providers: Map<string, PaymentProvider>;
   readonly #rules: RouteRule[];
   readonly #breakers = new Map<string, CircuitBreakerPolicy>();
+  readonly #openedAtMs = new Map<string, number>();
+  readonly #halfOpenAfterMs: number;
   readonly decisions = new Counter({
     name: 'reprise_payment_routing_total',
     help: 'Payment routing: provider tried and outcome (primary, failover, skipped_circuit_open, ...)',
@@ -55,14 +57,15 @@ export class ProviderRouter {
   ) {
     this.#providers = new Map(providers.map((p) => [p.id, p]));
     this.#rules = rules;
+    this.#halfOpenAfterMs = breaker.halfOpenAfterMs;
     for (const p of providers) {
-      this.#breakers.set(
-        p.id,
-        circuitBreaker(
-          handleWhen((e) => e instanceof ProviderError && e.kind !== 'rejected'),
-          { halfOpenAfter: breaker.halfOpenAfterMs, breaker: new ConsecutiveBreaker(breaker.failuresToOpen) },
-        ),
+      const policy = circuitBreaker(
+        handleWhen((e) => e instanceof ProviderError && e.kind !== 'rejected'),
+        { halfOpenAfter: breaker.halfOpenAfterMs, breaker: new ConsecutiveBreaker(breaker.failuresToOpen) },
       );
+      policy.onBreak(() => this.#openedAtMs.set(p.id, Date.now()));
+      policy.onReset(() => this.#openedAtMs.delete(p.id));
+      this.#breakers.set(p.id, policy);
     }
   }
 
@@ -81,8 +84,17 @@ export class ProviderRouter {
     return [...this.#providers.values()].filter((p) => p.kind === kind);
   }
 
+  /**
+   * Open and not yet due for a probe. Once `halfOpenAfterMs` has passed the provider is offered
+   * again: the breaker lets that one call through and closes on success, reopens on failure.
+   */
   isOpen(id: string): boolean {
-    return this.#breakers.get(id)?.state === CircuitState.Open;
+    const openedAt = this.#openedAtMs.get(id);
+    return (
+      this.#breakers.get(id)?.state === CircuitState.Open &&
+      openedAt !== undefined &&
+      Date.now() - openedAt < this.#halfOpenAfterMs
+    );
   }
 
   /** The ordered candidates for a payment; providers without a token for the method are skipped. */

@@ -297,11 +297,9 @@ export async function buildSimulator(
     if (pm && TEST_CARDS[pm.token]?.flaky && !state.flakyAnswered.has(key) && answer.status < 500) {
       // Processed, but this first answer is lost: the caller sees a 500 and must retry.
       state.flakyAnswered.add(key);
-      return reply
-        .code(500)
-        .send({
-          error: { type: 'api_error', message: 'Simulated processing error (the charge was processed)' },
-        });
+      return reply.code(500).send({
+        error: { type: 'api_error', message: 'Simulated processing error (the charge was processed)' },
+      });
     }
     if (answer.replayed) reply.header('idempotent-replayed', 'true');
     return reply.code(answer.status).send(answer.body);

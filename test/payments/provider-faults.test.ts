@@ -1,0 +1,281 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+/**
+ * Provider faults, bounded and on loopback: timeouts, 5xx, outages with failover and circuit
+ * breaking, and webhooks that arrive twice, late or in the wrong order. Each converges on the
+ * right state with no double effect.
+ */
+describe(`provider faults and webhooks (${ENGINE})`, () => {
+  let t: TestApp;
+  let n = 0;
+  beforeAll(async () => {
+    t = await startTestApp({ providerTimeoutMs: 400, breakerHalfOpenMs: 500 });
+    const address = await t.app.server.listen({ port: 0, host: '127.0.0.1' });
+    t.app.services.providers.setWebhookBase(address);
+    await t.call('POST', '/v1/markets', {
+      code: 'SE',
+      currency: 'SEK',
+      taxRateBps: 2500,
+      taxInclusive: true,
+    });
+  });
+  afterAll(() => t.close());
+
+  const sims = () => Object.fromEntries(t.app.services.providers.embedded.map((e) => [e.id, e]));
+  const customer = async () => {
+    const id = (
+      await t.call('POST', '/v1/customers', { externalId: `fault-user-${++n}`, market: 'SE' })
+    ).json().id as string;
+    expect(
+      (
+        await t.call('POST', `/v1/customers/${id}/payment-methods`, {
+          provider: 'simulator',
+          token: 'tok_visa',
+        })
+      ).statusCode,
+    ).toBe(201);
+    return id;
+  };
+  const pay = (c: string, amount = 5000) =>
+    t.call('POST', '/v1/payments', { customer: c, amount, currency: 'SEK', description: 'Gift card' });
+  const capturedCount = (paymentId: string) =>
+    t.app.services.providers.embedded
+      .flatMap((e) => [...e.state.charges.values()])
+      .filter((c) => c.idempotencyKey === paymentId && c.captured).length;
+  const flushWebhooks = async () => {
+    for (const e of t.app.services.providers.embedded)
+      await e.app.inject({ method: 'POST', url: '/admin/webhooks/flush' });
+  };
+  const eventually = async (check: () => Promise<boolean>, what: string) => {
+    for (let i = 0; i < 100; i++) {
+      if (await check()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`never: ${what}`);
+  };
+  const trialBalanced = async () =>
+    (await t.call('GET', '/v1/ledger/trial-balance?verify=true'))
+      .json()
+      .currencies.every((c: { balanced: boolean }) => c.balanced);
+
+  it('a provider that times out after charging is retried with the same key: one charge', async () => {
+    const c = await customer();
+    const a = sims()['simulator-a']!;
+    const webhookUrl = a.state.webhook.url;
+    // No webhooks for now: only the reconciliation can learn what happened.
+    a.state.webhook.url = undefined;
+    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 700 };
+    try {
+      const res = await pay(c);
+      // Every attempt timed out: the outcome is unknown, so the API says so (202 processing),
+      // and it does not fail over (simulator-a may hold the charge).
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toMatchObject({ status: 'processing', provider: 'simulator-a' });
+      a.state.faults.timeoutRate = 0;
+      await t.app.services.payments.reconcile(res.json().id, t.app.services.db);
+      expect((await t.call('GET', `/v1/payments/${res.json().id}`)).json().status).toBe('succeeded');
+      // Reconciling again, or the late webhook, change nothing.
+      await t.app.services.payments.reconcile(res.json().id, t.app.services.db);
+      expect(capturedCount(res.json().id)).toBe(1);
+      expect(
+        (await t.call('GET', `/v1/ledger/transactions?reference=${res.json().id}`)).json().data,
+      ).toHaveLength(2);
+    } finally {
+      a.state.faults.timeoutRate = 0;
+      a.state.webhook.url = webhookUrl;
+    }
+  });
+
+  it('5xx answers are retried with the same key; payments succeed with exactly one charge each', async () => {
+    const c = await customer();
+    sims()['simulator-a']!.state.faults.errorRate = 0.5;
+    try {
+      const results = await Promise.all(Array.from({ length: 10 }, () => pay(c, 1000)));
+      for (const r of results) {
+        expect([201, 202]).toContain(r.statusCode);
+        if (r.statusCode === 201) expect(capturedCount(r.json().id)).toBe(1);
+      }
+    } finally {
+      sims()['simulator-a']!.state.faults.errorRate = 0;
+    }
+  });
+
+  it('fails over to the next provider when one is down, opens its circuit, and returns once it recovers', async () => {
+    const c = await customer();
+    sims()['simulator-a']!.state.faults.outage = true;
+    try {
+      const first = await pay(c);
+      expect(first.statusCode).toBe(201);
+      expect(first.json()).toMatchObject({ status: 'succeeded', provider: 'simulator-b' });
+      expect(first.json().routing.attempts).toEqual([
+        { provider: 'simulator-a', outcome: 'unavailable' },
+        { provider: 'simulator-b', outcome: 'succeeded' },
+      ]);
+      await pay(c);
+      await pay(c);
+      // Three consecutive failures opened simulator-a's circuit: it is skipped without a call.
+      const before = sims()['simulator-a']!.state.requests;
+      const skipped = await pay(c);
+      expect(skipped.json().provider).toBe('simulator-b');
+      expect(skipped.json().routing.skipped).toEqual([{ provider: 'simulator-a', reason: 'circuit_open' }]);
+      expect(sims()['simulator-a']!.state.requests).toBe(before);
+      const metrics = (await t.call('GET', '/metrics', undefined, { key: null })).body;
+      expect(metrics).toMatch(
+        /reprise_payment_routing_total\{provider="simulator-a",outcome="skipped_circuit_open"\} [1-9]/,
+      );
+      expect(metrics).toMatch(
+        /reprise_payment_routing_total\{provider="simulator-b",outcome="failover"\} [1-9]/,
+      );
+    } finally {
+      sims()['simulator-a']!.state.faults.outage = false;
+    }
+    await new Promise((r) => setTimeout(r, 600));
+    const back = await pay(c);
+    expect(back.json().provider).toBe('simulator-a');
+  });
+
+  it('a bad or missing webhook signature is refused; an unknown provider is 404', async () => {
+    const body = JSON.stringify({ id: 'evt_x', type: 'charge.succeeded', data: { object: {} } });
+    const bad = await t.app.server.inject({
+      method: 'POST',
+      url: '/v1/providers/simulator-a/webhooks',
+      headers: {
+        'content-type': 'application/json',
+        'simulator-signature': `t=${Math.floor(Date.now() / 1000)},v1=00`,
+      },
+      payload: body,
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors[0].path).toBe('signature');
+    const none = await t.app.server.inject({
+      method: 'POST',
+      url: '/v1/providers/simulator-a/webhooks',
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+    expect(none.statusCode).toBe(400);
+    const unknown = await t.app.server.inject({
+      method: 'POST',
+      url: '/v1/providers/nope/webhooks',
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+    expect(unknown.statusCode).toBe(404);
+  });
+
+  it('disputes: duplicated and reordered webhooks converge on one dispute and one entry per fact', async () => {
+    const c = await customer();
+    const won = (await pay(c, 10_000)).json();
+    const lost = (await pay(c, 20_000)).json();
+    for (const s of t.app.services.providers.embedded)
+      s.state.webhook = { ...s.state.webhook, duplicate: true, reorder: true };
+    try {
+      const sim = sims()[won.provider]!;
+      const chargeOf = (id: string) => [...sim.state.charges.values()].find((x) => x.idempotencyKey === id)!;
+      await sim.app.inject({
+        method: 'POST',
+        url: `/admin/charges/${chargeOf(won.id).id}/dispute`,
+        payload: { outcome: 'won' },
+      });
+      await sim.app.inject({
+        method: 'POST',
+        url: `/admin/charges/${chargeOf(lost.id).id}/dispute`,
+        payload: { outcome: 'lost' },
+      });
+      await flushWebhooks();
+      await eventually(
+        async () => (await t.call('GET', `/v1/payments/${won.id}`)).json().status === 'dispute_won',
+        'dispute won',
+      );
+      await eventually(
+        async () => (await t.call('GET', `/v1/payments/${lost.id}`)).json().status === 'dispute_lost',
+        'dispute lost',
+      );
+    } finally {
+      for (const s of t.app.services.providers.embedded)
+        s.state.webhook = { ...s.state.webhook, duplicate: false, reorder: false };
+    }
+    const keys = async (id: string) =>
+      (
+        (await t.call('GET', `/v1/ledger/transactions?reference=${id}`)).json().data as Array<{
+          idempotencyKey: string;
+        }>
+      ).map((x) => x.idempotencyKey.replace(/dp_\w+/, 'dp').replace(/pay_\w+/, 'pay'));
+    expect((await keys(won.id)).sort()).toEqual([
+      'dispute:dp:opened',
+      'dispute:dp:won',
+      'payment:pay:captured',
+      'payment:pay:fee',
+    ]);
+    expect((await keys(lost.id)).sort()).toEqual([
+      'dispute:dp:lost',
+      'dispute:dp:opened',
+      'payment:pay:captured',
+      'payment:pay:fee',
+    ]);
+    const disputes = await t.app.services.db
+      .selectFrom('disputes')
+      .selectAll()
+      .where('payment_id', 'in', [won.id, lost.id])
+      .execute();
+    expect(disputes.map((d) => d.status).sort()).toEqual(['lost', 'won']);
+    // Lost: the 200.00 is written off as bad debt; the 15.00 dispute fee is a provider fee either way.
+    const badDebt = (await t.call('GET', '/v1/ledger/accounts?type=bad_debt')).json().data[0];
+    expect(badDebt).toMatchObject({ currency: 'SEK', balance: 20_000 });
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('a refund made at the provider arrives by webhook and is booked once', async () => {
+    const c = await customer();
+    const p = (await pay(c, 8000)).json();
+    const sim = sims()[p.provider]!;
+    sim.state.webhook.duplicate = true;
+    try {
+      const charge = [...sim.state.charges.values()].find((x) => x.idempotencyKey === p.id)!;
+      await sim.app.inject({
+        method: 'POST',
+        url: '/v1/refunds',
+        headers: {
+          authorization: 'Bearer sk_simulator_development',
+          'idempotency-key': 'dashboard-refund-1',
+        },
+        payload: { charge: charge.id, amount: 2000 },
+      });
+      await flushWebhooks();
+      await eventually(
+        async () => (await t.call('GET', `/v1/payments/${p.id}`)).json().amountRefunded === 2000,
+        'refund booked',
+      );
+    } finally {
+      sim.state.webhook.duplicate = false;
+    }
+    const refunds = (await t.call('GET', `/v1/ledger/transactions?reference=${p.id}`))
+      .json()
+      .data.filter((x: { idempotencyKey: string }) => x.idempotencyKey.startsWith('refund:'));
+    expect(refunds).toHaveLength(1);
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json().status).toBe('partially_refunded');
+  });
+
+  it('the settlement report lists captured charges with fee, net and payout date', async () => {
+    const sim = sims()['simulator-b']!;
+    const csv = (
+      await sim.app.inject({
+        method: 'GET',
+        url: '/v1/reports/settlement.csv',
+        headers: { authorization: 'Bearer sk_simulator_development' },
+      })
+    ).body;
+    const [header, ...rows] = csv.trim().split('\n');
+    expect(header).toBe('payment_id,charge_id,amount,fee,net,currency,payout_date');
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) {
+      const [paymentId, , amount, fee, net, currency, payout] = row.split(',');
+      expect(paymentId).toMatch(/^pay_/);
+      expect(Number(amount) - Number(fee)).toBe(Number(net));
+      expect(currency).toBe('SEK');
+      expect(payout).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    }
+  });
+});
