@@ -52,7 +52,12 @@ export function createServices(
 ): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
-  const idempotency = new IdempotencyStore(db, clock, config.idempotencyRetentionHours);
+  const idempotency = new IdempotencyStore(
+    db,
+    clock,
+    config.idempotencyRetentionHours,
+    config.idempotencyLeaseMs,
+  );
   const uow = new UnitOfWork(db, idempotency, audit);
   const jobs = new JobScheduler(db, clock);
   const catalog = new CatalogService(db, clock);

@@ -14,6 +14,8 @@ export interface Config {
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
   idempotencyRetentionHours: number;
+  /** How long a running request's claim on its Idempotency-Key protects it; a crash's claim expires after it. */
+  idempotencyLeaseMs: number;
   poolMax: number;
   /** `id=url,id=url` of external PSP simulators; unset: two are started in-process. */
   simulators: string | undefined;
@@ -62,6 +64,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       6000,
       1,
       10_000_000,
+    ),
+    idempotencyLeaseMs: int(
+      'REPRISE_IDEMPOTENCY_LEASE_MS',
+      env.REPRISE_IDEMPOTENCY_LEASE_MS,
+      60_000,
+      1_000,
+      3_600_000,
     ),
     idempotencyRetentionHours: int(
       'REPRISE_IDEMPOTENCY_RETENTION_HOURS',

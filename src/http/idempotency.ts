@@ -6,7 +6,7 @@ import { canonicalJson, sha256Hex } from '../kernel/canonical-json.js';
 import type { Clock } from '../kernel/clock.js';
 import { DomainError } from '../kernel/errors.js';
 
-/** How long a claim protects a running request before a retry may take over (it crashed). */
+/** Default of how long a claim protects a running request before a retry may take over (it crashed). */
 export const CLAIM_LEASE_MS = 60_000;
 const KEY_LENGTH_MAX = 255;
 
@@ -40,11 +40,13 @@ export class IdempotencyStore {
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #retentionMs: number;
+  readonly #leaseMs: number;
 
-  constructor(db: Db, clock: Clock, retentionHours: number) {
+  constructor(db: Db, clock: Clock, retentionHours: number, leaseMs: number = CLAIM_LEASE_MS) {
     this.#db = db;
     this.#clock = clock;
     this.#retentionMs = retentionHours * 3_600_000;
+    this.#leaseMs = leaseMs;
   }
 
   /** The database, for callers that store a response outside a unit of work. */
@@ -69,7 +71,7 @@ export class IdempotencyStore {
     const hash = requestHash(request);
     const token = randomBytes(16).toString('hex');
     const now = this.#clock.now();
-    const lockedUntil = new Date(now.getTime() + CLAIM_LEASE_MS);
+    const lockedUntil = new Date(now.getTime() + this.#leaseMs);
     const inserted = await this.#db
       .insertInto('idempotency_keys')
       .values({
