@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 
 /**
@@ -28,7 +29,22 @@ export const ID_PREFIXES = {
 
 export type IdKind = keyof typeof ID_PREFIXES;
 
-const nextUlid = monotonicFactory();
+/**
+ * ulid's default PRNG asks the OS for one random byte per character (16 calls per id); this one
+ * draws the same cryptographic bytes 4 KiB at a time.
+ */
+const RANDOM_POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+function pooledRandom(): number {
+  if (poolAt >= pool.length) {
+    pool = randomFillSync(Buffer.alloc(RANDOM_POOL_BYTES));
+    poolAt = 0;
+  }
+  return pool[poolAt++]! / 256;
+}
+
+const nextUlid = monotonicFactory(pooledRandom);
 
 export function newId(kind: IdKind, nowMs: number = Date.now()): string {
   return `${ID_PREFIXES[kind]}_${nextUlid(nowMs)}`;

@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { sql } from 'kysely';
 import { PREPARED_MARKER } from '../../db/engine.js';
 import type { Db, Executor } from '../../db/schema.js';
@@ -148,7 +147,8 @@ export class LedgerService {
         assert(accountId, `account ${accountCode(posting.account)} was not ensured`);
         let slot = slotOf.get(accountId);
         if (slot === undefined) {
-          slot = randomInt(BALANCE_SLOTS);
+          // Spreading writers only: no need for cryptographic randomness here.
+          slot = Math.floor(Math.random() * BALANCE_SLOTS);
           slotOf.set(accountId, slot);
         }
         p.txn.push(row.id);
