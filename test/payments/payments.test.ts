@@ -198,6 +198,31 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
     expect((await t.call('GET', `/v1/payments/${p.id}`)).json().amountRefunded).toBe(800);
   });
 
+  it('authorize only, then capture: money is booked at capture; authorize then void: nothing booked', async () => {
+    const c = await customer();
+    await attach(c, 'tok_visa');
+    const held = await pay(c, 4900, { capture: false });
+    expect(held.statusCode).toBe(201);
+    expect(held.json()).toMatchObject({ status: 'authorized', fee: 0 });
+    expect(await ledgerOf(held.json().id)).toEqual([]);
+    const captureRes = await t.call('POST', `/v1/payments/${held.json().id}/capture`);
+    expect(captureRes.statusCode).toBe(200);
+    expect(captureRes.json()).toMatchObject({ status: 'succeeded', fee: 172 });
+    expect((await ledgerOf(held.json().id)).map((e) => e.idempotencyKey).sort()).toEqual([
+      `payment:${held.json().id}:captured`,
+      `payment:${held.json().id}:fee`,
+    ]);
+    expect((await t.call('POST', `/v1/payments/${held.json().id}/void`)).statusCode).toBe(409);
+
+    const other = (await pay(c, 4900, { capture: false })).json();
+    const voided = await t.call('POST', `/v1/payments/${other.id}/void`);
+    expect(voided.json()).toMatchObject({ status: 'voided' });
+    expect((await t.call('POST', `/v1/payments/${other.id}/void`)).json().status).toBe('voided');
+    expect((await t.call('POST', `/v1/payments/${other.id}/capture`)).statusCode).toBe(409);
+    expect(await ledgerOf(other.id)).toEqual([]);
+    expect(captured(other.id)).toHaveLength(0);
+  });
+
   it('refuses bad input naming the field, and changes nothing', async () => {
     const c = await customer();
     expect((await pay(c, 100)).json().errors).toEqual([

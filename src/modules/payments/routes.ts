@@ -174,6 +174,7 @@ export function paymentRoutes(
           paymentMethod: z.string().min(1).max(64).optional(),
           description: z.string().min(1).max(500),
           reference: z.string().min(1).max(200).optional(),
+          capture: z.boolean().default(true).describe('false: authorize only, then capture or void'),
         }),
         response: { 201: paymentDto, 202: paymentDto, ...problemResponses },
       },
@@ -189,6 +190,44 @@ export function paymentRoutes(
         return uow.run(req, reply, async () => outcomeOf(current));
       }
       return uow.run(req, reply, async (trx) => outcomeOf(await payments.finish(trx, payment, result)));
+    },
+  );
+  r.post(
+    '/v1/payments/:id/capture',
+    {
+      schema: {
+        tags,
+        summary: 'Capture an authorized payment',
+        params: z.object({ id: z.string().min(1).max(64) }),
+        response: { 200: paymentDto, ...problemResponses },
+      },
+      config: { scope: 'payments:write', action: 'payments.capture', resourceType: 'payment' },
+    },
+    async (req, reply) => {
+      const result = await payments.capture(req.params.id);
+      return uow.run(req, reply, async (trx) => {
+        const p = await payments.finishCapture(trx, req.params.id, result);
+        return { status: 200, body: toPaymentDto(p), resourceId: p.id };
+      });
+    },
+  );
+  r.post(
+    '/v1/payments/:id/void',
+    {
+      schema: {
+        tags,
+        summary: 'Void an authorized payment (release the hold)',
+        params: z.object({ id: z.string().min(1).max(64) }),
+        response: { 200: paymentDto, ...problemResponses },
+      },
+      config: { scope: 'payments:write', action: 'payments.void', resourceType: 'payment' },
+    },
+    async (req, reply) => {
+      await payments.voidPayment(req.params.id);
+      return uow.run(req, reply, async (trx) => {
+        const p = await payments.finishVoid(trx, req.params.id);
+        return { status: 200, body: toPaymentDto(p), resourceId: p.id };
+      });
     },
   );
   r.get(

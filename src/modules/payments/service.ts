@@ -49,6 +49,8 @@ export interface PaymentInput {
   paymentMethod?: string | undefined;
   description: string;
   reference?: string | undefined;
+  /** false: authorize only; capture or void later. */
+  capture?: boolean | undefined;
 }
 
 /** How long after creation a payment still processing is looked up at its provider. */
@@ -93,11 +95,13 @@ export class PaymentService {
     const instances = this.router.instancesOf(input.provider);
     if (instances.length === 0) throw invalid('provider', `unknown provider '${input.provider}'`);
     const tokens: Array<{ provider: string; providerMethodId: string; brand: string; last4: string }> = [];
+    // One key per attach (the method's future id), so a retried call tokenizes once.
+    const methodId = newId('paymentMethod');
     let lastError: unknown;
     for (const instance of instances) {
       try {
         const result = await this.router.call(instance.id, (p) =>
-          p.attach({ token: input.token, idempotencyKey: `${customer.id}:${input.token}` }),
+          p.attach({ token: input.token, idempotencyKey: methodId }),
         );
         if (!result.ok) {
           throw new DomainError('payment_declined', `The card was declined (${result.declineCode}).`, {
@@ -133,7 +137,7 @@ export class PaymentService {
         .where('detached_at', 'is', null)
         .executeTakeFirst();
       const row: PaymentMethodsTable = {
-        id: newId('paymentMethod'),
+        id: methodId,
         customer_id: customer.id,
         provider_kind: input.provider,
         brand: first.brand,
@@ -302,6 +306,7 @@ export class PaymentService {
       tax_refunded_minor: 0,
       status: 'processing',
       captured: false,
+      capture_method: input.capture === false ? 'manual' : 'automatic',
       provider: first,
       provider_payment_id: null,
       decline_code: null,
@@ -382,7 +387,7 @@ export class PaymentService {
             providerMethodId: token.provider_method_id,
             amountMinor: payment.amount_minor,
             currency: payment.currency,
-            capture: true,
+            capture: payment.capture_method === 'automatic',
             idempotencyKey: payment.id,
             metadata: { payment: payment.id, customer: payment.customer_id },
           }),
@@ -488,6 +493,76 @@ export class PaymentService {
         .where('id', '=', paymentId)
         .execute();
     }
+  }
+
+  /** Captures an authorized payment (manual capture). Idempotent at the provider by payment id. */
+  async capture(paymentId: string): Promise<ChargeResult> {
+    const payment = await this.get(paymentId);
+    if (payment.status !== 'authorized')
+      throw invalidState(
+        `Payment ${payment.id} is ${payment.status}: only an authorized payment can be captured.`,
+      );
+    assert(payment.provider_payment_id, `authorized payment ${payment.id} has no provider payment id`);
+    try {
+      return await this.router.call(payment.provider, (p) =>
+        p.capture(payment.provider_payment_id!, `${payment.id}:capture`),
+      );
+    } catch (error) {
+      if (error instanceof ProviderError && error.kind !== 'rejected') {
+        throw new DomainError(
+          'provider_unavailable',
+          `Capture not confirmed by ${payment.provider}: ${error.message}; retry.`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async finishCapture(trx: Executor, paymentId: string, result: ChargeResult): Promise<Payment> {
+    const payment = await this.get(paymentId, trx);
+    if (result.status === 'succeeded')
+      await this.#applyCapture(
+        trx,
+        paymentId,
+        payment.provider,
+        result.providerPaymentId,
+        true,
+        result.feeMinor,
+      );
+    return this.get(paymentId, trx);
+  }
+
+  /** Voids an authorized payment: the hold is released, no money moved, nothing to book. */
+  async voidPayment(paymentId: string): Promise<void> {
+    const payment = await this.get(paymentId);
+    if (payment.status === 'voided') return;
+    if (payment.status !== 'authorized')
+      throw invalidState(
+        `Payment ${payment.id} is ${payment.status}: only an authorized payment can be voided.`,
+      );
+    try {
+      await this.router.call(payment.provider, (p) =>
+        p.void(payment.provider_payment_id!, `${payment.id}:void`),
+      );
+    } catch (error) {
+      if (error instanceof ProviderError && error.kind !== 'rejected') {
+        throw new DomainError(
+          'provider_unavailable',
+          `Void not confirmed by ${payment.provider}: ${error.message}; retry.`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async finishVoid(trx: Executor, paymentId: string): Promise<Payment> {
+    await trx
+      .updateTable('payments')
+      .set({ status: 'voided', updated_at: this.clock.now() })
+      .where('id', '=', paymentId)
+      .where('status', '=', 'authorized')
+      .execute();
+    return this.get(paymentId, trx);
   }
 
   #status(p: Payment, dispute: 'open' | 'won' | 'lost' | null) {

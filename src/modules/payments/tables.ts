@@ -39,6 +39,7 @@ export interface PaymentsTable {
   tax_refunded_minor: number;
   status: PaymentStatus;
   captured: boolean;
+  capture_method: 'automatic' | 'manual';
   provider: string;
   provider_payment_id: string | null;
   decline_code: string | null;

@@ -102,7 +102,12 @@ export class SimulatorProvider implements PaymentProvider {
   }
 
   async attach(input: { token: string; idempotencyKey: string }): Promise<AttachResult> {
-    const { status, json } = await this.#call('POST', '/v1/payment_methods', { token: input.token });
+    const { status, json } = await this.#call(
+      'POST',
+      '/v1/payment_methods',
+      { token: input.token },
+      input.idempotencyKey,
+    );
     const body = json as {
       id?: string;
       brand?: string;

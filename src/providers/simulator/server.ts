@@ -136,11 +136,6 @@ export async function buildSimulator(
   };
 
   // ---- helpers ----------------------------------------------------------------------------
-  const cardError = (reply: FastifyReply, declineCode: string, extra: Record<string, unknown> = {}) =>
-    reply
-      .code(402)
-      .send({ error: { type: 'card_error', code: 'card_declined', decline_code: declineCode, ...extra } });
-
   /** Runs `work` once per idempotency key; same key + other body is a 400, as Stripe does. */
   function answerOnce(
     req: FastifyRequest,
@@ -216,18 +211,26 @@ export async function buildSimulator(
   });
 
   // ---- API --------------------------------------------------------------------------------
-  app.post<{ Body: { token?: string } }>('/v1/payment_methods', async (req, reply) => {
-    const token = req.body?.token ?? '';
-    const card = TEST_CARDS[token];
-    if (!card)
-      return reply
-        .code(400)
-        .send({ error: { type: 'invalid_request_error', message: `No such token: '${token}'` } });
-    if (card.attachDecline) return cardError(reply, card.attachDecline);
-    const pm = { id: id('pm'), token, brand: card.brand, last4: card.last4 };
-    state.paymentMethods.set(pm.id, pm);
-    return { id: pm.id, brand: pm.brand, last4: pm.last4 };
-  });
+  app.post<{ Body: { token?: string } }>('/v1/payment_methods', (req, reply) =>
+    idempotent(req, reply, () => {
+      const token = req.body?.token ?? '';
+      const card = TEST_CARDS[token];
+      if (!card)
+        return {
+          status: 400,
+          body: { error: { type: 'invalid_request_error', message: `No such token: '${token}'` } },
+        };
+      if (card.attachDecline) {
+        return {
+          status: 402,
+          body: { error: { type: 'card_error', code: 'card_declined', decline_code: card.attachDecline } },
+        };
+      }
+      const pm = { id: id('pm'), token, brand: card.brand, last4: card.last4 };
+      state.paymentMethods.set(pm.id, pm);
+      return { status: 200, body: { id: pm.id, brand: pm.brand, last4: pm.last4 } };
+    }),
+  );
 
   app.post<{
     Body: {

@@ -33,6 +33,8 @@ CREATE TABLE payments (
   status text NOT NULL CHECK (status IN ('processing', 'authorized', 'succeeded', 'failed', 'partially_refunded',
     'refunded', 'voided', 'disputed', 'dispute_won', 'dispute_lost')),
   captured boolean NOT NULL DEFAULT false,
+  -- automatic: charged at once; manual: authorized now, captured or voided later.
+  capture_method text NOT NULL CHECK (capture_method IN ('automatic', 'manual')),
   provider text NOT NULL,
   provider_payment_id text,
   decline_code text,
