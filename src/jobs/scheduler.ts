@@ -35,6 +35,8 @@ type JobRow = Pick<
 >;
 
 export const ATTEMPTS_MAX = 5;
+/** How long a claimed external job is protected from a second runner. */
+const EXTERNAL_LEASE_MS = 5 * 60_000;
 const RETRY_BASE_MS = 60_000;
 /** Bound of one advance or one poll: more jobs than this in one go means a runaway schedule. */
 export const JOBS_PER_RUN_MAX = 100_000;
@@ -48,7 +50,7 @@ export const JOBS_PER_RUN_MAX = 100_000;
 export class JobScheduler {
   readonly #db: Db;
   readonly #clock: Clock;
-  readonly #handlers = new Map<string, JobHandler>();
+  readonly #handlers = new Map<string, { handler: JobHandler; external: boolean }>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
 
@@ -57,9 +59,15 @@ export class JobScheduler {
     this.#clock = clock;
   }
 
-  register(kind: string, handler: JobHandler): void {
+  /**
+   * `external`: the handler talks to the outside world (a payment provider) and must not hold a
+   * database transaction while it waits. It is claimed for a lease in a short transaction, runs
+   * with the database itself as `trx`, and is marked done afterwards; a crash re-runs it after the
+   * lease, so it must be idempotent.
+   */
+  register(kind: string, handler: JobHandler, opts: { external?: boolean } = {}): void {
     assert(!this.#handlers.has(kind), `job kind ${kind} registered twice`);
-    this.#handlers.set(kind, handler);
+    this.#handlers.set(kind, { handler, external: opts.external ?? false });
   }
 
   async schedule(trx: Executor, input: ScheduleInput): Promise<string> {
@@ -126,12 +134,12 @@ export class JobScheduler {
    * Locks the next due job of a clock (null: the wall clock) and runs it in its own transaction;
    * `at` answers the time the handler sees. False when nothing is due.
    */
-  #runNext(
+  async #runNext(
     testClockId: string | null,
     dueBy: () => Date,
     at: (row: JobRow, trx: Executor) => Promise<Date>,
   ): Promise<boolean> {
-    return transact(this.#db, async (trx) => {
+    const claimed = await transact(this.#db, async (trx) => {
       const row = await trx
         .selectFrom('scheduled_jobs')
         .selectAll()
@@ -144,47 +152,70 @@ export class JobScheduler {
         .forUpdate()
         .skipLocked()
         .executeTakeFirst();
-      if (!row) return false;
-      await this.#execute(trx, row, await at(row, trx));
-      return true;
+      if (!row) return null;
+      const now = await at(row, trx);
+      if (this.#handlers.get(row.kind)?.external) {
+        // Claim it for a lease; the work happens after this transaction commits.
+        await trx
+          .updateTable('scheduled_jobs')
+          .set({ run_at: new Date(now.getTime() + EXTERNAL_LEASE_MS) })
+          .where('id', '=', row.id)
+          .execute();
+        return { row, now };
+      }
+      await this.#execute(trx, row, now);
+      return 'done' as const;
     });
+    if (claimed === null) return false;
+    if (claimed !== 'done') await this.#executeExternal(claimed.row, claimed.now);
+    return true;
   }
 
-  async #execute(trx: Executor, row: JobRow, now: Date): Promise<void> {
-    const handler = this.#handlers.get(row.kind);
-    const job: Job = {
-      id: row.id,
-      kind: row.kind,
-      runAt: row.run_at,
-      customerId: row.customer_id,
-      testClockId: row.test_clock_id,
-      payload: row.payload,
-      attempts: row.attempts,
-    };
+  async #executeExternal(row: JobRow, now: Date): Promise<void> {
+    const entry = this.#handlers.get(row.kind)!;
+    let failure: string | undefined;
     try {
-      if (!handler) throw new Error(`no handler for job kind '${row.kind}'`);
-      // A savepoint, so a failing handler's partial writes go while the retry bookkeeping stays.
-      await runInSavepoint(trx, () => handler(job, { trx, now }));
+      await entry.handler(toJob(row), { trx: this.#db, now });
+    } catch (error) {
+      failure = error instanceof Error ? error.message : String(error);
+    }
+    await transact(this.#db, (trx) => this.#settle(trx, row, now, failure));
+  }
+
+  async #settle(trx: Executor, row: JobRow, now: Date, failure: string | undefined): Promise<void> {
+    if (failure === undefined) {
       await trx
         .updateTable('scheduled_jobs')
         .set({ state: 'done', done_at: now })
         .where('id', '=', row.id)
         .execute();
-    } catch (error) {
-      const attempts = row.attempts + 1;
-      const message = error instanceof Error ? error.message : String(error);
-      await trx
-        .updateTable('scheduled_jobs')
-        .set({
-          attempts,
-          last_error: message.slice(0, 2000),
-          ...(attempts >= ATTEMPTS_MAX
-            ? { state: 'failed' as const, done_at: now }
-            : { run_at: new Date(now.getTime() + RETRY_BASE_MS * 2 ** (attempts - 1)) }),
-        })
-        .where('id', '=', row.id)
-        .execute();
+      return;
     }
+    const attempts = row.attempts + 1;
+    await trx
+      .updateTable('scheduled_jobs')
+      .set({
+        attempts,
+        last_error: failure.slice(0, 2000),
+        ...(attempts >= ATTEMPTS_MAX
+          ? { state: 'failed' as const, done_at: now }
+          : { run_at: new Date(now.getTime() + RETRY_BASE_MS * 2 ** (attempts - 1)) }),
+      })
+      .where('id', '=', row.id)
+      .execute();
+  }
+
+  async #execute(trx: Executor, row: JobRow, now: Date): Promise<void> {
+    const entry = this.#handlers.get(row.kind);
+    let failure: string | undefined;
+    try {
+      if (!entry) throw new Error(`no handler for job kind '${row.kind}'`);
+      // A savepoint, so a failing handler's partial writes go while the retry bookkeeping stays.
+      await runInSavepoint(trx, () => entry.handler(toJob(row), { trx, now }));
+    } catch (error) {
+      failure = error instanceof Error ? error.message : String(error);
+    }
+    await this.#settle(trx, row, now, failure);
   }
 
   /** Polls wall-clock jobs every `intervalMs` until stop(). */
@@ -206,6 +237,18 @@ export class JobScheduler {
     this.#timer = undefined;
     await this.#running;
   }
+}
+
+function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    kind: row.kind,
+    runAt: row.run_at,
+    customerId: row.customer_id,
+    testClockId: row.test_clock_id,
+    payload: row.payload,
+    attempts: row.attempts,
+  };
 }
 
 let savepointSeq = 0;

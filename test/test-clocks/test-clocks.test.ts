@@ -189,6 +189,30 @@ describe(`test clocks and due jobs (${ENGINE})`, () => {
     ).toBe(200);
   });
 
+  it('an external job runs outside any database transaction (it may open its own)', async () => {
+    const { jobs, db } = t.app.services;
+    const { transact } = await import('../../src/db/transaction.js');
+    let ran = 0;
+    jobs.register(
+      'test.external',
+      async (_job, { trx }) => {
+        expect(trx.isTransaction).toBe(false);
+        await transact(db, async (inner) => {
+          await inner.selectFrom('test_clocks').select('id').limit(1).execute();
+        });
+        ran++;
+      },
+      { external: true },
+    );
+    const id = await jobs.schedule(db, { kind: 'test.external', runAt: new Date(Date.now() - 1000) });
+    await jobs.runDue();
+    expect(ran).toBe(1);
+    expect(
+      (await db.selectFrom('scheduled_jobs').select('state').where('id', '=', id).executeTakeFirstOrThrow())
+        .state,
+    ).toBe('done');
+  });
+
   it('wall-clock jobs run on the system clock when due, never twice', async () => {
     const { jobs, db } = t.app.services;
     let runs = 0;

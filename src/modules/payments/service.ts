@@ -73,12 +73,17 @@ export class PaymentService {
     readonly router: ProviderRouter,
     readonly jobs: JobScheduler,
   ) {
-    jobs.register('payments.reconcile', async (job, { trx }) => {
-      await this.reconcile((job.payload as { payment: string }).payment, trx);
-    });
-    jobs.register('refunds.reconcile', async (job) => {
-      await this.#retryRefund((job.payload as { refund: string }).refund);
-    });
+    // Both talk to providers: they run outside any database transaction (external jobs).
+    jobs.register(
+      'payments.reconcile',
+      async (job) => this.reconcile((job.payload as { payment: string }).payment),
+      { external: true },
+    );
+    jobs.register(
+      'refunds.reconcile',
+      async (job) => this.#retryRefund((job.payload as { refund: string }).refund),
+      { external: true },
+    );
   }
 
   // ---- payment methods ---------------------------------------------------------------------
@@ -403,6 +408,9 @@ export class PaymentService {
       } catch (error) {
         if (!(error instanceof ProviderError)) throw error;
         this.router.count(provider, error.kind);
+        // The provider refused the request itself: nothing was charged, the payment fails.
+        if (error.kind === 'rejected')
+          return { status: 'declined', declineCode: 'provider_rejected', providerPaymentId: null };
         if (error.kind !== 'unavailable') return null;
       }
     }
@@ -605,22 +613,27 @@ export class PaymentService {
     return q.execute();
   }
 
-  /** What the provider knows about a `processing` payment, applied (the reconciliation job). */
-  async reconcile(paymentId: string, trx: Executor): Promise<void> {
-    const payment = await this.get(paymentId, trx);
+  /**
+   * What the provider knows about a `processing` payment, applied (the reconciliation job). The
+   * lookup happens outside any database transaction; the outcome is applied in one.
+   */
+  async reconcile(paymentId: string): Promise<void> {
+    const payment = await this.get(paymentId);
     if (payment.status !== 'processing') return;
     const snapshot = await this.router.call(payment.provider, (p) => p.lookup(payment.id));
-    if (snapshot) {
-      await this.applySnapshot(trx, payment.provider, snapshot);
-      return;
-    }
-    // The provider never received the charge: nothing was taken, the payment failed.
-    await trx
-      .updateTable('payments')
-      .set({ status: 'failed', decline_code: 'provider_unreachable', updated_at: this.clock.now() })
-      .where('id', '=', paymentId)
-      .where('status', '=', 'processing')
-      .execute();
+    await transact(this.db, async (trx) => {
+      if (snapshot) {
+        await this.applySnapshot(trx, payment.provider, snapshot);
+        return;
+      }
+      // The provider never received the charge: nothing was taken, the payment failed.
+      await trx
+        .updateTable('payments')
+        .set({ status: 'failed', decline_code: 'provider_unreachable', updated_at: this.clock.now() })
+        .where('id', '=', paymentId)
+        .where('status', '=', 'processing')
+        .execute();
+    });
   }
 
   // ---- refunds -----------------------------------------------------------------------------
