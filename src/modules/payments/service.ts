@@ -9,6 +9,7 @@ import { newId } from '../../kernel/ids.js';
 import { inclusiveTax } from '../../kernel/money.js';
 import {
   type ChargeResult,
+  type PaymentProvider,
   ProviderError,
   type ProviderEvent,
   type ProviderPaymentSnapshot,
@@ -505,24 +506,35 @@ export class PaymentService {
 
   /** Captures an authorized payment (manual capture). Idempotent at the provider by payment id. */
   async capture(paymentId: string): Promise<ChargeResult> {
+    return this.#onAuthorized(paymentId, 'captured', (p, payment) =>
+      p.capture(payment.provider_payment_id!, `${payment.id}:capture`),
+    );
+  }
+
+  /**
+   * Runs a provider call on an authorized payment: refused (409) in any other state, 503 when the
+   * provider did not confirm (retry: the call's idempotency key makes that safe).
+   */
+  async #onAuthorized<T>(
+    paymentId: string,
+    verb: string,
+    call: (p: PaymentProvider, payment: Payment) => Promise<T>,
+  ): Promise<T> {
     const payment = await this.get(paymentId);
     if (payment.status !== 'authorized')
       throw invalidState(
-        `Payment ${payment.id} is ${payment.status}: only an authorized payment can be captured.`,
+        `Payment ${payment.id} is ${payment.status}: only an authorized payment can be ${verb}.`,
       );
     assert(payment.provider_payment_id, `authorized payment ${payment.id} has no provider payment id`);
     try {
-      return await this.router.call(payment.provider, (p) =>
-        p.capture(payment.provider_payment_id!, `${payment.id}:capture`),
-      );
+      return await this.router.call(payment.provider, (p) => call(p, payment));
     } catch (error) {
-      if (error instanceof ProviderError && error.kind !== 'rejected') {
-        throw new DomainError(
-          'provider_unavailable',
-          `Capture not confirmed by ${payment.provider}: ${error.message}; retry.`,
-        );
-      }
-      throw error;
+      if (!(error instanceof ProviderError)) throw error;
+      if (error.kind === 'rejected') throw invalidState(`${payment.provider} refused: ${error.message}`);
+      throw new DomainError(
+        'provider_unavailable',
+        `Not confirmed by ${payment.provider}: ${error.message}; retry.`,
+      );
     }
   }
 
@@ -542,25 +554,10 @@ export class PaymentService {
 
   /** Voids an authorized payment: the hold is released, no money moved, nothing to book. */
   async voidPayment(paymentId: string): Promise<void> {
-    const payment = await this.get(paymentId);
-    if (payment.status === 'voided') return;
-    if (payment.status !== 'authorized')
-      throw invalidState(
-        `Payment ${payment.id} is ${payment.status}: only an authorized payment can be voided.`,
-      );
-    try {
-      await this.router.call(payment.provider, (p) =>
-        p.void(payment.provider_payment_id!, `${payment.id}:void`),
-      );
-    } catch (error) {
-      if (error instanceof ProviderError && error.kind !== 'rejected') {
-        throw new DomainError(
-          'provider_unavailable',
-          `Void not confirmed by ${payment.provider}: ${error.message}; retry.`,
-        );
-      }
-      throw error;
-    }
+    if ((await this.get(paymentId)).status === 'voided') return;
+    await this.#onAuthorized(paymentId, 'voided', (p, payment) =>
+      p.void(payment.provider_payment_id!, `${payment.id}:void`),
+    );
   }
 
   async finishVoid(trx: Executor, paymentId: string): Promise<Payment> {
