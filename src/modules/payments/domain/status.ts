@@ -24,19 +24,6 @@ export function deriveStatus(f: PaymentFactsState): PaymentStatus {
   return 'succeeded';
 }
 
-/** Whether a base status may move to another (facts never go backwards). */
-export function canAdvance(from: PaymentFactsState['base'], to: PaymentFactsState['base']): boolean {
-  if (from === to) return false;
-  switch (from) {
-    case 'processing':
-      return true;
-    case 'authorized':
-      return to === 'succeeded' || to === 'voided';
-    default:
-      return false;
-  }
-}
-
 /** The base status behind a stored status. */
 export function baseOf(status: PaymentStatus, captured: boolean): PaymentFactsState['base'] {
   if (captured) return 'succeeded';
