@@ -98,14 +98,15 @@ describe(`ledger (${ENGINE})`, () => {
     );
     const accountId = (await ledger().balance(acct('raw-1', 'NOK')))!.id;
     // One statement, as the service does it: the transaction row and its postings together.
-    const insertRaw = (id: string, amounts: number[]) => {
-      const values = amounts.map((amount, seq) => sql`(${id}, ${seq}, ${accountId}, 'NOK', ${amount})`);
+    const insertRaw = (id: string, amounts: number[], account: string = accountId) => {
+      const values = amounts.map((amount, seq) => sql`(${id}, ${seq}, ${account}, 'NOK', ${amount})`);
       return sql`WITH t AS (
           INSERT INTO ledger_transactions (id, idempotency_key, postings_hash, effective_at, created_at)
           VALUES (${id}, ${id}, 'x', now(), now()) RETURNING id)
         ${amounts.length > 0 ? sql`, p AS (INSERT INTO ledger_postings (transaction_id, seq, account_id, currency, amount_minor) VALUES ${sql.join(values)})` : sql``}
         SELECT id FROM t`.execute(db());
     };
+    const insertRawWith = (id: string, account: string) => insertRaw(id, [100, -100], account);
     await expect(insertRaw('txn_raw_unbalanced', [100, -99])).rejects.toThrow(
       /does not balance in NOK: debits - credits = 1/,
     );
@@ -138,7 +139,20 @@ describe(`ledger (${ENGINE})`, () => {
             VALUES ('txn_raw_ccy', 'txn_raw_ccy', 'x', now(), now()) RETURNING id),
           p AS (INSERT INTO ledger_postings VALUES ('txn_raw_ccy', 0, ${accountId}, 'SEK', 100), ('txn_raw_ccy', 1, ${accountId}, 'SEK', -100))
           SELECT id FROM t`.execute(db()),
-    ).rejects.toThrow(/foreign key/);
+    ).rejects.toThrow(/names no SEK account/);
+    // Nor a posting of a transaction that does not exist, or of an unknown account.
+    await expect(
+      sql`INSERT INTO ledger_postings VALUES ('txn_nowhere', 0, ${accountId}, 'NOK', 5), ('txn_nowhere', 1, ${accountId}, 'NOK', -5)`.execute(
+        db(),
+      ),
+    ).rejects.toThrow(/unknown ledger transaction txn_nowhere/);
+    await expect(insertRawWith('txn_raw_acc', 'acc_missing')).rejects.toThrow(
+      /names no NOK account acc_missing/,
+    );
+    // Accounts are as immutable as the postings that name them.
+    await expect(sql`DELETE FROM ledger_accounts WHERE id = ${accountId}`.execute(db())).rejects.toThrow(
+      /append-only/,
+    );
   });
 
   it('is immutable: updates, deletes and truncation are refused; corrections are reversals', async () => {
