@@ -90,6 +90,28 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
     },
   );
 
+  it('an attach retried after its answer was lost finds the stored method', async () => {
+    const c = await customer();
+    const headers = { 'idempotency-key': `attach-${c}` };
+    const first = await t.call(
+      'POST',
+      `/v1/customers/${c}/payment-methods`,
+      { provider: 'simulator', token: 'tok_visa' },
+      { headers },
+    );
+    // What a crash after the commit leaves: the method stored, the request's claim unanswered.
+    await t.app.services.db.deleteFrom('idempotency_keys').where('key', '=', `attach-${c}`).execute();
+    const again = await t.call(
+      'POST',
+      `/v1/customers/${c}/payment-methods`,
+      { provider: 'simulator', token: 'tok_visa' },
+      { headers },
+    );
+    expect(again.statusCode).toBe(201);
+    expect(again.json().id).toBe(first.json().id);
+    expect((await t.call('GET', `/v1/customers/${c}/payment-methods`)).json().data).toHaveLength(1);
+  });
+
   it.each([
     ['tok_chargeDeclined', 'card_declined'],
     ['tok_chargeDeclinedInsufficientFunds', 'insufficient_funds'],

@@ -115,7 +115,7 @@ export function paymentRoutes(
       config: { scope: 'payments:write', action: 'payment_methods.attach', resourceType: 'payment_method' },
     },
     async (req, reply) => {
-      const method = await payments.attachMethod(req.params.id, req.body);
+      const method = await payments.attachMethod(req.params.id, req.body, requestKeyOf(req));
       return uow.run(req, reply, async () => ({
         status: 201,
         body: toMethodDto(method),

@@ -96,8 +96,28 @@ export class PaymentService {
   async attachMethod(
     customerRef: string,
     input: { provider: string; token: string },
+    requestKey: string | null = null,
   ): Promise<PaymentMethod> {
     const customer = await this.customers.get(customerRef);
+    if (requestKey) {
+      // The same request, retried after a crash that stored the method but lost the answer.
+      const existing = await this.db
+        .selectFrom('payment_methods')
+        .selectAll()
+        .where('request_key', '=', requestKey)
+        .executeTakeFirst();
+      if (existing) {
+        const tokens = await this.db
+          .selectFrom('payment_method_tokens')
+          .select('provider')
+          .where('payment_method_id', '=', existing.id)
+          .execute();
+        return this.#toMethod(
+          existing,
+          tokens.map((t) => t.provider),
+        );
+      }
+    }
     const instances = this.router.instancesOf(input.provider);
     if (instances.length === 0) throw invalid('provider', `unknown provider '${input.provider}'`);
     const tokens: Array<{ provider: string; providerMethodId: string; brand: string; last4: string }> = [];
@@ -149,6 +169,7 @@ export class PaymentService {
         brand: first.brand,
         last4: first.last4,
         is_default: !hasDefault,
+        request_key: requestKey,
         created_at: this.clock.now(),
         detached_at: null,
       };

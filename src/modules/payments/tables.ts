@@ -17,6 +17,7 @@ export interface PaymentMethodsTable {
   brand: string;
   last4: string;
   is_default: boolean;
+  request_key: string | null;
   created_at: Date;
   detached_at: Date | null;
 }

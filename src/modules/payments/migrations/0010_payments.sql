@@ -7,6 +7,8 @@ CREATE TABLE payment_methods (
   brand text NOT NULL,
   last4 text NOT NULL CHECK (last4 ~ '^[0-9]{4}$'),
   is_default boolean NOT NULL,
+  -- `<api key id>:<Idempotency-Key>` of the attaching request: a retry after a crash finds it.
+  request_key text UNIQUE,
   created_at timestamptz NOT NULL,
   detached_at timestamptz
 );
