@@ -22,7 +22,7 @@ export function installMetrics(app: FastifyInstance, poolStats: () => PoolStats,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
-  const pool = new Gauge({
+  new Gauge({
     name: 'reprise_db_pool_connections',
     help: 'Database pool connections by state (total, idle, waiting clients)',
     labelNames: ['state', 'engine'] as const,
@@ -34,7 +34,6 @@ export function installMetrics(app: FastifyInstance, poolStats: () => PoolStats,
       this.set({ state: 'waiting', engine }, s.waiting);
     },
   });
-  void pool;
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ method: request.method, route, status: String(reply.statusCode) });

@@ -22,8 +22,6 @@ export class ManualClock implements Clock {
   }
 }
 
-export const fixedClock = (at: Date): Clock => ({ now: () => new Date(at.getTime()) });
-
 /** ISO-8601 UTC with second precision, as the API promises (`2012-02-01T00:03:42Z`). */
 export function isoSeconds(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');

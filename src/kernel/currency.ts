@@ -44,7 +44,3 @@ export function minorUnitExponent(code: string): number {
   if (exponent === undefined) throw new RangeError(`unknown currency ${code}`);
   return exponent;
 }
-
-export function currencyCodes(): string[] {
-  return [...EXPONENTS.keys()].sort();
-}

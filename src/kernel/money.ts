@@ -52,11 +52,6 @@ export function inclusiveTax(totalMinor: number, bps: number): number {
   return prorate(totalMinor, bps, 10_000 + bps);
 }
 
-export function add(a: Money, b: Money): Money {
-  assert(a.currency === b.currency, `currency mismatch ${a.currency} ≠ ${b.currency}`);
-  return money(a.amountMinor + b.amountMinor, a.currency);
-}
-
 /**
  * Parses a decimal string in major units ("11.99") into minor units, refusing precision finer than
  * the currency allows. Used by the CLI and seed files, never by the API (which takes minor units).

@@ -34,7 +34,6 @@ export async function setupProviders(config: Config): Promise<Providers> {
       const { app, state } = await buildSimulator({
         apiKey: config.simulatorApiKey,
         webhookSecret: config.simulatorWebhookSecret,
-        name: id,
       });
       const url = await app.listen({ port: 0, host: '127.0.0.1' });
       embedded.push({ id, app, state, url });

@@ -301,16 +301,6 @@ export class CatalogService {
     return toProduct(row);
   }
 
-  async getProductsByIds(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, Product>> {
-    if (ids.length === 0) return new Map();
-    const rows = await trx
-      .selectFrom('products')
-      .selectAll()
-      .where('id', 'in', [...new Set(ids)])
-      .execute();
-    return new Map(rows.map((r) => [r.id, toProduct(r)]));
-  }
-
   async listProducts(p: Page): Promise<Product[]> {
     const snap = await this.#cached(this.#db);
     if (snap) return page(snap.products, p);
@@ -548,12 +538,6 @@ export class CatalogService {
       .where('id', 'in', [...new Set(ids)])
       .execute();
     return new Map(rows.map((r) => [r.id, r.code]));
-  }
-
-  async isEmpty(trx: Executor = this.#db): Promise<boolean> {
-    const row = await trx.selectFrom('plans').select('id').limit(1).executeTakeFirst();
-    const market = await trx.selectFrom('markets').select('id').limit(1).executeTakeFirst();
-    return !row && !market;
   }
 
   async #insertUnique(resource: string, code: string, insert: () => Promise<unknown>): Promise<void> {

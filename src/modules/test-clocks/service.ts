@@ -77,7 +77,7 @@ export class TestClockService {
    */
   async advance(id: string, to: Date): Promise<{ clock: TestClock; jobsRun: number }> {
     const now = this.#clock.now();
-    const claimed = await transact(this.#db, async (trx) => {
+    await transact(this.#db, async (trx) => {
       const current = await trx
         .selectFrom('test_clocks')
         .selectAll()
@@ -107,9 +107,7 @@ export class TestClockService {
         })
         .where('id', '=', id)
         .execute();
-      return true;
     });
-    void claimed;
     let jobsRun: number;
     try {
       jobsRun = await this.#jobs.runDueForClock(id, to, async (at, trx) => {

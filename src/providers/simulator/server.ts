@@ -17,7 +17,6 @@ export interface SimulatorOptions {
   webhookUrl?: string;
   /** Delay between webhook delivery attempts; grows ×2 per attempt. */
   webhookRetryBaseMs?: number;
-  name?: string;
 }
 
 export interface Faults {
