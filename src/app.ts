@@ -120,6 +120,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const services = createServices(database.db, config, clock, masterKey, providers);
   const server = await buildServer(
     {
+      db: database.db,
       apiKeys: services.apiKeys,
       idempotency: services.idempotency,
       audit: services.audit,

@@ -108,7 +108,7 @@ async function openPGlite(dataDir: string): Promise<DatabaseHandle> {
   return {
     kind: 'pglite',
     db,
-    poolStats: () => ({ total: 1, idle: 0, waiting: 0 }),
+    poolStats: () => ({ total: 1, idle: 0, waiting: dialect.waiting }),
     close: () => db.destroy(),
   };
 }

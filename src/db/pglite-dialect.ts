@@ -22,14 +22,20 @@ export const SCRIPT_MARKER = '-- reprise:script\n';
  */
 export class PGliteDialect implements Dialect {
   readonly #client: PGlite;
+  #driver: PGliteDriver | undefined;
   constructor(client: PGlite) {
     this.#client = client;
+  }
+  /** Queries waiting for the session right now: the embedded engine's pool gauge. */
+  get waiting(): number {
+    return this.#driver?.waiting ?? 0;
   }
   createAdapter() {
     return new PostgresAdapter();
   }
   createDriver(): Driver {
-    return new PGliteDriver(this.#client);
+    this.#driver = new PGliteDriver(this.#client);
+    return this.#driver;
   }
   createIntrospector(db: Kysely<unknown>) {
     return new PostgresIntrospector(db);
@@ -92,7 +98,6 @@ class PGliteDriver implements Driver {
   async destroy(): Promise<void> {
     if (!this.#client.closed) await this.#client.close();
   }
-  /** Queries waiting for the session: the embedded engine's "pool" gauge. */
   get waiting(): number {
     return this.#waiters.length;
   }

@@ -49,11 +49,6 @@ export class IdempotencyStore {
     this.#leaseMs = leaseMs;
   }
 
-  /** The database, for callers that store a response outside a unit of work. */
-  get db(): Db {
-    return this.#db;
-  }
-
   /**
    * Claims the key for this request, or answers it (replay / conflict). Returns true when the
    * handler should run, false when the reply has been sent.

@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { PoolStats } from '../db/engine.js';
+import type { Db } from '../db/schema.js';
 import { DomainError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { grants } from '../modules/api-keys/scopes.js';
@@ -16,6 +17,7 @@ import { problem, sendProblem, toProblem } from './problem.js';
 import './context.js';
 
 export interface ServerDeps {
+  db: Db;
   apiKeys: ApiKeyService;
   idempotency: IdempotencyStore;
   audit: AuditService;
@@ -113,13 +115,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     try {
       if (reply.statusCode >= 500) await deps.idempotency.release(request.principal.keyId, claim);
       else if (typeof payload === 'string') {
-        await deps.idempotency.complete(
-          deps.idempotency.db,
-          request.principal.keyId,
-          claim,
-          reply.statusCode,
-          payload,
-        );
+        await deps.idempotency.complete(deps.db, request.principal.keyId, claim, reply.statusCode, payload);
       }
     } catch (error) {
       request.log.warn({ err: error }, 'could not store the idempotent response');
@@ -139,7 +135,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     if (reply.getHeader('Idempotent-Replayed') === 'true') return;
     const config = request.routeOptions.config ?? {};
     try {
-      await deps.audit.record(deps.idempotency.db, {
+      await deps.audit.record(deps.db, {
         apiKeyId: request.principal.keyId,
         action: config.action ?? `${request.method} ${request.routeOptions.url ?? 'unmatched'}`,
         resourceType: config.resourceType ?? 'unknown',

@@ -37,6 +37,25 @@ describe(`database engine (${ENGINE})`, () => {
     expect(final.rows[0]?.n).toBe(40);
   });
 
+  it('reports queries waiting for a connection (the pool gauge of /metrics)', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const holder = db.db.transaction().execute(async (trx) => {
+      await sql`SELECT 1`.execute(trx);
+      await held;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const waiter = sql`SELECT 1`.execute(db.db);
+    await new Promise((r) => setTimeout(r, 50));
+    // PGlite has one session, held by the transaction; the server pool has a free connection.
+    expect(db.poolStats().waiting).toBe(ENGINE === 'pglite' ? 1 : 0);
+    release();
+    await Promise.all([holder, waiter]);
+    expect(db.poolStats().waiting).toBe(0);
+  });
+
   it('returns bigint as exact numbers and refuses values beyond 2^53', async () => {
     const ok = await sql<{ v: number }>`SELECT 9007199254740991::int8 AS v`.execute(db.db);
     expect(ok.rows[0]?.v).toBe(Number.MAX_SAFE_INTEGER);
