@@ -105,18 +105,9 @@ export class PaymentService {
         .selectFrom('payment_methods')
         .selectAll()
         .where('request_key', '=', requestKey)
-        .executeTakeFirst();
-      if (existing) {
-        const tokens = await this.db
-          .selectFrom('payment_method_tokens')
-          .select('provider')
-          .where('payment_method_id', '=', existing.id)
-          .execute();
-        return this.#toMethod(
-          existing,
-          tokens.map((t) => t.provider),
-        );
-      }
+        .execute();
+      const [found] = await this.#withProviders(this.db, existing);
+      if (found) return found;
     }
     const instances = this.router.instancesOf(input.provider);
     if (instances.length === 0) throw invalid('provider', `unknown provider '${input.provider}'`);
@@ -160,7 +151,6 @@ export class PaymentService {
         .select('id')
         .where('customer_id', '=', customer.id)
         .where('is_default', '=', true)
-        .where('detached_at', 'is', null)
         .executeTakeFirst();
       const row: PaymentMethodsTable = {
         id: methodId,
@@ -171,7 +161,6 @@ export class PaymentService {
         is_default: !hasDefault,
         request_key: requestKey,
         created_at: this.clock.now(),
-        detached_at: null,
       };
       await trx.insertInto('payment_methods').values(row).execute();
       await trx
@@ -197,38 +186,14 @@ export class PaymentService {
       .selectFrom('payment_methods')
       .selectAll()
       .where('customer_id', '=', customer.id)
-      .where('detached_at', 'is', null)
       .orderBy('id')
       .execute();
-    const tokens =
-      rows.length === 0
-        ? []
-        : await this.db
-            .selectFrom('payment_method_tokens')
-            .selectAll()
-            .where(
-              'payment_method_id',
-              'in',
-              rows.map((r) => r.id),
-            )
-            .execute();
-    return rows.map((r) =>
-      this.#toMethod(
-        r,
-        tokens.filter((t) => t.payment_method_id === r.id).map((t) => t.provider),
-      ),
-    );
+    return this.#withProviders(this.db, rows);
   }
 
   async setDefault(customerRef: string, methodId: string, trx: Executor): Promise<PaymentMethod> {
     const customer = await this.customers.get(customerRef, trx);
-    const method = await trx
-      .selectFrom('payment_methods')
-      .selectAll()
-      .where('id', '=', methodId)
-      .where('customer_id', '=', customer.id)
-      .where('detached_at', 'is', null)
-      .executeTakeFirst();
+    const method = await this.#methodOf(trx, customer.id, methodId);
     if (!method) throw notFound('payment method', methodId);
     await trx
       .updateTable('payment_methods')
@@ -237,14 +202,37 @@ export class PaymentService {
       .where('is_default', '=', true)
       .execute();
     await trx.updateTable('payment_methods').set({ is_default: true }).where('id', '=', methodId).execute();
-    const tokens = await trx
+    const [updated] = await this.#withProviders(trx, [{ ...method, is_default: true }]);
+    return updated!;
+  }
+
+  /** A customer's method by id, or its default one when no id is given. */
+  #methodOf(
+    executor: Executor,
+    customerId: string,
+    methodId: string | undefined,
+  ): Promise<PaymentMethodsTable | undefined> {
+    const q = executor.selectFrom('payment_methods').selectAll().where('customer_id', '=', customerId);
+    return (methodId ? q.where('id', '=', methodId) : q.where('is_default', '=', true)).executeTakeFirst();
+  }
+
+  /** The methods with the provider instances holding a token for each (one query for all). */
+  async #withProviders(executor: Executor, rows: PaymentMethodsTable[]): Promise<PaymentMethod[]> {
+    if (rows.length === 0) return [];
+    const tokens = await executor
       .selectFrom('payment_method_tokens')
-      .select('provider')
-      .where('payment_method_id', '=', methodId)
+      .select(['payment_method_id', 'provider'])
+      .where(
+        'payment_method_id',
+        'in',
+        rows.map((r) => r.id),
+      )
       .execute();
-    return this.#toMethod(
-      { ...method, is_default: true },
-      tokens.map((t) => t.provider),
+    return rows.map((r) =>
+      this.#toMethod(
+        r,
+        tokens.filter((t) => t.payment_method_id === r.id).map((t) => t.provider),
+      ),
     );
   }
 
@@ -283,32 +271,14 @@ export class PaymentService {
     const customer = await this.customers.get(input.customer);
     if (customer.erasedAt) throw invalidState(`Customer ${customer.id} was erased.`);
     const market = await this.catalog.getMarket(customer.marketId);
-    const method = input.paymentMethod
-      ? await this.db
-          .selectFrom('payment_methods')
-          .selectAll()
-          .where('id', '=', input.paymentMethod)
-          .where('customer_id', '=', customer.id)
-          .where('detached_at', 'is', null)
-          .executeTakeFirst()
-      : await this.db
-          .selectFrom('payment_methods')
-          .selectAll()
-          .where('customer_id', '=', customer.id)
-          .where('is_default', '=', true)
-          .where('detached_at', 'is', null)
-          .executeTakeFirst();
+    const method = await this.#methodOf(this.db, customer.id, input.paymentMethod);
     if (!method) {
       throw input.paymentMethod
         ? invalid('paymentMethod', `no payment method '${input.paymentMethod}' for this customer`)
         : invalid('paymentMethod', 'the customer has no default payment method; attach one or name one');
     }
-    const tokens = await this.db
-      .selectFrom('payment_method_tokens')
-      .select('provider')
-      .where('payment_method_id', '=', method.id)
-      .execute();
-    const decision = this.router.plan(market.code, method.brand, new Set(tokens.map((t) => t.provider)));
+    const [{ providers }] = (await this.#withProviders(this.db, [method])) as [PaymentMethod];
+    const decision = this.router.plan(market.code, method.brand, new Set(providers));
     const first = decision.candidates[0];
     if (!first) {
       throw new DomainError(

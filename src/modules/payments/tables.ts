@@ -19,7 +19,6 @@ export interface PaymentMethodsTable {
   is_default: boolean;
   request_key: string | null;
   created_at: Date;
-  detached_at: Date | null;
 }
 
 export interface PaymentMethodTokensTable {

@@ -9,11 +9,10 @@ CREATE TABLE payment_methods (
   is_default boolean NOT NULL,
   -- `<api key id>:<Idempotency-Key>` of the attaching request: a retry after a crash finds it.
   request_key text UNIQUE,
-  created_at timestamptz NOT NULL,
-  detached_at timestamptz
+  created_at timestamptz NOT NULL
 );
 CREATE INDEX payment_methods_customer ON payment_methods (customer_id, id);
-CREATE UNIQUE INDEX payment_methods_one_default ON payment_methods (customer_id) WHERE is_default AND detached_at IS NULL;
+CREATE UNIQUE INDEX payment_methods_one_default ON payment_methods (customer_id) WHERE is_default;
 
 CREATE TABLE payment_method_tokens (
   payment_method_id text NOT NULL REFERENCES payment_methods (id),
