@@ -113,7 +113,7 @@ export class LedgerService {
       postings_hash: postingsHash(spec),
       reference: spec.reference ?? null,
       description: spec.description ?? null,
-      reverses: null as string | null,
+      reverses: spec.reverses ?? null,
       effective_at: spec.effectiveAt ?? now,
       created_at: now,
     }));
@@ -303,37 +303,13 @@ export class LedgerService {
         ? { account: keyOf.get(p.accountId)!, debit: p.debitMinor }
         : { account: keyOf.get(p.accountId)!, credit: p.creditMinor },
     );
-    const spec: TransactionSpec = {
+    return this.post(trx, {
       idempotencyKey,
       postings: reversed(postings),
       reference: original.reference,
       description: description ?? `reversal of ${original.id}`,
-    };
-    const errors = checkTransaction(spec);
-    if (errors.length > 0) throw invalidMany(errors);
-    const accountIds = await this.#ensureAccounts(
-      trx,
-      spec.postings.map((p) => p.account),
-    );
-    const now = this.#clock.now();
-    const [result] = await this.#insert(
-      trx,
-      [spec],
-      [
-        {
-          id: newId('ledgerTransaction'),
-          idempotency_key: idempotencyKey,
-          postings_hash: postingsHash(spec),
-          reference: spec.reference ?? null,
-          description: spec.description ?? null,
-          reverses: original.id,
-          effective_at: now,
-          created_at: now,
-        },
-      ],
-      accountIds,
-    );
-    return result!;
+      reverses: original.id,
+    });
   }
 
   // ---- reads -------------------------------------------------------------------------------

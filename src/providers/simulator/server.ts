@@ -421,7 +421,7 @@ export async function buildSimulator(
     '/admin/charges/:id/dispute',
     async (req, reply) => {
       const c = state.charges.get(req.params.id);
-      if (!c || !c.captured) return reply.code(404).send({ error: 'no captured charge' });
+      if (!c?.captured) return reply.code(404).send({ error: 'no captured charge' });
       if (!c.dispute) {
         c.dispute = {
           id: id('dp'),

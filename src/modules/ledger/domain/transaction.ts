@@ -19,6 +19,8 @@ export interface TransactionSpec {
   description?: string | null;
   /** Business time of the movement (the customer's clock); defaults to now. */
   effectiveAt?: Date;
+  /** The transaction this one undoes (set by `LedgerService.reverse`). */
+  reverses?: string | null;
 }
 
 export const POSTINGS_MAX = 100;
