@@ -6,15 +6,7 @@ describe(`catalog API (${ENGINE})`, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp();
-    for (const m of [
-      { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true },
-      { code: 'DE', currency: 'EUR', taxRateBps: 1900, taxInclusive: true },
-      { code: 'FR', currency: 'EUR', taxRateBps: 2000, taxInclusive: true },
-      { code: 'JP', currency: 'JPY', taxRateBps: 1000, taxInclusive: true },
-      { code: 'US', currency: 'USD', taxRateBps: 0, taxInclusive: false },
-    ]) {
-      expect((await t.call('POST', '/v1/markets', m)).statusCode).toBe(201);
-    }
+    await t.markets('SE', 'DE', 'FR', 'JP', 'US');
     expect(
       (
         await t.call('POST', '/v1/products', {

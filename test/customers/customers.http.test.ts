@@ -7,12 +7,7 @@ describe(`customers (${ENGINE})`, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp();
-    await t.call('POST', '/v1/markets', {
-      code: 'SE',
-      currency: 'SEK',
-      taxRateBps: 2500,
-      taxInclusive: true,
-    });
+    await t.markets('SE');
   });
   afterAll(() => t.close());
 

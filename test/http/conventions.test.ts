@@ -8,12 +8,7 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({ rateLimitPerMinute: 1000 });
-    await t.call('POST', '/v1/markets', {
-      code: 'SE',
-      currency: 'SEK',
-      taxRateBps: 2500,
-      taxInclusive: true,
-    });
+    await t.markets('SE');
   });
   afterAll(() => t.close());
 

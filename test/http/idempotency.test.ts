@@ -11,12 +11,7 @@ describe(`idempotency store (${ENGINE})`, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({ idempotencyRetentionHours: 24 }, clock);
-    await t.call('POST', '/v1/markets', {
-      code: 'DE',
-      currency: 'EUR',
-      taxRateBps: 1900,
-      taxInclusive: true,
-    });
+    await t.markets('DE');
   });
   afterAll(() => t.close());
 

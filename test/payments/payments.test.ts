@@ -7,13 +7,7 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
   let n = 0;
   beforeAll(async () => {
     t = await startTestApp({ providerTimeoutMs: 1_000 });
-    await t.call('POST', '/v1/markets', {
-      code: 'SE',
-      currency: 'SEK',
-      taxRateBps: 2500,
-      taxInclusive: true,
-    });
-    await t.call('POST', '/v1/markets', { code: 'US', currency: 'USD', taxRateBps: 0, taxInclusive: false });
+    await t.markets('SE', 'US');
   });
   afterAll(() => t.close());
 

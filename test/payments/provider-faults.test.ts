@@ -14,12 +14,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
     t = await startTestApp({ providerTimeoutMs: 400, breakerHalfOpenMs: 500 });
     const address = await t.app.server.listen({ port: 0, host: '127.0.0.1' });
     t.app.services.providers.setWebhookBase(address);
-    await t.call('POST', '/v1/markets', {
-      code: 'SE',
-      currency: 'SEK',
-      taxRateBps: 2500,
-      taxInclusive: true,
-    });
+    await t.markets('SE');
   });
   afterAll(() => t.close());
 

@@ -7,6 +7,15 @@ import { freshDatabase } from './database.js';
 export const BOOTSTRAP = 'test-bootstrap-key-with-every-scope';
 export const MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
 
+/** Markets the tests use, as the demo catalog defines them. */
+export const MARKETS = {
+  SE: { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true },
+  DE: { code: 'DE', currency: 'EUR', taxRateBps: 1900, taxInclusive: true },
+  FR: { code: 'FR', currency: 'EUR', taxRateBps: 2000, taxInclusive: true },
+  JP: { code: 'JP', currency: 'JPY', taxRateBps: 1000, taxInclusive: true },
+  US: { code: 'US', currency: 'USD', taxRateBps: 0, taxInclusive: false },
+} as const;
+
 export interface TestApp {
   app: App;
   /** Calls the API as `key` (the bootstrap admin key by default). */
@@ -16,6 +25,8 @@ export interface TestApp {
     body?: unknown,
     opts?: { key?: string | null; headers?: Record<string, string> },
   ): Promise<LightMyRequestResponse>;
+  /** Creates these markets (see MARKETS); throws unless each is created. */
+  markets(...codes: Array<keyof typeof MARKETS>): Promise<void>;
   /** Creates an API key with these scopes and returns its secret. */
   keyWith(...scopes: string[]): Promise<string>;
   close(): Promise<void>;
@@ -45,6 +56,12 @@ export async function startTestApp(overrides: Partial<Config> = {}, clock?: Cloc
   return {
     app,
     call,
+    async markets(...codes) {
+      for (const code of codes) {
+        const res = await call('POST', '/v1/markets', MARKETS[code]);
+        if (res.statusCode !== 201) throw new Error(`could not create market ${code}: ${res.body}`);
+      }
+    },
     async keyWith(...scopes) {
       const res = await call('POST', '/v1/api-keys', { name: `test ${scopes.join(' ')}`, scopes });
       if (res.statusCode !== 201) throw new Error(`could not create key: ${res.body}`);

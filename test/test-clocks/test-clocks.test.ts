@@ -7,12 +7,7 @@ describe(`test clocks and due jobs (${ENGINE})`, () => {
   const seen: Array<{ job: string; now: string; clockTime: string; customerNow: string }> = [];
   beforeAll(async () => {
     t = await startTestApp();
-    await t.call('POST', '/v1/markets', {
-      code: 'SE',
-      currency: 'SEK',
-      taxRateBps: 2500,
-      taxInclusive: true,
-    });
+    await t.markets('SE');
     const { jobs, testClocks, customers } = t.app.services;
     jobs.register('test.record', async (job, { trx, now }) => {
       const clock = await testClocks.get(job.testClockId!, trx);

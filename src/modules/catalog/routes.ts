@@ -410,9 +410,8 @@ export function catalogRoutes(
         at: req.query.at ? new Date(req.query.at) : deps.now(),
         subscribedAt: req.query.subscribedAt ? new Date(req.query.subscribedAt) : null,
       });
-      const plan = await catalog.getPlan(req.params.id);
       return {
-        plan: plan.id,
+        plan: price.planId,
         market: price.market.code,
         currency: price.currency,
         amount: price.amountMinor,

@@ -517,7 +517,7 @@ export class CatalogService {
     planRef: string,
     query: { market: string; at: Date; subscribedAt?: Date | null },
     trx: Executor = this.#db,
-  ): Promise<ResolvedPrice & { market: Market }> {
+  ): Promise<ResolvedPrice & { market: Market; planId: string }> {
     const [plan, market] = await Promise.all([this.getPlan(planRef, trx), this.getMarket(query.market, trx)]);
     const result = resolvePrice(plan.versions, {
       market: { id: market.id, currency: market.currency },
@@ -525,7 +525,7 @@ export class CatalogService {
       subscribedAt: query.subscribedAt ?? null,
     });
     if (!result.ok) throw new DomainError('price_not_found', `Plan ${plan.code}: ${result.detail}.`);
-    return { ...result.value, market };
+    return { ...result.value, market, planId: plan.id };
   }
 
   async marketCodes(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, string>> {
