@@ -142,7 +142,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   customerRoutes(server, { customers: services.customers, catalog: services.catalog, uow });
   testClockRoutes(server, { testClocks: services.testClocks, uow });
   ledgerRoutes(server, { ledger: services.ledger });
-  paymentRoutes(server, { payments: services.payments, uow, idempotency: services.idempotency });
+  paymentRoutes(server, { payments: services.payments, uow });
   await server.ready();
 
   let pruneTimer: NodeJS.Timeout | undefined;

@@ -62,4 +62,30 @@ export class UnitOfWork {
     request.audited = true;
     await reply.code(status).type(contentType).send(json);
   }
+
+  /**
+   * Answers without settling the request: the outcome is not known yet (a provider did not answer
+   * in time), so nothing is stored for replay and the Idempotency-Key is released; a retry with
+   * it runs again and resumes the work by its request key.
+   */
+  async unsettled(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    body: unknown,
+  ): Promise<void> {
+    if (request.idempotency && request.principal)
+      await this.#idempotency.release(request.principal.keyId, request.idempotency);
+    await reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
+  }
+}
+
+/**
+ * `<api key id>:<Idempotency-Key>` of a request, or null without a key: stored on what the request
+ * creates, so a retry after a crash finds it and resumes instead of creating a second one.
+ */
+export function requestKeyOf(request: FastifyRequest): string | null {
+  return request.idempotency && request.principal
+    ? `${request.principal.keyId}:${request.idempotency.key}`
+    : null;
 }

@@ -1,11 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { IdempotencyStore } from '../../http/idempotency.js';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
-import type { UnitOfWork } from '../../http/unit-of-work.js';
+import { requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError } from '../../kernel/errors.js';
 import type { Payment, PaymentMethod, PaymentService, Refund } from './service.js';
@@ -84,23 +83,10 @@ const toRefundDto = (r: Refund): z.infer<typeof refundDto> => ({
   createdAt: isoSeconds(r.created_at),
 });
 
-const requestKeyOf = (req: FastifyRequest) =>
-  req.idempotency && req.principal ? `${req.principal.keyId}:${req.idempotency.key}` : null;
-
-export function paymentRoutes(
-  app: FastifyInstance,
-  deps: { payments: PaymentService; uow: UnitOfWork; idempotency: IdempotencyStore },
-) {
+export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentService; uow: UnitOfWork }) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { payments, uow } = deps;
   const tags = ['Payments'];
-
-  /** The outcome is unknown (provider timed out): answer 202 and let a retry of the key resume. */
-  async function answerPending<T>(req: FastifyRequest, body: T): Promise<T> {
-    if (req.idempotency && req.principal)
-      await deps.idempotency.release(req.principal.keyId, req.idempotency);
-    return body;
-  }
 
   r.post(
     '/v1/customers/:id/payment-methods',
@@ -185,8 +171,7 @@ export function paymentRoutes(
       const result = await payments.charge(payment);
       if (!result) {
         const current = await payments.get(payment.id);
-        if (current.status === 'processing')
-          return reply.code(202).send(await answerPending(req, toPaymentDto(current)));
+        if (current.status === 'processing') return uow.unsettled(req, reply, 202, toPaymentDto(current));
         return uow.run(req, reply, async () => outcomeOf(current));
       }
       return uow.run(req, reply, async (trx) => outcomeOf(await payments.finish(trx, payment, result)));
@@ -285,8 +270,7 @@ export function paymentRoutes(
       const outcome = await payments.callRefund(refund, payment);
       if (!outcome) {
         const current = await payments.getRefund(refund.id);
-        if (current.status === 'pending')
-          return reply.code(202).send(await answerPending(req, toRefundDto(current)));
+        if (current.status === 'pending') return uow.unsettled(req, reply, 202, toRefundDto(current));
         return uow.run(req, reply, async () => ({
           status: 201,
           body: toRefundDto(current),
