@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transact } from '../../src/db/transaction.js';
 import { ENGINE, freshDatabase } from '../support/database.js';
 
 describe(`database engine (${ENGINE})`, () => {
@@ -54,6 +55,32 @@ describe(`database engine (${ENGINE})`, () => {
     release();
     await Promise.all([holder, waiter]);
     expect(db.poolStats().waiting).toBe(0);
+  });
+
+  it('runs a deadlock victim again: both transactions of a lock-order cycle complete', async () => {
+    await sql`CREATE TABLE locks (id int PRIMARY KEY, n int NOT NULL)`.execute(db.db);
+    await sql`INSERT INTO locks VALUES (1, 0), (2, 0)`.execute(db.db);
+    let attempts = 0;
+    // Each locks one row, waits until the other has locked its own, then wants the other's.
+    let arrived = 0;
+    const bothHoldOne = () =>
+      new Promise<void>((resolve) => {
+        arrived++;
+        const check = () => (arrived >= 2 ? resolve() : setTimeout(check, 5));
+        check();
+      });
+    const cross = (first: number, second: number) =>
+      transact(db.db, async (trx) => {
+        attempts++;
+        await sql`UPDATE locks SET n = n + 1 WHERE id = ${first}`.execute(trx);
+        if (attempts <= 2) await Promise.race([bothHoldOne(), new Promise((r) => setTimeout(r, 300))]);
+        await sql`UPDATE locks SET n = n + 1 WHERE id = ${second}`.execute(trx);
+      });
+    await Promise.all([cross(1, 2), cross(2, 1)]);
+    const rows = await sql<{ n: number }>`SELECT n FROM locks ORDER BY id`.execute(db.db);
+    expect(rows.rows.map((r) => r.n)).toEqual([2, 2]);
+    // On PostgreSQL one of them was aborted as the deadlock victim and ran a second time.
+    expect(attempts).toBe(ENGINE === 'postgres' ? 3 : 2);
   });
 
   it('returns bigint as exact numbers and refuses values beyond 2^53', async () => {

@@ -77,6 +77,12 @@ export class LedgerService {
   readonly #clock: Clock;
   /** code → id; accounts never change once created, so this only grows (after commit). */
   readonly #accountIds = new Map<string, string>();
+  /**
+   * The slot each account uses, per database transaction: a transaction that posts several times
+   * locks one slot row per account, so its later statements never wait on a slot chosen by another
+   * writer (cross-statement lock order could otherwise form a cycle).
+   */
+  readonly #slotsOf = new WeakMap<object, Map<string, number>>();
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
@@ -140,7 +146,11 @@ export class LedgerService {
       amount: [] as number[],
       slot: [] as number[],
     };
-    const slotOf = new Map<string, number>();
+    let slotOf = trx.isTransaction ? this.#slotsOf.get(trx) : undefined;
+    if (!slotOf) {
+      slotOf = new Map<string, number>();
+      if (trx.isTransaction) this.#slotsOf.set(trx, slotOf);
+    }
     rows.forEach((row, i) => {
       specs[i]!.postings.forEach((posting, seq) => {
         const accountId = accountIds.get(accountCode(posting.account));
