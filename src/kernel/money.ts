@@ -7,8 +7,52 @@ export interface Money {
   readonly currency: string;
 }
 
-/** Largest amount the platform accepts: fits a JS number exactly and a PostgreSQL bigint. */
+/** Largest intermediate value arithmetic may reach: fits a JS number exactly and a PostgreSQL bigint. */
 export const AMOUNT_MINOR_MAX = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Largest amount one price, payment or ledger posting may carry, per currency. Stripe caps
+ * amounts at 8 digits of minor units (99,999,999: $999,999.99, ¥99,999,999); currencies whose
+ * unit is worth very little get 12 digits, as Stripe allows for them. The bound keeps every sum a
+ * read can make (balances, trial balances over tens of millions of postings) an exact integer.
+ */
+export const PAYMENT_AMOUNT_MINOR_MAX_DEFAULT = 99_999_999;
+const PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION = 999_999_999_999;
+const HIGH_DENOMINATION = new Set([
+  'COP',
+  'GNF',
+  'IDR',
+  'IRR',
+  'KHR',
+  'LAK',
+  'LBP',
+  'MMK',
+  'MNT',
+  'PYG',
+  'SLE',
+  'SLL',
+  'TZS',
+  'UGX',
+  'UZS',
+  'VND',
+]);
+
+/** The largest amount in minor units a single price, payment or posting may have in `currency`. */
+export function amountMinorMax(currency: string): number {
+  return HIGH_DENOMINATION.has(currency)
+    ? PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION
+    : PAYMENT_AMOUNT_MINOR_MAX_DEFAULT;
+}
+
+/** Why `amountMinor` is not an acceptable amount in `currency` (positive unless `allowZero`), or null. */
+export function amountProblem(amountMinor: number, currency: string, allowZero = false): string | null {
+  const max = amountMinorMax(currency);
+  const min = allowZero ? 0 : 1;
+  if (!Number.isSafeInteger(amountMinor) || amountMinor < min || amountMinor > max) {
+    return `must be an integer in minor units between ${min} and ${max} for ${currency}`;
+  }
+  return null;
+}
 
 export function money(amountMinor: number, currency: string): Money {
   assert(Number.isSafeInteger(amountMinor), `amount must be a safe integer, got ${amountMinor}`);
