@@ -133,6 +133,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger: options.logger ?? false,
       bodyLimitBytes: config.bodyLimitBytes,
       rateLimitPerMinute: config.rateLimitPerMinute,
+      authFailuresPerMinute: config.authFailuresPerMinute,
+      requestTimeoutMs: config.requestTimeoutMs,
+      trustProxy: config.trustProxy,
     },
   );
   const uow = services.uow;

@@ -13,6 +13,12 @@ export interface Config {
   logLevel: string;
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
+  /** Failed authentications per client address per minute before unknown keys are refused unseen. */
+  authFailuresPerMinute: number;
+  /** A request's headers and body must arrive within this (slow clients are cut off). */
+  requestTimeoutMs: number;
+  /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
+  trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
   /** How long a running request's claim on its Idempotency-Key protects it; a crash's claim expires after it. */
   idempotencyLeaseMs: number;
@@ -35,6 +41,24 @@ function int(name: string, value: string | undefined, fallback: number, min: num
     throw new Error(`${name} must be an integer between ${min} and ${max}, got '${value}'`);
   }
   return n;
+}
+
+/**
+ * `REPRISE_TRUST_PROXY`: unset or `false` (the peer is the client), `true` (trust every proxy:
+ * only behind a proxy that overwrites X-Forwarded-For), a hop count, or a comma-separated list of
+ * proxy addresses and CIDRs (e.g. `10.0.0.0/8,127.0.0.1`).
+ */
+function trustProxyOf(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return int('REPRISE_TRUST_PROXY', value, 0, 0, 100);
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(p))) {
+    throw new Error(
+      `REPRISE_TRUST_PROXY must be true, false, a hop count or addresses/CIDRs, got '${value}'`,
+    );
+  }
+  return parts.join(',');
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -65,6 +89,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       1,
       10_000_000,
     ),
+    authFailuresPerMinute: int(
+      'REPRISE_AUTH_FAILURES_PER_MINUTE',
+      env.REPRISE_AUTH_FAILURES_PER_MINUTE,
+      30,
+      1,
+      1_000_000,
+    ),
+    requestTimeoutMs: int('REPRISE_REQUEST_TIMEOUT_MS', env.REPRISE_REQUEST_TIMEOUT_MS, 30_000, 500, 600_000),
+    trustProxy: trustProxyOf(env.REPRISE_TRUST_PROXY),
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

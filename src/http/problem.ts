@@ -75,6 +75,18 @@ export function toProblem(error: unknown, request: FastifyRequest): Problem {
       return problem('validation_failed', 'The body is not valid JSON.', [
         { path: 'body', message: 'is not valid JSON' },
       ]);
+    case 'FST_ERR_BAD_URL':
+      return problem('validation_failed', 'The path is not valid percent-encoded UTF-8.', [
+        { path: 'path', message: 'is not valid percent-encoded UTF-8' },
+      ]);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return problem('uri_too_long', 'A path parameter is longer than this server accepts.', [
+        { path: 'path', message: 'has a parameter that is too long' },
+      ]);
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return problem('validation_failed', 'Content-Length does not match the body.', [
+        { path: 'body', message: 'does not match Content-Length' },
+      ]);
   }
   if (fe.statusCode === 429) return problem('rate_limited', fe.message ?? 'Too many requests.');
   if (fe.statusCode === 400 && typeof fe.message === 'string') {
@@ -82,6 +94,11 @@ export function toProblem(error: unknown, request: FastifyRequest): Problem {
   }
   if (fe.statusCode === 503)
     return problem('service_unavailable', 'The server is shutting down or not ready.');
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    // Any other refusal the framework makes is still a problem document with a stable code.
+    request.log.warn({ err: error }, 'framework refusal');
+    return { ...problem('validation_failed', 'The request is malformed.'), status: fe.statusCode };
+  }
   request.log.error({ err: error, assertion: error instanceof AssertionError }, 'unhandled error');
   return problem(
     'internal_error',

@@ -8,10 +8,11 @@ import type { PoolStats } from '../db/engine.js';
 import type { Db } from '../db/schema.js';
 import { DomainError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
-import { grants } from '../modules/api-keys/scopes.js';
 import type { ApiKeyService } from '../modules/api-keys/service.js';
 import type { AuditService } from '../modules/audit/service.js';
+import { FailedAuthLimiter, installAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
+import { installInputGuards } from './input-guards.js';
 import { installMetrics } from './metrics.js';
 import { problem, sendProblem, toProblem } from './problem.js';
 import './context.js';
@@ -32,10 +33,18 @@ export interface ServerOptions {
   logger: FastifyServerOptions['logger'];
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
+  /** Failed authentications one client address may make per minute before unknown keys are refused unseen. */
+  authFailuresPerMinute: number;
+  /** Whole request (headers and body) must arrive within this; a slow client is cut off (slowloris). */
+  requestTimeoutMs: number;
+  /** Fastify's `trustProxy`: false, true, a hop count, or addresses/CIDRs of trusted proxies. */
+  trustProxy: boolean | number | string;
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const REQUEST_ID_SHAPE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Encoded path parameters may be long (an externalId is up to 255 characters, each up to 12 encoded). */
+const PARAM_LENGTH_MAX = 4096;
 
 /**
  * The HTTP shell shared by every module: request ids, JSON logs, auth and scopes, per-key rate
@@ -55,33 +64,32 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // A hop count is accepted at runtime (proxy-addr) though Fastify's types omit it.
+    trustProxy: options.trustProxy as boolean | string,
+    routerOptions: { maxParamLength: PARAM_LENGTH_MAX },
+    // Node checks these deadlines on an interval: check often enough that they hold.
+    requestTimeout: options.requestTimeoutMs,
+    connectionTimeout: options.requestTimeoutMs * 2,
+    http: {
+      headersTimeout: Math.min(options.requestTimeoutMs, 20_000),
+      connectionsCheckingInterval: Math.min(1_000, options.requestTimeoutMs),
+    },
+    // Errors the router raises before any route matches (bad percent-encoding) are problems too.
+    frameworkErrors: (error, request, reply) => sendProblem(reply, toProblem(error, request)),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
   app.setErrorHandler((error, request, reply) => sendProblem(reply, toProblem(error, request)));
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)),
+    sendProblem(
+      reply,
+      problem('not_found', `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}.`),
+    ),
   );
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('Request-Id', request.id);
-    if (!request.url.startsWith('/v1/') || request.routeOptions.config?.public) return;
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!match) {
-      throw new DomainError('unauthenticated', 'Send an API key as `Authorization: Bearer <key>`.');
-    }
-    const principal = await deps.apiKeys.authenticate(match[1]!);
-    if (!principal) throw new DomainError('unauthenticated', 'The API key is unknown or revoked.');
-    request.principal = principal;
-    const needed = request.routeOptions.config?.scope;
-    if (needed && !grants(principal.scopes, needed)) {
-      throw new DomainError('forbidden', `This API key lacks the '${needed}' scope.`, {
-        extra: { requiredScope: needed },
-      });
-    }
-  });
+  installAuth(app, deps.apiKeys, new FailedAuthLimiter(options.authFailuresPerMinute));
+  installInputGuards(app);
 
   await app.register(rateLimit, {
     global: true,
@@ -89,7 +97,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     timeWindow: 60_000,
     hook: 'onRequest',
     keyGenerator: (request) => request.principal?.keyId ?? `ip:${request.ip}`,
-    allowList: (request) => !request.url.startsWith('/v1/'),
+    allowList: (request) => request.routeOptions.config?.public === true,
     errorResponseBuilder: (_request, context) => {
       const err = new DomainError(
         'rate_limited',
@@ -125,13 +133,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
 
   // Every mutating call is audited: successes in their own transaction (unit of work), refusals here.
   app.addHook('onResponse', async (request, reply) => {
-    if (
-      request.audited ||
-      !MUTATING.has(request.method) ||
-      !request.principal ||
-      !request.url.startsWith('/v1/')
-    )
-      return;
+    if (request.audited || !MUTATING.has(request.method) || !request.principal) return;
     if (reply.getHeader('Idempotent-Replayed') === 'true') return;
     const config = request.routeOptions.config ?? {};
     try {
@@ -192,12 +194,13 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     uiConfig: { docExpansion: 'list', deepLinking: true },
   });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/health', { schema: { hide: true } }, async (_request, reply) => {
+  const open = { public: true } as const;
+  app.get('/openapi.json', { schema: { hide: true }, config: open }, async () => app.swagger());
+  app.get('/health', { schema: { hide: true }, config: open }, async (_request, reply) => {
     if (!deps.isReady()) return sendProblem(reply, problem('service_unavailable', 'Not ready.'));
     return { status: 'ok' };
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { hide: true }, config: open }, async (_request, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
+import { assert } from '../kernel/assert.js';
 import type { AuditService } from '../modules/audit/service.js';
 import type { IdempotencyStore } from './idempotency.js';
 import './context.js';
@@ -36,21 +37,28 @@ export class UnitOfWork {
     work: (trx: Executor) => Promise<Outcome>,
   ): Promise<void> {
     const principal = request.principal;
-    // Public routes (provider webhooks) are audited under the caller they authenticated.
-    const who = principal ?? { keyId: `public:${request.routeOptions.url}`, scopes: [] };
+    // Every change is someone's: an API key, or a public route's caller it authenticated itself
+    // (a provider webhook sets its provider as principal once the signature is verified).
+    assert(principal, `unit of work without a principal on ${request.method} ${request.routeOptions.url}`);
     const config = request.routeOptions.config;
     const { status, json, contentType } = await transact(this.#db, async (trx) => {
       const outcome = await work(trx);
-      const text = JSON.stringify(outcome.body);
+      const isProblem = outcome.contentType?.startsWith('application/problem+json') === true;
+      // A problem a unit of work answers (a decline that changed state) names its request like any other.
+      const body =
+        isProblem && outcome.body !== null && typeof outcome.body === 'object'
+          ? { ...(outcome.body as object), requestId: request.id }
+          : outcome.body;
+      const text = JSON.stringify(body);
       await this.#audit.record(trx, {
-        apiKeyId: who.keyId,
+        apiKeyId: principal.keyId,
         action: config.action ?? `${request.method} ${request.routeOptions.url}`,
         resourceType: config.resourceType ?? 'unknown',
         resourceId: outcome.resourceId ?? null,
         requestId: request.id,
         status: outcome.status,
       });
-      if (request.idempotency && principal) {
+      if (request.idempotency) {
         await this.#idempotency.complete(trx, principal.keyId, request.idempotency, outcome.status, text);
       }
       return {

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'idempotency_key_in_use'
   | 'rate_limited'
   | 'payload_too_large'
+  | 'uri_too_long'
   | 'unsupported_media_type'
   | 'price_not_found'
   | 'payment_declined'
@@ -39,6 +40,7 @@ const STATUS: Record<ErrorCode, number> = {
   idempotency_key_in_use: 409,
   rate_limited: 429,
   payload_too_large: 413,
+  uri_too_long: 414,
   unsupported_media_type: 415,
   price_not_found: 422,
   payment_declined: 402,
@@ -59,6 +61,7 @@ const TITLE: Record<ErrorCode, string> = {
   idempotency_key_in_use: 'Idempotency key in use by a running request',
   rate_limited: 'Too many requests',
   payload_too_large: 'Request body too large',
+  uri_too_long: 'Request URI too long',
   unsupported_media_type: 'Unsupported media type',
   price_not_found: 'No price for this customer',
   payment_declined: 'Payment declined',

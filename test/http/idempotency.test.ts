@@ -51,31 +51,41 @@ describe(`idempotency store (${ENGINE})`, () => {
     expect(await countCustomers('crash-1')).toBe(1);
   });
 
-  it('a request whose claim was taken over cannot commit its effect', async () => {
+  it('a request whose claim was taken over cannot commit its effect: its business write rolls back', async () => {
     const store = t.app.services.idempotency;
-    const claim = { key: 'k-stolen', token: 'mine', settled: false };
-    await t.app.services.db
-      .insertInto('idempotency_keys')
-      .values({
-        api_key_id: BOOTSTRAP_KEY_ID,
-        key: 'k-stolen',
-        request_hash: 'h',
-        method: 'POST',
-        path: '/x',
-        state: 'in_flight',
-        lock_token: 'the-retry-took-it',
-        locked_until: clock.now(),
-        response_status: null,
-        response_body: null,
-        created_at: clock.now(),
-        completed_at: null,
-      })
+    const original = store.begin.bind(store);
+    let requestId = '';
+    // The request claims its key, then (as if it stalled past its lease) a retry takes the claim over
+    // before the request's unit of work commits.
+    store.begin = async (request, reply, apiKeyId, key) => {
+      const run = await original(request, reply, apiKeyId, key);
+      await t.app.services.db
+        .updateTable('idempotency_keys')
+        .set({ lock_token: 'the-retry-took-it' })
+        .where('api_key_id', '=', apiKeyId)
+        .where('key', '=', key)
+        .execute();
+      return run;
+    };
+    try {
+      const res = await t.call('POST', '/v1/customers', customer('stolen-1'), {
+        headers: { 'idempotency-key': 'k-stolen' },
+      });
+      expect(res.statusCode).toBe(409);
+      expect(res.json().code).toBe('idempotency_key_in_use');
+      requestId = res.headers['request-id'] as string;
+    } finally {
+      store.begin = original;
+    }
+    // The customer insert ran inside the unit of work and was rolled back with it, audit entry too.
+    expect(await countCustomers('stolen-1')).toBe(0);
+    const committed = await t.app.services.db
+      .selectFrom('audit_log')
+      .select('id')
+      .where('request_id', '=', requestId)
+      .where('status', '=', 201)
       .execute();
-    await expect(store.complete(t.app.services.db, BOOTSTRAP_KEY_ID, claim, 201, '{}')).rejects.toMatchObject(
-      {
-        code: 'idempotency_key_in_use',
-      },
-    );
+    expect(committed).toEqual([]);
   });
 
   it('a 5xx is not stored: the key is released and a retry runs the request', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Db, Executor } from '../../db/schema.js';
 import { sha256Hex } from '../../kernel/canonical-json.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -25,7 +26,11 @@ export interface Principal {
 export const BOOTSTRAP_KEY_ID = 'key_bootstrap';
 const SECRET_PREFIX = 'rpk_';
 const CACHE_TTL_MS = 5_000;
-const CACHE_ENTRIES_MAX = 10_000;
+/** Known keys cached per node: far more than any deployment has keys. */
+const KNOWN_ENTRIES_MAX = 10_000;
+/** Unknown secrets are remembered apart, so a flood of random tokens never evicts a known key. */
+const UNKNOWN_ENTRIES_MAX = 10_000;
+const RECENTLY_VALID_MS = 60 * 60_000;
 
 const toApiKey = (row: ApiKeysTable): ApiKey => ({
   id: row.id,
@@ -46,12 +51,23 @@ export class ApiKeyService {
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #bootstrap: Buffer | undefined;
-  readonly #cache = new Map<string, { principal: Principal | null; expiresMs: number }>();
+  readonly #known: LRUCache<string, Principal>;
+  readonly #unknown: LRUCache<string, true>;
+  /** Secrets that authenticated recently: still looked up for a client over its failure budget. */
+  readonly #recentlyValid: LRUCache<string, true>;
 
-  constructor(db: Db, clock: Clock, bootstrapSecret: string | undefined) {
+  constructor(
+    db: Db,
+    clock: Clock,
+    bootstrapSecret: string | undefined,
+    cache: { knownMax?: number; unknownMax?: number } = {},
+  ) {
     this.#db = db;
     this.#clock = clock;
     this.#bootstrap = bootstrapSecret ? Buffer.from(sha256Hex(bootstrapSecret), 'hex') : undefined;
+    this.#known = new LRUCache({ max: cache.knownMax ?? KNOWN_ENTRIES_MAX, ttl: CACHE_TTL_MS });
+    this.#unknown = new LRUCache({ max: cache.unknownMax ?? UNKNOWN_ENTRIES_MAX, ttl: CACHE_TTL_MS });
+    this.#recentlyValid = new LRUCache({ max: cache.knownMax ?? KNOWN_ENTRIES_MAX, ttl: RECENTLY_VALID_MS });
   }
 
   async create(
@@ -94,27 +110,47 @@ export class ApiKeyService {
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    this.#cache.clear();
+    this.#known.clear();
     return toApiKey(row);
+  }
+
+  /**
+   * Whether this secret authenticated on this node in the last hour (or is the bootstrap key),
+   * without touching the database: a client whose address is over its failed-authentication
+   * budget keeps working with a real key, while guesses are refused unseen.
+   */
+  authenticatedRecently(secret: string): boolean {
+    const hash = sha256Hex(secret);
+    return this.#bootstrapPrincipal(hash) !== null || this.#recentlyValid.has(hash);
   }
 
   /** The principal for a bearer secret, or null when the secret is unknown or revoked. */
   async authenticate(secret: string): Promise<Principal | null> {
     const hash = sha256Hex(secret);
-    if (this.#bootstrap && timingSafeEqual(Buffer.from(hash, 'hex'), this.#bootstrap)) {
-      return { keyId: BOOTSTRAP_KEY_ID, scopes: ['admin'] };
-    }
-    const nowMs = Date.now();
-    const cached = this.#cache.get(hash);
-    if (cached && cached.expiresMs > nowMs) return cached.principal;
+    const bootstrap = this.#bootstrapPrincipal(hash);
+    if (bootstrap) return bootstrap;
+    const known = this.#known.get(hash);
+    if (known) return known;
+    if (this.#unknown.has(hash)) return null;
     const row = await this.#db
       .selectFrom('api_keys')
       .select(['id', 'scopes', 'revoked_at'])
       .where('secret_hash', '=', hash)
       .executeTakeFirst();
-    const principal = row && !row.revoked_at ? { keyId: row.id, scopes: row.scopes } : null;
-    if (this.#cache.size >= CACHE_ENTRIES_MAX) this.#cache.clear();
-    this.#cache.set(hash, { principal, expiresMs: nowMs + CACHE_TTL_MS });
+    if (!row || row.revoked_at) {
+      this.#unknown.set(hash, true);
+      return null;
+    }
+    const principal: Principal = { keyId: row.id, scopes: row.scopes };
+    this.#known.set(hash, principal);
+    this.#recentlyValid.set(hash, true);
     return principal;
+  }
+
+  #bootstrapPrincipal(hash: string): Principal | null {
+    if (this.#bootstrap && timingSafeEqual(Buffer.from(hash, 'hex'), this.#bootstrap)) {
+      return { keyId: BOOTSTRAP_KEY_ID, scopes: ['admin'] };
+    }
+    return null;
   }
 }

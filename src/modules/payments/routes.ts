@@ -337,6 +337,8 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
             errors: [{ path: 'signature', message: (error as Error).message }],
           });
         }
+        // The verified signature authenticates the provider: it is this change's principal.
+        req.principal = { keyId: `provider:${provider.id}`, scopes: [] };
         return uow.run(req, reply, async (trx) => {
           const result = await payments.receiveEvent(trx, provider.id, event);
           return {

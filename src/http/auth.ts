@@ -1,0 +1,106 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import { DomainError } from '../kernel/errors.js';
+import { grants } from '../modules/api-keys/scopes.js';
+import type { ApiKeyService, Principal } from '../modules/api-keys/service.js';
+import './context.js';
+
+const FAILURE_WINDOW_MS = 60_000;
+/** Client addresses tracked at once; the oldest are forgotten first (bounded memory under a flood). */
+const ADDRESSES_TRACKED_MAX = 100_000;
+const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,512})$/i;
+
+/**
+ * Failed authentications per client address in a fixed one-minute window. Over the budget, the
+ * address only gets through with a key that authenticated on this node recently (anything else is
+ * refused without a database lookup): guessing is slowed, authenticated traffic behind the same
+ * address is not.
+ */
+export class FailedAuthLimiter {
+  readonly #budget: number;
+  readonly #windows = new LRUCache<string, { count: number; startMs: number }>({
+    max: ADDRESSES_TRACKED_MAX,
+  });
+  readonly #nowMs: () => number;
+
+  constructor(failuresPerMinuteMax: number, nowMs: () => number = () => performance.now()) {
+    this.#budget = failuresPerMinuteMax;
+    this.#nowMs = nowMs;
+  }
+
+  #window(address: string) {
+    const now = this.#nowMs();
+    const w = this.#windows.get(address);
+    if (w && now - w.startMs < FAILURE_WINDOW_MS) return w;
+    return undefined;
+  }
+
+  /** Seconds until the address may try unknown keys again, or 0 when it is within its budget. */
+  retryAfterSeconds(address: string): number {
+    const w = this.#window(address);
+    if (!w || w.count < this.#budget) return 0;
+    return Math.max(1, Math.ceil((w.startMs + FAILURE_WINDOW_MS - this.#nowMs()) / 1000));
+  }
+
+  fail(address: string): void {
+    const w = this.#window(address);
+    if (w) w.count += 1;
+    else this.#windows.set(address, { count: 1, startMs: this.#nowMs() });
+  }
+}
+
+/**
+ * Authentication and scopes, decided on the matched route and never on the raw URL: every route
+ * needs an API key unless it is declared `config.public` (health, metrics, docs, provider
+ * webhooks that verify their own signature). Requests that match no route need a key too, so an
+ * unauthenticated caller learns nothing about which paths exist.
+ */
+export function installAuth(app: FastifyInstance, apiKeys: ApiKeyService, limiter: FailedAuthLimiter): void {
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('Request-Id', request.id);
+    if (request.routeOptions.config?.public === true) return;
+    const secret = bearerOf(request);
+    const address = request.ip;
+    let principal: Principal | null;
+    const retryAfter = limiter.retryAfterSeconds(address);
+    if (retryAfter > 0) {
+      principal = secret && apiKeys.authenticatedRecently(secret) ? await apiKeys.authenticate(secret) : null;
+      if (!principal) {
+        reply.header('Retry-After', String(retryAfter));
+        throw new DomainError(
+          'rate_limited',
+          `Too many failed authentications from this address; retry in ${retryAfter} s.`,
+        );
+      }
+    } else {
+      principal = secret ? await apiKeys.authenticate(secret) : null;
+      if (!principal) {
+        limiter.fail(address);
+        throw new DomainError(
+          'unauthenticated',
+          secret ? 'The API key is unknown or revoked.' : 'Send an API key as `Authorization: Bearer <key>`.',
+        );
+      }
+    }
+    request.principal = principal;
+    const needed = request.routeOptions.config?.scope;
+    if (needed && !grants(principal.scopes, needed)) {
+      throw new DomainError('forbidden', `This API key lacks the '${needed}' scope.`, {
+        extra: { requiredScope: needed },
+      });
+    }
+  });
+
+  // Routes registered by plugins after this point (the API reference) are public by declaration.
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/docs' || route.url.startsWith('/docs/')) {
+      route.config = { ...(route.config ?? {}), public: true };
+    }
+  });
+}
+
+function bearerOf(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (typeof header !== 'string') return null;
+  return BEARER.exec(header)?.[1] ?? null;
+}
