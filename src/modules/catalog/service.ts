@@ -143,7 +143,7 @@ export class CatalogService {
   async #cached(trx: Executor): Promise<Snapshot | undefined> {
     if (trx.isTransaction) return undefined;
     const snap = this.#snapshot;
-    if (snap && snap.generation === this.#generation && Date.now() - snap.loadedAtMs < SNAPSHOT_TTL_MS)
+    if (snap && snap.generation === this.#generation && performance.now() - snap.loadedAtMs < SNAPSHOT_TTL_MS)
       return snap;
     if (!this.#loading) {
       this.#loading = this.#load().finally(() => {
@@ -155,7 +155,8 @@ export class CatalogService {
 
   async #load(): Promise<Snapshot> {
     const generation = this.#generation;
-    const loadedAtMs = Date.now();
+    // The age of a cache, not business time: a monotonic timer, never a (test) clock.
+    const loadedAtMs = performance.now();
     const [marketRows, productRows, planRows] = await Promise.all([
       this.#db.selectFrom('markets').selectAll().orderBy('id').execute(),
       this.#db.selectFrom('products').selectAll().orderBy('id').execute(),
