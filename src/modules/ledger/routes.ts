@@ -8,7 +8,7 @@ import { DomainError } from '../../kernel/errors.js';
 import { exactJson } from '../../kernel/exact-json.js';
 import { grants } from '../api-keys/scopes.js';
 import { CHART } from './domain/chart.js';
-import type { Account, LedgerService, LedgerTransaction } from './service.js';
+import { type Account, type LedgerService, type LedgerTransaction, VERIFY_TIMEOUT_MS } from './service.js';
 import type { AccountType } from './tables.js';
 
 /**
@@ -155,7 +155,7 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
             .enum(['true', 'false'])
             .default('false')
             .describe(
-              "Also recompute from every posting: a full scan, so it needs the 'admin' scope and stops after 30 s (503)",
+              `Also recompute from every posting: a full scan, so it needs the 'admin' scope and stops after ${VERIFY_TIMEOUT_MS / 1000} s (503)`,
             ),
         }),
         response: {
