@@ -40,6 +40,18 @@ const EXTERNAL_LEASE_MS = 5 * 60_000;
 const RETRY_BASE_MS = 60_000;
 /** Bound of one advance or one poll: more jobs than this in one go means a runaway schedule. */
 export const JOBS_PER_RUN_MAX = 100_000;
+/**
+ * How long a finished job is kept: long enough to inspect a failure (its last_error) over a
+ * weekend and for its dedupe key to refuse a late duplicate of the change that scheduled it; the
+ * ledger, payments and audit log hold the lasting record, so a week is enough.
+ */
+export const FINISHED_RETENTION_MS = 7 * 24 * 60 * 60_000;
+/** Rows one pruning statement deletes: short statements, no long lock on the table. */
+export const PRUNE_BATCH = 1_000;
+/** Statements one pruning run issues at most; a larger backlog is worked off over later runs. */
+export const PRUNE_BATCHES_MAX = 100;
+/** How often the poller prunes. */
+export const PRUNE_INTERVAL_MS = 60 * 60_000;
 
 /**
  * Time-triggered work. Modules register handlers by kind and schedule jobs in the transaction that
@@ -53,6 +65,7 @@ export class JobScheduler {
   readonly #handlers = new Map<string, { handler: JobHandler; external: boolean }>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
+  #prunedAtMs: number | undefined;
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
@@ -86,6 +99,7 @@ export class JobScheduler {
         dedupe_key: input.dedupeKey ?? null,
         created_at: this.#clock.now(),
         done_at: null,
+        finished_at: null,
       })
       .onConflict((oc) => oc.column('dedupe_key').doNothing())
       .execute();
@@ -186,7 +200,7 @@ export class JobScheduler {
     if (failure === undefined) {
       await trx
         .updateTable('scheduled_jobs')
-        .set({ state: 'done', done_at: now })
+        .set({ state: 'done', done_at: now, finished_at: this.#clock.now() })
         .where('id', '=', row.id)
         .execute();
       return;
@@ -198,7 +212,7 @@ export class JobScheduler {
         attempts,
         last_error: failure.slice(0, 2000),
         ...(attempts >= ATTEMPTS_MAX
-          ? { state: 'failed' as const, done_at: now }
+          ? { state: 'failed' as const, done_at: now, finished_at: this.#clock.now() }
           : { run_at: new Date(now.getTime() + RETRY_BASE_MS * 2 ** (attempts - 1)) }),
       })
       .where('id', '=', row.id)
@@ -218,12 +232,53 @@ export class JobScheduler {
     await this.#settle(trx, row, now, failure);
   }
 
-  /** Polls wall-clock jobs every `intervalMs` until stop(). */
+  /**
+   * Deletes jobs finished (done or failed) more than `FINISHED_RETENTION_MS` ago on the wall
+   * clock, oldest first, `batch` rows per statement and at most `batches` statements. Rows another
+   * node is pruning are skipped. Returns how many were deleted.
+   */
+  async prune(opts: { batch?: number; batches?: number } = {}): Promise<number> {
+    const batch = opts.batch ?? PRUNE_BATCH;
+    const batches = opts.batches ?? PRUNE_BATCHES_MAX;
+    const cutoff = new Date(this.#clock.now().getTime() - FINISHED_RETENTION_MS);
+    let deleted = 0;
+    for (let i = 0; i < batches; i++) {
+      const result = await this.#db
+        .deleteFrom('scheduled_jobs')
+        .where('id', 'in', (qb) =>
+          qb
+            .selectFrom('scheduled_jobs')
+            .select('id')
+            .where('state', '<>', 'pending')
+            .where('finished_at', '<', cutoff)
+            .orderBy('finished_at')
+            .limit(batch)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .executeTakeFirst();
+      const n = Number(result.numDeletedRows);
+      deleted += n;
+      if (n < batch) break;
+    }
+    return deleted;
+  }
+
+  /** Prunes if the last pruning of this node is `PRUNE_INTERVAL_MS` old (or never happened). */
+  async #pruneIfDue(): Promise<void> {
+    const nowMs = this.#clock.now().getTime();
+    if (this.#prunedAtMs !== undefined && nowMs - this.#prunedAtMs < PRUNE_INTERVAL_MS) return;
+    this.#prunedAtMs = nowMs;
+    await this.prune();
+  }
+
+  /** Polls wall-clock jobs every `intervalMs`, and prunes finished ones hourly, until stop(). */
   start(intervalMs = 1_000): void {
     if (this.#timer) return;
     this.#timer = setInterval(() => {
       if (this.#running) return;
       this.#running = this.runDue()
+        .then(() => this.#pruneIfDue())
         .catch(() => undefined)
         .finally(() => {
           this.#running = undefined;

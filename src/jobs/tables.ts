@@ -13,4 +13,6 @@ export interface ScheduledJobsTable {
   dedupe_key: string | null;
   created_at: Date;
   done_at: Date | null;
+  /** Wall-clock time the job reached done or failed (done_at is the job's own, maybe simulated, time). */
+  finished_at: Date | null;
 }

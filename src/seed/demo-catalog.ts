@@ -1,6 +1,7 @@
 import type { Services } from '../app.js';
 import type { Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
+import { DomainError } from '../kernel/errors.js';
 import { parseMajor } from '../kernel/money.js';
 import type { BillingPeriod } from '../modules/catalog/service.js';
 
@@ -110,8 +111,19 @@ export async function seedDemoCatalog(
       .executeTakeFirst();
     if (seeded && !opts.force) return { markets: 0, products: 0, plans: 0, skipped: true };
     const result = { markets: 0, products: 0, plans: 0, skipped: false };
-    const exists = async (table: 'markets' | 'products' | 'plans', code: string, t: Executor) =>
-      (await t.selectFrom(table).select('id').where('code', '=', code).executeTakeFirst()) !== undefined;
+    // Through the catalog's service: the seed owns no tables of its own.
+    const catalog = services.catalog;
+    const exists = async (kind: 'markets' | 'products' | 'plans', code: string, t: Executor) => {
+      try {
+        if (kind === 'markets') await catalog.getMarket(code, t);
+        else if (kind === 'products') await catalog.getProduct(code, t);
+        else await catalog.getPlan(code, t);
+        return true;
+      } catch (e) {
+        if (e instanceof DomainError && e.code === 'not_found') return false;
+        throw e;
+      }
+    };
 
     for (const m of MARKETS) {
       if (await exists('markets', m.code, trx)) continue;
@@ -152,10 +164,11 @@ export async function seedDemoCatalog(
         result.plans++;
       }
     }
+    const seededAt = JSON.stringify(services.clock.now().toISOString());
     await trx
       .insertInto('reprise_meta')
-      .values({ key: 'demo_seeded_at', value: JSON.stringify(new Date().toISOString()) })
-      .onConflict((oc) => oc.column('key').doUpdateSet({ value: JSON.stringify(new Date().toISOString()) }))
+      .values({ key: 'demo_seeded_at', value: seededAt })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: seededAt }))
       .execute();
     return result;
   });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transact } from '../../src/db/transaction.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -107,6 +108,79 @@ describe(`catalog API (${ENGINE})`, () => {
     );
     expect(cents.json().errors[0].message).toContain('minor units of EUR (2 decimal places)');
     expect((await t.call('GET', '/v1/plans/p-yen')).statusCode).toBe(404);
+  });
+
+  it('bounds a price per currency: 8 digits of minor units, 12 for IDR', async () => {
+    const create = (code: string, currency: string, amount: number) =>
+      t.call('POST', '/v1/plans', plan({ code, prices: [{ currency, amount }] }));
+    expect((await create('p-usd-max', 'USD', 99_999_999)).statusCode).toBe(201);
+    const over = await create('p-usd-over', 'USD', 100_000_000);
+    expect(over.statusCode).toBe(400);
+    expect(over.json().errors).toEqual([
+      { path: 'prices[0].amount', message: 'must be at most 99999999 minor units of USD' },
+    ]);
+    // The documented JS maximum is no longer a price: sums of such prices would break reads.
+    expect((await create('p-usd-huge', 'USD', Number.MAX_SAFE_INTEGER)).statusCode).toBe(400);
+    expect((await create('p-idr-max', 'IDR', 999_999_999_999)).statusCode).toBe(201);
+    const idrOver = await create('p-idr-over', 'IDR', 1_000_000_000_000);
+    expect(idrOver.json().errors).toEqual([
+      { path: 'prices[0].amount', message: 'must be at most 999999999999 minor units of IDR' },
+    ]);
+    expect((await t.call('GET', '/v1/plans/p-usd-over')).statusCode).toBe(404);
+    const version = await t.call('POST', '/v1/plans/p-usd-max/price-versions', {
+      prices: [
+        { currency: 'USD', amount: 1 },
+        { currency: 'SEK', amount: 100_000_000 },
+      ],
+      effectiveAt: '2031-01-01T00:00:00Z',
+    });
+    expect(version.statusCode).toBe(400);
+    expect(version.json().errors).toEqual([
+      { path: 'prices[1].amount', message: 'must be at most 99999999 minor units of SEK' },
+    ]);
+  });
+
+  it('pages price versions with limit and cursor, oldest first', async () => {
+    expect((await t.call('POST', '/v1/plans', plan({ code: 'p-paged' }))).statusCode).toBe(201);
+    for (let year = 2031; year <= 2034; year++) {
+      const res = await t.call('POST', '/v1/plans/p-paged/price-versions', {
+        prices: [{ currency: 'EUR', amount: year, market: 'FR' }],
+        effectiveAt: `${year}-01-01T00:00:00Z`,
+      });
+      expect(res.statusCode).toBe(201);
+    }
+    const seen: number[] = [];
+    let url = '/v1/plans/p-paged/price-versions?limit=2';
+    for (let pages = 0; pages < 5; pages++) {
+      const res = await t.call('GET', url);
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      expect(body.data.length).toBeLessThanOrEqual(2);
+      seen.push(...body.data.map((v: { version: number }) => v.version));
+      if (!body.nextCursor) break;
+      url = `/v1/plans/p-paged/price-versions?limit=2&cursor=${body.nextCursor}`;
+    }
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    const last = (await t.call('GET', '/v1/plans/p-paged/price-versions?limit=1&cursor=' + 'x')).json();
+    expect(last.errors[0].path).toBe('cursor');
+    const over = await t.call('GET', '/v1/plans/p-paged/price-versions?limit=101');
+    expect(over.statusCode).toBe(400);
+    expect(over.json().errors[0].path).toBe('limit');
+    const second = (await t.call('GET', '/v1/plans/p-paged/price-versions?limit=1')).json();
+    expect(second.data[0].prices[0]).toMatchObject({ currency: 'EUR' });
+    const page = await t.call('GET', `/v1/plans/p-paged/price-versions?limit=2&cursor=${second.nextCursor}`);
+    expect(page.json().data.map((v: { version: number }) => v.version)).toEqual([2, 3]);
+    expect(page.json().data[0].prices.map((p: { market: string | null }) => p.market)).toEqual(['FR']);
+    // Inside a transaction the same page comes from the database, not the snapshot.
+    const fromDb = await transact(t.app.services.db, (trx) =>
+      t.app.services.catalog.listPriceVersions('p-paged', { limit: 2, after: second.data[0].id }, trx),
+    );
+    expect(fromDb.versions.map((v) => v.version)).toEqual([2, 3, 4]);
+    await expect(
+      transact(t.app.services.db, (trx) =>
+        t.app.services.catalog.listPriceVersions('p-paged', { limit: 2, after: 'pv_unknown' }, trx),
+      ),
+    ).rejects.toMatchObject({ code: 'validation_failed' });
   });
 
   it('refuses duplicate codes, duplicate prices and a market price in the wrong currency', async () => {

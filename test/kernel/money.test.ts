@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { isCurrency, minorUnitExponent } from '../../src/kernel/currency.js';
 import {
+  AMOUNT_MINOR_MAX,
+  amountMinorMax,
+  amountProblem,
   applyBasisPoints,
   divRoundHalfUp,
   formatMajor,
@@ -70,8 +73,12 @@ describe('proration and tax helpers', () => {
   it('rounds a half cent up: 1 × 1/2 = 1', () => {
     expect(prorate(1, 1, 2)).toBe(1);
   });
-  it('adds 8.875 % on top of 11.99: 1.064 → 1.06', () => {
+  // Rates are whole basis points: 8.875 % cannot be expressed, 8.88 % (888 bps) is what this tests.
+  it('adds 8.88 % (888 bps) on top of 11.99: 1.0647 → 1.06', () => {
     expect(applyBasisPoints(1199, 888)).toBe(106);
+  });
+  it('adds 8.89 % (889 bps) on top of 11.99: 1.0659 → 1.07 (half-up, not truncated)', () => {
+    expect(applyBasisPoints(1199, 889)).toBe(107);
   });
   it('extracts 25 % VAT included in 139.00 SEK: 27.80', () => {
     expect(inclusiveTax(13900, 2500)).toBe(2780);
@@ -108,5 +115,40 @@ describe('major-unit parsing and formatting', () => {
     expect(() => money(1.5, 'USD')).toThrow();
     expect(() => money(1, 'ZZZ')).toThrow();
     expect(money(0, 'JPY')).toEqual({ amountMinor: 0, currency: 'JPY' });
+  });
+});
+
+describe('amount bound per currency', () => {
+  it('allows 8 digits of minor units by default', () => {
+    expect(amountMinorMax('USD')).toBe(99_999_999);
+    expect(amountMinorMax('EUR')).toBe(99_999_999);
+    expect(amountMinorMax('JPY')).toBe(99_999_999);
+    expect(amountMinorMax('KWD')).toBe(99_999_999);
+  });
+  it('allows 12 digits for currencies whose unit is worth very little', () => {
+    expect(amountMinorMax('IDR')).toBe(999_999_999_999);
+    expect(amountMinorMax('VND')).toBe(999_999_999_999);
+  });
+  it('keeps a sum of ten million maximal amounts exact in a JS number', () => {
+    // The reads sum amounts; with the bound, 10^7 maximal USD postings are still below 2^53.
+    expect(amountMinorMax('USD') * 10_000_000).toBeLessThan(AMOUNT_MINOR_MAX);
+  });
+  it('accepts amounts up to the bound and names the range otherwise', () => {
+    expect(amountProblem(1, 'USD')).toBeNull();
+    expect(amountProblem(99_999_999, 'USD')).toBeNull();
+    expect(amountProblem(100_000_000, 'USD')).toBe(
+      'must be an integer in minor units between 1 and 99999999 for USD',
+    );
+    expect(amountProblem(999_999_999_999, 'IDR')).toBeNull();
+    expect(amountProblem(1_000_000_000_000, 'IDR')).toMatch(/between 1 and 999999999999 for IDR/);
+    expect(amountProblem(Number.MAX_SAFE_INTEGER, 'USD')).not.toBeNull();
+  });
+  it('refuses zero unless allowed, negatives, fractions and non-numbers', () => {
+    expect(amountProblem(0, 'USD')).toMatch(/between 1 and/);
+    expect(amountProblem(0, 'USD', true)).toBeNull();
+    expect(amountProblem(-1, 'USD', true)).toMatch(/between 0 and 99999999/);
+    expect(amountProblem(1.5, 'USD')).not.toBeNull();
+    expect(amountProblem(Number.NaN, 'USD')).not.toBeNull();
+    expect(amountProblem(Number.POSITIVE_INFINITY, 'USD')).not.toBeNull();
   });
 });

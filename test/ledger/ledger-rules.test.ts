@@ -49,6 +49,31 @@ describe('ledger transaction rules (checked before any SQL)', () => {
     ).toEqual(['postings[0]', 'postings[1]', 'postings[2].credit', 'postings[3].credit']);
   });
 
+  it('bounds each posting by its currency: 8 digits of minor units, 12 for IDR', () => {
+    const pair = (currency: string, amount: number) =>
+      checkTransaction({
+        idempotencyKey: 'k',
+        postings: [
+          { account: { type: 'transfer_test', owner: 'a', currency }, debit: amount },
+          { account: { type: 'transfer_test', owner: 'b', currency }, credit: amount },
+        ],
+      });
+    expect(pair('USD', 99_999_999)).toEqual([]);
+    expect(pair('USD', 100_000_000)).toEqual([
+      {
+        path: 'postings[0].debit',
+        message: 'must be an integer in minor units between 1 and 99999999 for USD',
+      },
+      {
+        path: 'postings[1].credit',
+        message: 'must be an integer in minor units between 1 and 99999999 for USD',
+      },
+    ]);
+    expect(pair('USD', Number.MAX_SAFE_INTEGER)).toHaveLength(2);
+    expect(pair('IDR', 999_999_999_999)).toEqual([]);
+    expect(pair('IDR', 1_000_000_000_000)).toHaveLength(2);
+  });
+
   it('balances per currency, not across currencies', () => {
     const errors = checkTransaction({
       idempotencyKey: 'k',

@@ -1,7 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transact } from '../../src/db/transaction.js';
+import { amountMinorMax } from '../../src/kernel/money.js';
 import type { Posting } from '../../src/modules/ledger/domain/transaction.js';
+import { LedgerService } from '../../src/modules/ledger/service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -31,10 +33,10 @@ describe(`ledger (${ENGINE})`, () => {
     );
     expect(result).toMatchObject({ replayed: false });
     expect(result.id).toMatch(/^txn_/);
-    expect((await ledger().balance({ type: 'revenue', currency: 'SEK' }))?.balanceMinor).toBe(11120);
+    expect((await ledger().balance({ type: 'revenue', currency: 'SEK' }))?.balanceMinor).toBe(11120n);
     expect(
       (await ledger().balance({ type: 'provider_clearing', owner: 'sim-a', currency: 'SEK' }))?.balanceMinor,
-    ).toBe(13900);
+    ).toBe(13900n);
     const listed = await t.call('GET', '/v1/ledger/transactions?reference=pay_1');
     expect(listed.json().data).toEqual([
       expect.objectContaining({
@@ -71,7 +73,7 @@ describe(`ledger (${ENGINE})`, () => {
         ledger().post(trx, { idempotencyKey: 'idem-1', postings: transfer('a', 'b', 501) }),
       ),
     ).rejects.toMatchObject({ code: 'ledger_conflict' });
-    expect((await ledger().balance(acct('b')))?.balanceMinor).toBe(500);
+    expect((await ledger().balance(acct('b')))?.balanceMinor).toBe(500n);
   });
 
   it('refuses an unbalanced transaction in code, before any SQL', async () => {
@@ -175,7 +177,7 @@ describe(`ledger (${ENGINE})`, () => {
     const reversal = await transact(db(), (trx) => ledger().reverse(trx, posted.id, 'reverse:to-reverse'));
     const again = await transact(db(), (trx) => ledger().reverse(trx, posted.id, 'reverse:to-reverse'));
     expect(again).toEqual({ id: reversal.id, replayed: true });
-    expect((await ledger().balance(acct('d')))?.balanceMinor).toBe(0);
+    expect((await ledger().balance(acct('d')))?.balanceMinor).toBe(0n);
     const txns = (await t.call('GET', '/v1/ledger/transactions?reference=ref-rev')).json().data;
     expect(txns.map((x: { reverses: string | null }) => x.reverses)).toEqual([null, posted.id]);
   });
@@ -190,7 +192,7 @@ describe(`ledger (${ENGINE})`, () => {
     const second = await transact(db(), (trx) => ledger().postBatch(trx, specs));
     expect(second.map((r) => r.id)).toEqual(first.map((r) => r.id));
     expect(second.every((r) => r.replayed)).toBe(true);
-    expect((await ledger().balance(acct('batch-src')))?.balanceMinor).toBe(-(300 * 301) / 2);
+    expect((await ledger().balance(acct('batch-src')))?.balanceMinor).toBe(BigInt(-(300 * 301) / 2));
     // A batch with one bad transaction stores none of them.
     await expect(
       transact(db(), (trx) =>
@@ -270,6 +272,112 @@ describe(`ledger (${ENGINE})`, () => {
       LEFT JOIN (SELECT account_id, sum(amount_minor) AS p FROM ledger_postings GROUP BY account_id) p ON p.account_id = a.id
       WHERE coalesce(s.b, 0) <> coalesce(p.p, 0) AND a.currency <> 'NOK'`.execute(db());
     expect(mismatches.rows).toEqual([]);
+  });
+
+  it('reads stay exact and 200 after the largest allowed postings, many times over, and their reversal', async () => {
+    const max = amountMinorMax('IDR');
+    const n = 10_000; // 10,000 × 999,999,999,999 > 2^53: the sums pass what a JS number holds exactly
+    for (let from = 0; from < n; from += 5_000) {
+      const specs = Array.from({ length: 5_000 }, (_, i) => ({
+        idempotencyKey: `max-idr-${from + i}`,
+        postings: transfer('max-src', 'max-dst', max, 'IDR'),
+        reference: 'max-idr',
+      }));
+      await transact(db(), (trx) => ledger().postBatch(trx, specs));
+    }
+    const total = BigInt(max) * BigInt(n);
+    expect(total > BigInt(Number.MAX_SAFE_INTEGER)).toBe(true);
+    const accounts = await t.call('GET', '/v1/ledger/accounts?currency=IDR&type=transfer_test');
+    expect(accounts.statusCode).toBe(200);
+    // Exact JSON integers: the text carries every digit (a JS number would round them).
+    expect(accounts.body).toContain(`"debits":${total}`);
+    expect(accounts.body).toContain(`"credits":${total}`);
+    expect(accounts.body).toContain(`"balance":${total}`);
+    expect(accounts.body).toContain(`"balance":-${total}`);
+    const trial = await t.call('GET', '/v1/ledger/trial-balance');
+    expect(trial.statusCode).toBe(200);
+    expect(trial.body).toContain(`{"currency":"IDR","debits":${total},"credits":${total},"balanced":true}`);
+    // A full reversal brings the balances back to 0; the sums keep growing and still read fine.
+    const first = (await t.call('GET', '/v1/ledger/transactions?reference=max-idr&limit=1')).json().data[0];
+    await transact(db(), (trx) => ledger().reverse(trx, first.id, 'max-idr-reversal'));
+    const verified = await t.call('GET', '/v1/ledger/trial-balance?verify=true');
+    expect(verified.statusCode).toBe(200);
+    expect(verified.body).toContain(
+      `{"currency":"IDR","debits":${total + BigInt(max)},"credits":${total + BigInt(max)},"balanced":true}`,
+    );
+    expect((await ledger().balance(acct('max-dst', 'IDR')))?.balanceMinor).toBe(total - BigInt(max));
+    // Amounts in the safe range are still plain JSON numbers.
+    expect(
+      (await t.call('GET', '/v1/ledger/accounts?currency=SEK&type=revenue')).json().data[0].balance,
+    ).toBe(11120);
+  });
+
+  it('verifying the trial balance (a full scan) needs the admin scope', async () => {
+    const reader = await t.keyWith('ledger:read');
+    const refused = await t.call('GET', '/v1/ledger/trial-balance?verify=true', undefined, { key: reader });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'forbidden', requiredScope: 'admin' });
+    expect(refused.json().detail).toContain("'admin' scope");
+    const plain = await t.call('GET', '/v1/ledger/trial-balance', undefined, { key: reader });
+    expect(plain.json().verified).toBe(false);
+    const admin = await t.keyWith('admin');
+    const verified = await t.call('GET', '/v1/ledger/trial-balance?verify=true', undefined, { key: admin });
+    expect(verified.statusCode).toBe(200);
+    expect(verified.json().verified).toBe(true);
+  });
+
+  it('verification runs under a statement timeout: too slow is a 503 service_unavailable, not a 500', async () => {
+    const slow = new LedgerService(db(), t.app.services.clock, { verifyTimeoutMs: 200 });
+    if (ENGINE === 'postgres') {
+      // Hold a lock on the postings so the scan waits, deterministically, past its timeout.
+      let release!: () => void;
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => {
+        locked = r;
+      });
+      const holder = transact(db(), async (trx) => {
+        await sql`LOCK TABLE ledger_postings IN ACCESS EXCLUSIVE MODE`.execute(trx);
+        locked();
+        await released;
+      });
+      await isLocked;
+      const started = Date.now();
+      await expect(slow.trialBalance({ verify: true })).rejects.toMatchObject({
+        code: 'service_unavailable',
+        status: 503,
+      });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      release();
+      await holder;
+    }
+    // PGlite cannot interrupt a query: there the scan completes. On both engines the timeout is
+    // local to the verifying transaction and does not leak into the session or pool.
+    expect((await slow.trialBalance({ verify: true })).length).toBeGreaterThan(0);
+    const setting = await sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db());
+    expect(setting.rows[0]?.statement_timeout).toBe('0');
+  });
+
+  it('the account cache is bounded: posting to more accounts than it holds still works', async () => {
+    const small = new LedgerService(db(), t.app.services.clock, { accountCacheMax: 4 });
+    for (let i = 0; i < 12; i++) {
+      await transact(db(), (trx) =>
+        small.post(trx, { idempotencyKey: `lru-${i}`, postings: transfer('lru-src', `lru-${i}`, 10) }),
+      );
+    }
+    expect(small.cachedAccounts).toBeLessThanOrEqual(4);
+    // Evicted accounts are found again in the database, never created twice.
+    await transact(db(), (trx) =>
+      small.post(trx, { idempotencyKey: 'lru-again', postings: transfer('lru-src', 'lru-0', 5) }),
+    );
+    expect((await ledger().balance(acct('lru-0')))?.balanceMinor).toBe(15n);
+    expect((await ledger().balance(acct('lru-src')))?.balanceMinor).toBe(-125n);
+    const count = await sql<{
+      n: number;
+    }>`SELECT count(*)::int AS n FROM ledger_accounts WHERE code LIKE 'transfer_test:lru-%'`.execute(db());
+    expect(count.rows[0]?.n).toBe(13);
   });
 
   it('the ledger endpoints need ledger:read', async () => {

@@ -380,16 +380,22 @@ export function catalogRoutes(
     {
       schema: {
         tags,
-        summary: 'All price versions of a plan, oldest first',
+        summary: 'Price versions of a plan, oldest first',
         params: refParams,
+        querystring: pageQuery,
         response: { 200: listOf(priceVersionDto), ...problemResponses },
       },
       config: { scope: 'catalog:read' },
     },
     async (req) => {
-      const plan = await catalog.getPlan(req.params.id);
-      const codes = await catalog.marketCodes(marketIdsOf([plan]));
-      return { data: plan.versions.map((v) => versionToDto(plan.id, v, codes)), nextCursor: null };
+      const { planId, versions } = await catalog.listPriceVersions(req.params.id, {
+        limit: req.query.limit,
+        after: decodeCursor(req.query.cursor),
+      });
+      const codes = await catalog.marketCodes(
+        versions.flatMap((v) => v.prices.flatMap((x) => (x.marketId ? [x.marketId] : []))),
+      );
+      return toPage(versions, req.query.limit, (v) => versionToDto(planId, v, codes));
     },
   );
   r.get(

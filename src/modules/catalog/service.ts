@@ -7,7 +7,7 @@ import { alreadyExists, DomainError, invalid, invalidMany, notFound } from '../.
 import { isIdOf, newId } from '../../kernel/ids.js';
 import { type PriceVersion, type ResolvedPrice, resolvePrice } from './domain/price-resolution.js';
 import { checkPrices, type PriceInput } from './domain/price-rules.js';
-import type { MarketsTable, PlansTable, ProductsTable } from './tables.js';
+import type { MarketsTable, PlansTable, PriceVersionsTable, ProductsTable } from './tables.js';
 
 export type BillingPeriod = PlansTable['billing_period'];
 export type Timing = 'immediate' | 'end_of_term';
@@ -143,7 +143,7 @@ export class CatalogService {
   async #cached(trx: Executor): Promise<Snapshot | undefined> {
     if (trx.isTransaction) return undefined;
     const snap = this.#snapshot;
-    if (snap && snap.generation === this.#generation && Date.now() - snap.loadedAtMs < SNAPSHOT_TTL_MS)
+    if (snap && snap.generation === this.#generation && performance.now() - snap.loadedAtMs < SNAPSHOT_TTL_MS)
       return snap;
     if (!this.#loading) {
       this.#loading = this.#load().finally(() => {
@@ -155,7 +155,8 @@ export class CatalogService {
 
   async #load(): Promise<Snapshot> {
     const generation = this.#generation;
-    const loadedAtMs = Date.now();
+    // The age of a cache, not business time: a monotonic timer, never a (test) clock.
+    const loadedAtMs = performance.now();
     const [marketRows, productRows, planRows] = await Promise.all([
       this.#db.selectFrom('markets').selectAll().orderBy('id').execute(),
       this.#db.selectFrom('products').selectAll().orderBy('id').execute(),
@@ -470,8 +471,7 @@ export class CatalogService {
   }
 
   async #versionsOf(planIds: string[], trx: Executor): Promise<Map<string, PriceVersion[]>> {
-    const out = new Map<string, PriceVersion[]>();
-    if (planIds.length === 0) return out;
+    if (planIds.length === 0) return new Map();
     const versions = await trx
       .selectFrom('price_versions')
       .selectAll()
@@ -479,6 +479,12 @@ export class CatalogService {
       .orderBy('plan_id')
       .orderBy('version')
       .execute();
+    return this.#withPrices(versions, trx);
+  }
+
+  /** The prices of these version rows, grouped by plan, in the rows' order. */
+  async #withPrices(versions: PriceVersionsTable[], trx: Executor): Promise<Map<string, PriceVersion[]>> {
+    const out = new Map<string, PriceVersion[]>();
     const prices =
       versions.length === 0
         ? []
@@ -507,6 +513,54 @@ export class CatalogService {
       out.set(v.plan_id, list);
     }
     return out;
+  }
+
+  /**
+   * A page of a plan's price versions in version order (oldest first), `limit + 1` at most; the
+   * cursor is the id of the last version seen.
+   */
+  async listPriceVersions(
+    planRef: string,
+    p: Page,
+    trx: Executor = this.#db,
+  ): Promise<{ planId: string; versions: PriceVersion[] }> {
+    const snap = await this.#cached(trx);
+    if (snap) {
+      const plan = snap.planByRef.get(planRef);
+      if (!plan) throw notFound('plan', planRef);
+      let start = 0;
+      if (p.after) {
+        start = plan.versions.findIndex((v) => v.id === p.after) + 1;
+        if (start === 0) throw invalid('cursor', 'is not a cursor of this list');
+      }
+      return { planId: plan.id, versions: plan.versions.slice(start, start + p.limit + 1) };
+    }
+    const plan = await trx
+      .selectFrom('plans')
+      .select('id')
+      .where(isIdOf('plan', planRef) ? 'id' : 'code', '=', planRef)
+      .executeTakeFirst();
+    if (!plan) throw notFound('plan', planRef);
+    let after = 0;
+    if (p.after) {
+      const last = await trx
+        .selectFrom('price_versions')
+        .select('version')
+        .where('id', '=', p.after)
+        .where('plan_id', '=', plan.id)
+        .executeTakeFirst();
+      if (!last) throw invalid('cursor', 'is not a cursor of this list');
+      after = last.version;
+    }
+    const rows = await trx
+      .selectFrom('price_versions')
+      .selectAll()
+      .where('plan_id', '=', plan.id)
+      .where('version', '>', after)
+      .orderBy('version')
+      .limit(p.limit + 1)
+      .execute();
+    return { planId: plan.id, versions: (await this.#withPrices(rows, trx)).get(plan.id) ?? [] };
   }
 
   /**

@@ -2,11 +2,25 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
-import { problemResponses, timestamp } from '../../http/schemas.js';
+import { problemDto, problemResponses, timestamp } from '../../http/schemas.js';
 import { isoSeconds } from '../../kernel/clock.js';
+import { DomainError } from '../../kernel/errors.js';
+import { exactJson } from '../../kernel/exact-json.js';
+import { grants } from '../api-keys/scopes.js';
 import { CHART } from './domain/chart.js';
-import type { Account, LedgerService, LedgerTransaction } from './service.js';
+import { type Account, type LedgerService, type LedgerTransaction, VERIFY_TIMEOUT_MS } from './service.js';
 import type { AccountType } from './tables.js';
+
+/**
+ * A sum of postings: an exact JSON integer of any size. It may exceed 2^53 (a large ledger in a
+ * twelve-digit currency), so clients that total ledgers should parse it as a big integer. The
+ * handler gives a bigint, written by `exactJson` (the routes below use it as their serializer).
+ */
+const exactSum = z.number().meta({
+  type: 'integer',
+  description: 'Exact integer in minor units; may exceed 2^53 (parse as a big integer)',
+}) as unknown as z.ZodType<number | bigint>;
+const exactSerializer = { serializerCompiler: () => exactJson };
 
 const accountDto = z.object({
   id: z.string(),
@@ -15,9 +29,9 @@ const accountDto = z.object({
   owner: z.string().nullable(),
   currency: z.string(),
   normalSide: z.enum(['debit', 'credit']),
-  debits: z.number().int(),
-  credits: z.number().int(),
-  balance: z.number().int().describe('In the normal direction of the account'),
+  debits: exactSum,
+  credits: exactSum,
+  balance: exactSum.describe('In the normal direction of the account'),
 });
 const transactionDto = z.object({
   id: z.string(),
@@ -40,8 +54,8 @@ const trialBalanceDto = z.object({
   currencies: z.array(
     z.object({
       currency: z.string(),
-      debits: z.number().int(),
-      credits: z.number().int(),
+      debits: exactSum,
+      credits: exactSum,
       balanced: z.boolean(),
     }),
   ),
@@ -96,6 +110,7 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
         }),
         response: { 200: listOf(accountDto), ...problemResponses },
       },
+      ...exactSerializer,
       config: { scope: 'ledger:read' },
     },
     async (req) => {
@@ -139,14 +154,27 @@ export function ledgerRoutes(app: FastifyInstance, deps: { ledger: LedgerService
           verify: z
             .enum(['true', 'false'])
             .default('false')
-            .describe('Also recompute from every posting (slow on a large ledger)'),
+            .describe(
+              `Also recompute from every posting: a full scan, so it needs the 'admin' scope and stops after ${VERIFY_TIMEOUT_MS / 1000} s (503)`,
+            ),
         }),
-        response: { 200: trialBalanceDto, ...problemResponses },
+        response: {
+          200: trialBalanceDto,
+          ...problemResponses,
+          503: problemDto.describe('service_unavailable: verification took too long'),
+        },
       },
+      ...exactSerializer,
       config: { scope: 'ledger:read' },
     },
     async (req) => {
       const verify = req.query.verify === 'true';
+      // A full scan of the postings is not for every reader: one key could keep the database busy.
+      if (verify && !grants(req.principal?.scopes ?? [], 'admin')) {
+        throw new DomainError('forbidden', "Verifying the trial balance needs the 'admin' scope.", {
+          extra: { requiredScope: 'admin' },
+        });
+      }
       const lines = await deps.ledger.trialBalance({ verify });
       return {
         currencies: lines.map((l) => ({

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import { PREPARED_MARKER } from '../../db/engine.js';
 import type { Db, Executor } from '../../db/schema.js';
-import { afterCommit } from '../../db/transaction.js';
+import { afterCommit, transact } from '../../db/transaction.js';
 import { assert } from '../../kernel/assert.js';
 import type { Clock } from '../../kernel/clock.js';
 import { DomainError, invalidMany, notFound } from '../../kernel/errors.js';
@@ -21,6 +22,14 @@ import type { AccountType, LedgerAccountsTable, LedgerTransactionsTable } from '
 export const BALANCE_SLOTS = 16;
 /** Bound of one batch: larger bulk jobs post several batches. */
 export const BATCH_MAX = 5_000;
+/**
+ * Account ids this node remembers. There is an account per customer and currency, so the count
+ * grows with the business; 10,000 codes (about 2 MB) cover the hot accounts, and a miss costs one
+ * indexed read.
+ */
+export const ACCOUNT_CACHE_MAX = 10_000;
+/** How long the verified trial balance may scan postings before it gives up (PostgreSQL servers). */
+export const VERIFY_TIMEOUT_MS = 30_000;
 
 export interface Account {
   id: string;
@@ -29,10 +38,11 @@ export interface Account {
   owner: string | null;
   currency: string;
   normalSide: 'debit' | 'credit';
-  debitsMinor: number;
-  creditsMinor: number;
+  /** Sums over every posting: exact at any size (bigint), since they may pass 2^53. */
+  debitsMinor: bigint;
+  creditsMinor: bigint;
   /** In the account's normal direction: a receivable owed to us is positive, revenue earned is positive. */
-  balanceMinor: number;
+  balanceMinor: bigint;
 }
 
 export interface LedgerTransaction {
@@ -60,8 +70,9 @@ export interface PostResult {
 
 export interface TrialBalanceLine {
   currency: string;
-  debitsMinor: number;
-  creditsMinor: number;
+  /** Sums over every posting in the currency: exact at any size. */
+  debitsMinor: bigint;
+  creditsMinor: bigint;
   balanced: boolean;
 }
 
@@ -75,8 +86,8 @@ export interface TrialBalanceLine {
 export class LedgerService {
   readonly #db: Db;
   readonly #clock: Clock;
-  /** code → id; accounts never change once created, so this only grows (after commit). */
-  readonly #accountIds = new Map<string, string>();
+  /** code → id, filled after commit; accounts never change, so entries need no expiry, only a bound. */
+  readonly #accountIds: LRUCache<string, string>;
   /**
    * The slot each account uses, per database transaction: a transaction that posts several times
    * locks one slot row per account, so its later statements never wait on a slot chosen by another
@@ -84,9 +95,18 @@ export class LedgerService {
    */
   readonly #slotsOf = new WeakMap<object, Map<string, number>>();
 
-  constructor(db: Db, clock: Clock) {
+  readonly #verifyTimeoutMs: number;
+
+  constructor(db: Db, clock: Clock, opts: { verifyTimeoutMs?: number; accountCacheMax?: number } = {}) {
     this.#db = db;
     this.#clock = clock;
+    this.#accountIds = new LRUCache({ max: opts.accountCacheMax ?? ACCOUNT_CACHE_MAX });
+    this.#verifyTimeoutMs = opts.verifyTimeoutMs ?? VERIFY_TIMEOUT_MS;
+  }
+
+  /** How many account ids this node has cached (bounded by ACCOUNT_CACHE_MAX). */
+  get cachedAccounts(): number {
+    return this.#accountIds.size;
   }
 
   async post(trx: Executor, spec: TransactionSpec): Promise<PostResult> {
@@ -402,8 +422,9 @@ export class LedgerService {
         'a.currency',
         'a.normal_side',
         'a.created_at',
-        sql<number>`coalesce(sum(s.debits_minor), 0)::bigint`.as('debits'),
-        sql<number>`coalesce(sum(s.credits_minor), 0)::bigint`.as('credits'),
+        // numeric sums as text: exact however large (a bigint column would refuse past 2^53).
+        sql<string>`coalesce(sum(s.debits_minor), 0)::text`.as('debits'),
+        sql<string>`coalesce(sum(s.credits_minor), 0)::text`.as('credits'),
       ])
       .groupBy('a.id')
       .orderBy('a.id')
@@ -412,7 +433,7 @@ export class LedgerService {
     if (filter.owner) q = q.where('a.owner', '=', filter.owner);
     if (filter.currency) q = q.where('a.currency', '=', filter.currency);
     if (filter.after) q = q.where('a.id', '>', filter.after);
-    return (await q.execute()).map((r) => toAccount(r, r.debits, r.credits));
+    return (await q.execute()).map((r) => toAccount(r, BigInt(r.debits), BigInt(r.credits)));
   }
 
   /** Balance of one account (by key), read from its slots. Zero for an account never posted to. */
@@ -425,48 +446,73 @@ export class LedgerService {
 
   /**
    * Debits and credits per currency from the running balances; with `verify`, recomputed from the
-   * postings as well, and any difference between the two is reported as unbalanced.
+   * postings as well, and any difference between the two is reported as unbalanced. Verifying
+   * scans every posting: it runs in its own transaction under a statement timeout, and a timeout
+   * is a 503 `service_unavailable` (PGlite cannot interrupt a query: there it runs to the end).
    */
-  async trialBalance(opts: { verify?: boolean } = {}, trx: Executor = this.#db): Promise<TrialBalanceLine[]> {
-    const fromSlots = await trx
+  async trialBalance(opts: { verify?: boolean } = {}): Promise<TrialBalanceLine[]> {
+    if (!opts.verify) return this.#trialBalanceFromSlots(this.#db);
+    try {
+      return await transact(this.#db, async (trx) => {
+        await sql`SELECT set_config('statement_timeout', ${String(this.#verifyTimeoutMs)}, true)`.execute(
+          trx,
+        );
+        const lines = await this.#trialBalanceFromSlots(trx);
+        const fromPostings = await trx
+          .selectFrom('ledger_postings')
+          .select([
+            'currency',
+            sql<string>`coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0)::text`.as('debits'),
+            sql<string>`coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0)::text`.as('credits'),
+          ])
+          .groupBy('currency')
+          .execute();
+        return lines.map((line) => {
+          const truth = fromPostings.find((p) => p.currency === line.currency);
+          const same =
+            truth !== undefined &&
+            BigInt(truth.debits) === line.debitsMinor &&
+            BigInt(truth.credits) === line.creditsMinor;
+          return { ...line, balanced: line.balanced && same };
+        });
+      });
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code === QUERY_CANCELED) {
+        throw new DomainError(
+          'service_unavailable',
+          `Verifying the trial balance took longer than ${this.#verifyTimeoutMs} ms and was stopped; the unverified trial balance is still available.`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #trialBalanceFromSlots(trx: Executor): Promise<TrialBalanceLine[]> {
+    const rows = await trx
       .selectFrom('ledger_balance_slots')
       .select([
         'currency',
-        sql<number>`sum(debits_minor)::bigint`.as('debits'),
-        sql<number>`sum(credits_minor)::bigint`.as('credits'),
+        sql<string>`sum(debits_minor)::text`.as('debits'),
+        sql<string>`sum(credits_minor)::text`.as('credits'),
       ])
       .groupBy('currency')
       .orderBy('currency')
       .execute();
-    const lines = fromSlots.map((r) => ({
-      currency: r.currency,
-      debitsMinor: r.debits,
-      creditsMinor: r.credits,
-      balanced: r.debits === r.credits,
-    }));
-    if (!opts.verify) return lines;
-    const fromPostings = await trx
-      .selectFrom('ledger_postings')
-      .select([
-        'currency',
-        sql<number>`coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0)::bigint`.as('debits'),
-        sql<number>`coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0)::bigint`.as('credits'),
-      ])
-      .groupBy('currency')
-      .execute();
-    return lines.map((line) => {
-      const truth = fromPostings.find((p) => p.currency === line.currency);
-      const same =
-        truth !== undefined && truth.debits === line.debitsMinor && truth.credits === line.creditsMinor;
-      return { ...line, balanced: line.balanced && same };
+    return rows.map((r) => {
+      const debitsMinor = BigInt(r.debits);
+      const creditsMinor = BigInt(r.credits);
+      return { currency: r.currency, debitsMinor, creditsMinor, balanced: debitsMinor === creditsMinor };
     });
   }
 }
 
+/** SQLSTATE of a statement stopped by statement_timeout. */
+const QUERY_CANCELED = '57014';
+
 function toAccount(
   r: Pick<LedgerAccountsTable, 'id' | 'code' | 'type' | 'owner' | 'currency' | 'normal_side'>,
-  debits: number,
-  credits: number,
+  debits: bigint,
+  credits: bigint,
 ): Account {
   return {
     id: r.id,

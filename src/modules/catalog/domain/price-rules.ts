@@ -1,6 +1,6 @@
 import { isCurrency, minorUnitExponent } from '../../../kernel/currency.js';
 import type { FieldError } from '../../../kernel/errors.js';
-import { AMOUNT_MINOR_MAX } from '../../../kernel/money.js';
+import { amountMinorMax } from '../../../kernel/money.js';
 
 export interface PriceInput {
   currency: string;
@@ -16,7 +16,7 @@ export interface MarketRef {
 
 /**
  * Checks a list of prices and names every bad field: unknown currency, negative or fractional
- * minor units, a market price in another currency than the market's, duplicates.
+ * minor units, more than `amountMinorMax` of the currency, a market price in another currency than the market's, duplicates.
  * `findMarket` resolves a market code or id (undefined when there is none).
  */
 export function checkPrices(
@@ -43,8 +43,12 @@ export function checkPrices(
             ? 'must be an integer in minor units'
             : `must be an integer in minor units of ${price.currency} (${unit} decimal places); ${price.amount} is finer than that`,
       });
-    } else if (price.amount > AMOUNT_MINOR_MAX) {
-      errors.push({ path: `${at}.amount`, message: `must be at most ${AMOUNT_MINOR_MAX}` });
+    } else if (currencyOk && price.amount > amountMinorMax(price.currency)) {
+      // A price is charged as one payment: the same per-currency bound as payments and postings.
+      errors.push({
+        path: `${at}.amount`,
+        message: `must be at most ${amountMinorMax(price.currency)} minor units of ${price.currency}`,
+      });
     }
     let marketId = '';
     if (price.market !== undefined) {

@@ -1,7 +1,7 @@
 import { canonicalJson, sha256Hex } from '../../../kernel/canonical-json.js';
 import { isCurrency } from '../../../kernel/currency.js';
 import type { FieldError } from '../../../kernel/errors.js';
-import { AMOUNT_MINOR_MAX } from '../../../kernel/money.js';
+import { amountProblem } from '../../../kernel/money.js';
 import { type AccountKey, accountCode, checkAccountKey } from './chart.js';
 
 /** One leg: a positive amount debited or credited to an account. */
@@ -33,7 +33,8 @@ export function signedAmount(p: Posting): number {
 /**
  * Every reason a transaction cannot be stored, checked before any SQL runs (the database checks
  * the balance again at commit): at least two postings, each exactly one positive integer side,
- * accounts that fit the chart, and debits equal to credits in every currency.
+ * amounts within the currency's bound (`amountMinorMax`), accounts that fit the chart, and debits
+ * equal to credits in every currency.
  */
 export function checkTransaction(spec: TransactionSpec): FieldError[] {
   const errors: FieldError[] = [];
@@ -60,11 +61,10 @@ export function checkTransaction(spec: TransactionSpec): FieldError[] {
       return;
     }
     const amount = sides[0]!;
-    if (!Number.isSafeInteger(amount) || amount <= 0 || amount > AMOUNT_MINOR_MAX) {
-      errors.push({
-        path: `${at}.${p.debit !== undefined ? 'debit' : 'credit'}`,
-        message: 'must be a positive integer in minor units',
-      });
+    // Bounded per currency like prices and payments, so every sum a read makes stays small.
+    const problem = amountProblem(amount, p.account.currency);
+    if (problem) {
+      errors.push({ path: `${at}.${p.debit !== undefined ? 'debit' : 'credit'}`, message: problem });
       return;
     }
     totals.set(p.account.currency, (totals.get(p.account.currency) ?? 0n) + BigInt(signedAmount(p)));
