@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type App, createApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { ConfigError, loadConfig, requireSimulatorSecrets, simulatorSecretsFrom } from '../config.js';
 import { openDatabase } from '../db/engine.js';
 import { migrate } from '../db/migrate.js';
 import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
@@ -164,14 +164,15 @@ export async function main(argv: string[]): Promise<number> {
           host: { type: 'string', default: '127.0.0.1' },
         },
       });
-      const config = loadConfig();
+      const secrets = requireSimulatorSecrets(simulatorSecretsFrom(process.env), 'reprise psp-simulator');
       const { app } = await buildSimulator({
-        apiKey: config.simulatorApiKey,
-        webhookSecret: config.simulatorWebhookSecret,
+        ...secrets,
         ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
       });
       const url = await app.listen({ port: Number(values.port), host: values.host });
-      process.stdout.write(`PSP simulator listening on ${url} (API key from REPRISE_SIMULATOR_API_KEY)\n`);
+      process.stdout.write(
+        `PSP simulator listening on ${url} (API key from REPRISE_SIMULATOR_API_KEY, admin endpoints included)\n`,
+      );
       const stop = () => app.close().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
@@ -194,7 +195,11 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      error instanceof ConfigError
+        ? `reprise: ${error.message}\n`
+        : `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,12 @@ import { freshDatabase } from '../support/database.js';
 import { spawnReprise, stop, waitForHttp } from '../support/processes.js';
 
 const KEY = 'crash-test-bootstrap-key';
+// Shared by the simulator process and the server: neither has a default.
+const SIMULATOR_SECRETS = {
+  REPRISE_SIMULATOR_API_KEY: `sk_crash_${randomBytes(16).toString('hex')}`,
+  REPRISE_SIMULATOR_WEBHOOK_SECRET: `whsec_crash_${randomBytes(16).toString('hex')}`,
+};
+const simAuth = { authorization: `Bearer ${SIMULATOR_SECRETS.REPRISE_SIMULATOR_API_KEY}` };
 const KILLS_MIN = 10;
 const PURCHASES = 60;
 const CLIENTS = 6;
@@ -50,7 +56,7 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
           '--webhook-url',
           `${base}/v1/providers/simulator-a/webhooks`,
         ],
-        {},
+        SIMULATOR_SECRETS,
       );
       await waitForHttp(`${simUrl}/admin/state`, 30_000);
 
@@ -62,6 +68,7 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
         REPRISE_BOOTSTRAP_KEY: KEY,
         REPRISE_MASTER_KEY: Buffer.alloc(32, 3).toString('base64'),
         REPRISE_SIMULATORS: `simulator-a=${simUrl}`,
+        ...SIMULATOR_SECRETS,
         REPRISE_IDEMPOTENCY_LEASE_MS: '3000',
         REPRISE_PROVIDER_TIMEOUT_MS: '2000',
       };
@@ -188,7 +195,7 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
       expect(succeeded).toEqual([...acknowledged.values()].sort());
       expect(payments.filter((p) => p.status === 'processing')).toEqual([]);
       // The simulator's captured charges match the succeeded payments one to one.
-      const sim = (await (await fetch(`${simUrl}/admin/state`)).json()) as {
+      const sim = (await (await fetch(`${simUrl}/admin/state`, { headers: simAuth })).json()) as {
         charges: Array<{ idempotencyKey: string; captured: boolean }>;
       };
       const capturedKeys = sim.charges
