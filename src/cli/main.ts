@@ -4,9 +4,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type App, createApp } from '../app.js';
 import { ConfigError, loadConfig, requireSimulatorSecrets, simulatorSecretsFrom } from '../config.js';
+import { KeyStore } from '../crypto/key-store.js';
+import { loadMasterKey } from '../crypto/master-key.js';
 import { openDatabase } from '../db/engine.js';
 import { migrate } from '../db/migrate.js';
 import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
+import { moveDataKeysToKeyStore } from '../modules/customers/key-move.js';
 import { buildSimulator } from '../providers/simulator/server.js';
 import { seedDemoCatalog } from '../seed/demo-catalog.js';
 
@@ -108,7 +111,15 @@ export async function main(argv: string[]): Promise<number> {
         databaseUrl: config.databaseUrl,
         dataDir: `${config.dataDir}/pgdata`,
       });
+      const keyStore = await KeyStore.open({
+        url: config.keystoreUrl,
+        dataDir: `${config.dataDir}/keystore`,
+      });
       try {
+        // As at every start: keys move to the key store before the migration that drops them.
+        const { key } = loadMasterKey(config.masterKey, config.dataDir);
+        const moved = await moveDataKeysToKeyStore(handle.db, keyStore, key.id);
+        if (moved > 0) process.stdout.write(`Moved ${moved} data keys to the key store.\n`);
         const result = await migrate(handle.db);
         process.stdout.write(
           result.applied.length === 0
@@ -117,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
         );
       } finally {
         await handle.close();
+        await keyStore.close();
       }
       return 0;
     }

@@ -65,12 +65,15 @@ describe(`customers (${ENGINE})`, () => {
     expect(row).not.toContain('Secret Person');
     const cols = await t.app.services.db
       .selectFrom('customers')
-      .select(['email_cipher', 'wrapped_data_key', 'master_key_id'])
+      .select(['email_cipher'])
       .where('id', '=', c.id)
       .executeTakeFirstOrThrow();
     // version byte + 12-byte IV + 16-byte tag + ciphertext
     expect(Buffer.from(cols.email_cipher!).length).toBe(1 + 12 + 16 + 'secret.person@example.com'.length);
-    expect(cols.master_key_id).toMatch(/^mk_[0-9a-f]{16}$/);
+    // The data key is in the key store, wrapped, with the fingerprint of the master key that wrapped it.
+    const key = (await t.app.keyStore.get([c.id])).get(c.id)!;
+    expect(Buffer.from(key.wrapped).length).toBe(1 + 12 + 16 + 32);
+    expect(key.masterKeyId).toMatch(/^mk_[0-9a-f]{16}$/);
   });
 
   it('erasure destroys the data key: personal data unreadable forever, ids remain', async () => {
@@ -98,8 +101,9 @@ describe(`customers (${ENGINE})`, () => {
       .selectAll()
       .where('id', '=', c.id)
       .executeTakeFirstOrThrow();
-    expect(stored.wrapped_data_key).toBeNull();
     expect(stored.email_cipher).toBeNull();
+    expect(stored.name_cipher).toBeNull();
+    expect((await t.app.keyStore.get([c.id])).size).toBe(0);
     expect(await raw(c.id)).not.toContain('gone@example.com');
     expect((await t.call('GET', `/v1/customers/${c.id}`)).json()).toMatchObject({
       id: c.id,
@@ -126,9 +130,12 @@ describe(`customers (${ENGINE})`, () => {
       .executeTakeFirstOrThrow();
     await t.app.services.db
       .updateTable('customers')
-      .set({ email_cipher: rowA.email_cipher, wrapped_data_key: rowA.wrapped_data_key })
+      .set({ email_cipher: rowA.email_cipher })
       .where('id', '=', b.id)
       .execute();
+    const keyA = (await t.app.keyStore.get([a.id])).get(a.id)!;
+    await t.app.keyStore.delete(b.id);
+    await t.app.keyStore.put(b.id, keyA, keyA.createdAt);
     await expect(t.app.services.customers.get(b.id)).rejects.toThrow();
   });
 
