@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../bench/support/server.js';
-import { freshDatabase } from '../support/database.js';
+import { freshDatabase, freshKeyStore } from '../support/database.js';
 import { spawnReprise, stop, waitForHttp } from '../support/processes.js';
 
 const KEY = 'crash-test-bootstrap-key';
@@ -33,11 +33,13 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
   let server: ChildProcess | undefined;
   let simulator: ChildProcess | undefined;
   let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
+  let keyStore: Awaited<ReturnType<typeof freshKeyStore>> | undefined;
 
   afterAll(async () => {
     if (server) await stop(server, 'SIGKILL');
     if (simulator) await stop(simulator);
     await database?.close();
+    await keyStore?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -45,6 +47,8 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
     `loses nothing and charges nothing twice across ${KILLS_MIN}+ kills`,
     async () => {
       database = await freshDatabase();
+      // A key store database of its own; the server opens it by URL (this handle only makes it).
+      keyStore = await freshKeyStore();
       const [serverPort, simPort] = [await freePort(), await freePort()];
       const base = `http://127.0.0.1:${serverPort}`;
       const simUrl = `http://127.0.0.1:${simPort}`;
@@ -62,6 +66,7 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
 
       const env = {
         DATABASE_URL: database.url!,
+        REPRISE_KEYSTORE_URL: keyStore.url!,
         PORT: String(serverPort),
         REPRISE_DATA_DIR: dataDir,
         REPRISE_SEED: 'none',

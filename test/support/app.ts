@@ -18,6 +18,7 @@ export const MARKETS = {
 
 export interface TestApp {
   app: App;
+  config: Config;
   /** Calls the API as `key` (the bootstrap admin key by default). */
   call(
     method: InjectOptions['method'],
@@ -57,6 +58,7 @@ export async function startTestApp(overrides: Partial<Config> = {}, clock?: Cloc
   };
   return {
     app,
+    config,
     call,
     async markets(...codes) {
       for (const code of codes) {
