@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ENGINE } from '../support/database.js';
+import { dumpAll, ENGINE } from '../support/database.js';
 
 describe(`customers (${ENGINE})`, () => {
   let t: TestApp;
@@ -77,13 +77,14 @@ describe(`customers (${ENGINE})`, () => {
   });
 
   it('erasure destroys the data key: personal data unreadable forever, ids remain', async () => {
+    // With an Idempotency-Key, as clients send it: its stored response is a copy to erase too.
     const c = (
-      await t.call('POST', '/v1/customers', {
-        externalId: 'user-1003',
-        market: 'SE',
-        email: 'gone@example.com',
-        name: 'To Be Forgotten',
-      })
+      await t.call(
+        'POST',
+        '/v1/customers',
+        { externalId: 'user-1003', market: 'SE', email: 'gone@example.com', name: 'To Be Forgotten' },
+        { headers: { 'idempotency-key': 'create-user-1003' } },
+      )
     ).json();
     const erased = await t.call('POST', `/v1/customers/${c.id}/erase`);
     expect(erased.statusCode).toBe(200);
@@ -105,6 +106,9 @@ describe(`customers (${ENGINE})`, () => {
     expect(stored.name_cipher).toBeNull();
     expect((await t.app.keyStore.get([c.id])).size).toBe(0);
     expect(await raw(c.id)).not.toContain('gone@example.com');
+    // Nor any other table (stored responses, audit, jobs…): see erasure.test.ts for the full story.
+    expect(await dumpAll(t.app.services.db)).not.toContain('gone@example.com');
+    expect(await dumpAll(t.app.services.db)).not.toContain('To Be Forgotten');
     expect((await t.call('GET', `/v1/customers/${c.id}`)).json()).toMatchObject({
       id: c.id,
       email: null,

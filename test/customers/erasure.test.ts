@@ -5,25 +5,10 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { MasterKey, seal } from '../../src/crypto/envelope.js';
 import { loadMigrations, migrate } from '../../src/db/migrate.js';
-import type { Db } from '../../src/db/schema.js';
 import { encodeCursor } from '../../src/http/pagination.js';
 import { newId } from '../../src/kernel/ids.js';
 import { BOOTSTRAP, MASTER_KEY, startTestApp, type TestApp } from '../support/app.js';
-import { ENGINE, freshDatabase, freshKeyStore } from '../support/database.js';
-
-/** Every row of every table of the data database, as text (bytea as hex). */
-async function dumpAll(db: Db): Promise<string> {
-  const tables = await sql<{ name: string }>`
-    SELECT table_name AS name FROM information_schema.tables
-    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(db);
-  expect(tables.rows.length).toBeGreaterThan(15);
-  const parts: string[] = [];
-  for (const { name } of tables.rows) {
-    const rows = await sql<{ row: string }>`SELECT t::text AS row FROM ${sql.table(name)} t`.execute(db);
-    parts.push(`${name}:`, ...rows.rows.map((r) => r.row));
-  }
-  return parts.join('\n');
-}
+import { dumpAll, ENGINE, freshDatabase, freshKeyStore } from '../support/database.js';
 
 /** What must never be found: the value as text, and as the hex a bytea column would show. */
 const traces = (value: string) => [value, Buffer.from(value, 'utf8').toString('hex')];
@@ -174,6 +159,56 @@ describe(`erasure reaches every copy (${ENGINE})`, () => {
       expect(res.json().detail).toContain('REPRISE_MASTER_KEY');
     } finally {
       await node2.close();
+    }
+  });
+
+  it('logs carry no personal data, even at trace level and on refused requests', async () => {
+    const lines: string[] = [];
+    const stream = { write: (line: string) => void lines.push(line) };
+    const logged = await createApp({
+      config: t.config,
+      database: t.app.database,
+      keyStore: t.app.keyStore,
+      logger: { level: 'trace', stream },
+    });
+    try {
+      const tag = unique();
+      const email = `logged.${tag}@example.com`;
+      const as = { authorization: `Bearer ${BOOTSTRAP}`, 'idempotency-key': `log-${tag}` };
+      const payload = { externalId: `log-${tag}`, market: 'SE', email, name: `Logged ${tag}` };
+      const created = await logged.server.inject({
+        method: 'POST',
+        url: '/v1/customers',
+        headers: as,
+        payload,
+      });
+      expect(created.statusCode).toBe(201);
+      await logged.server.inject({ method: 'POST', url: '/v1/customers', headers: as, payload });
+      // Refused: a duplicate externalId, and an unknown field beside the email.
+      await logged.server.inject({
+        method: 'POST',
+        url: '/v1/customers',
+        headers: { authorization: `Bearer ${BOOTSTRAP}` },
+        payload,
+      });
+      await logged.server.inject({
+        method: 'POST',
+        url: '/v1/customers',
+        headers: { authorization: `Bearer ${BOOTSTRAP}` },
+        payload: { ...payload, externalId: `log2-${tag}`, market: 'ZZ' },
+      });
+      await logged.server.inject({
+        method: 'GET',
+        url: `/v1/customers/${created.json().id}`,
+        headers: { authorization: `Bearer ${BOOTSTRAP}` },
+      });
+      expect(lines.length).toBeGreaterThan(4);
+      const all = lines.join('');
+      expect(all).toContain(created.json().id);
+      expect(all).not.toContain(email);
+      expect(all).not.toContain(`Logged ${tag}`);
+    } finally {
+      await logged.close();
     }
   });
 

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { KeyStore } from '../../src/crypto/key-store.js';
 import { adminQuery, withDatabase } from '../../src/db/admin.js';
 import { type DatabaseHandle, openDatabase } from '../../src/db/engine.js';
+import type { Db } from '../../src/db/schema.js';
 
 export const ENGINE = process.env.DATABASE_URL ? 'postgres' : 'pglite';
 
@@ -53,4 +55,18 @@ export async function freshDatabase(): Promise<DatabaseHandle & { url?: string }
       await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     },
   };
+}
+
+/** Every row of every table of the data database, as text (bytea as hex). */
+export async function dumpAll(db: Db): Promise<string> {
+  const tables = await sql<{ name: string }>`
+    SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(db);
+  if (tables.rows.length < 15) throw new Error(`only ${tables.rows.length} tables: not migrated?`);
+  const parts: string[] = [];
+  for (const { name } of tables.rows) {
+    const rows = await sql<{ row: string }>`SELECT t::text AS row FROM ${sql.table(name)} t`.execute(db);
+    parts.push(`${name}:`, ...rows.rows.map((r) => r.row));
+  }
+  return parts.join('\n');
 }
