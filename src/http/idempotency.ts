@@ -167,10 +167,11 @@ export class IdempotencyStore {
   }
 
   /**
-   * Stores the response. With `personal`, the named top-level fields are stored as null and
-   * rebuilt on replay, so no personal data outlives its erasure here (ADR 0012). Inside a unit of work this runs in the business transaction, so the
+   * Stores the response. Inside a unit of work this runs in the business transaction, so the
    * effects and the stored response commit together; if another request took the claim over, this
-   * throws and the transaction rolls back (never two effects).
+   * throws and the transaction rolls back (never two effects). With `personal`, the named
+   * top-level fields are stored as null and rebuilt on replay, so no personal data outlives its
+   * erasure here (ADR 0012).
    */
   async complete(
     executor: Executor,
