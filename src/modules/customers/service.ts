@@ -22,6 +22,8 @@ export interface Customer {
   createdAt: Date;
 }
 
+export type CustomerAccount = Omit<Customer, PersonalField>;
+
 export interface CustomerInput {
   externalId: string;
   market: string;
@@ -108,6 +110,19 @@ export class CustomerService {
       now,
     );
     return toCustomer(row, { email: input.email ?? null, name: input.name ?? null });
+  }
+
+  /**
+   * A customer without its personal fields: no key-store read. For callers that need only ids,
+   * market, clock or erasure (payments, billing).
+   */
+  async account(ref: string, trx: Executor = this.#db): Promise<CustomerAccount> {
+    const {
+      email: _e,
+      name: _n,
+      ...account
+    } = toCustomer(await this.#row(ref, trx), { email: null, name: null });
+    return account;
   }
 
   async get(ref: string, trx: Executor = this.#db): Promise<Customer> {
