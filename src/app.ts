@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 import type { MasterKey } from './crypto/envelope.js';
+import { KeyStore } from './crypto/key-store.js';
 import { loadMasterKey } from './crypto/master-key.js';
 import { type DatabaseHandle, openDatabase } from './db/engine.js';
 import { migrate } from './db/migrate.js';
@@ -16,6 +17,7 @@ import { auditRoutes } from './modules/audit/routes.js';
 import { AuditService } from './modules/audit/service.js';
 import { catalogRoutes } from './modules/catalog/routes.js';
 import { CatalogService } from './modules/catalog/service.js';
+import { moveDataKeysToKeyStore } from './modules/customers/key-move.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
 import { ledgerRoutes } from './modules/ledger/routes.js';
@@ -49,6 +51,7 @@ export function createServices(
   clock: Clock,
   masterKey: MasterKey,
   providers: Providers,
+  keyStore: KeyStore,
 ): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
@@ -57,12 +60,14 @@ export function createServices(
     clock,
     config.idempotencyRetentionHours,
     config.idempotencyLeaseMs,
+    // Stored responses hold no personal data; a replay reads it from the customer.
+    (ref) => customers.personal(ref.customerId),
   );
   const uow = new UnitOfWork(db, idempotency, audit);
   const jobs = new JobScheduler(db, clock);
   const catalog = new CatalogService(db, clock);
   const testClocks = new TestClockService(db, clock, jobs);
-  const customers = new CustomerService(db, clock, masterKey, catalog, testClocks);
+  const customers = new CustomerService(db, clock, masterKey, keyStore, catalog, testClocks);
   const ledger = new LedgerService(db, clock);
   const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
   return {
@@ -86,6 +91,7 @@ export interface App {
   server: FastifyInstance;
   services: Services;
   database: DatabaseHandle;
+  keyStore: KeyStore;
   masterKeySource: string;
   /** Stops background work, drains requests, closes the database (unless it was given). */
   close(): Promise<void>;
@@ -96,6 +102,8 @@ export interface AppOptions {
   clock?: Clock;
   /** An already open database (tests); otherwise opened from the config. */
   database?: DatabaseHandle;
+  /** An already open key store (tests); otherwise opened from the config. */
+  keyStore?: KeyStore;
   logger?: FastifyServerOptions['logger'];
   /** Poll wall-clock jobs and prune idempotency keys in the background (servers, not tests). */
   background?: boolean;
@@ -113,11 +121,16 @@ export async function createApp(options: AppOptions): Promise<App> {
       dataDir: `${config.dataDir}/pgdata`,
       poolMax: config.poolMax,
     }));
+  const keyStore =
+    options.keyStore ??
+    (await KeyStore.open({ url: config.keystoreUrl, dataDir: `${config.dataDir}/keystore` }));
   let ready = false;
-  await migrate(database.db);
   const { key: masterKey, source: masterKeySource } = loadMasterKey(config.masterKey, config.dataDir);
+  // Keys an older version kept in the data database move out before migration 0014 drops them.
+  await moveDataKeysToKeyStore(database.db, keyStore, masterKey.id);
+  await migrate(database.db);
   const providers = await setupProviders(config);
-  const services = createServices(database.db, config, clock, masterKey, providers);
+  const services = createServices(database.db, config, clock, masterKey, providers, keyStore);
   const server = await buildServer(
     {
       db: database.db,
@@ -155,6 +168,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.idempotency
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'idempotency prune failed'));
+      services.customers
+        .sweepOrphanKeys()
+        .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));
     }, PRUNE_INTERVAL_MS);
     pruneTimer.unref();
   }
@@ -164,6 +180,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     server,
     services,
     database,
+    keyStore,
     masterKeySource,
     async close() {
       ready = false;
@@ -172,6 +189,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       await server.close();
       await providers.close();
       if (!options.database) await database.close();
+      if (!options.keyStore) await keyStore.close();
     },
   };
 }

@@ -7,7 +7,10 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
   bootstrapKey: string | undefined;
+  /** Required with DATABASE_URL: every node must unwrap every customer's data key. */
   masterKey: string | undefined;
+  /** PostgreSQL database holding the wrapped data keys; unset: `<dataDir>/keystore` (embedded only). */
+  keystoreUrl: string | undefined;
   /** `demo` seeds the demo catalog on first start (embedded default); `none` starts empty. */
   seed: 'demo' | 'none';
   logLevel: string;
@@ -25,8 +28,9 @@ export interface Config {
   poolMax: number;
   /** `id=url,id=url` of external PSP simulators; unset: two are started in-process. */
   simulators: string | undefined;
-  simulatorApiKey: string;
-  simulatorWebhookSecret: string;
+  /** Required with `simulators`; in-process simulators get secrets generated at start instead. */
+  simulatorApiKey: string | undefined;
+  simulatorWebhookSecret: string | undefined;
   /** JSON list of routing rules `[{ market, brand, providers: [...] }]`; default: every provider, in order. */
   paymentRoutes: string | undefined;
   providerTimeoutMs: number;
@@ -34,11 +38,16 @@ export interface Config {
   breakerHalfOpenMs: number;
 }
 
+/** A setting is missing or wrong: the process refuses to start and says which and why. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`${name} must be an integer between ${min} and ${max}, got '${value}'`);
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got '${value}'`);
   }
   return n;
 }
@@ -54,25 +63,80 @@ function trustProxyOf(value: string | undefined): boolean | number | string {
   if (/^\d+$/.test(value)) return int('REPRISE_TRUST_PROXY', value, 0, 0, 100);
   const parts = value.split(',').map((p) => p.trim());
   if (parts.some((p) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(p))) {
-    throw new Error(
+    throw new ConfigError(
       `REPRISE_TRUST_PROXY must be true, false, a hop count or addresses/CIDRs, got '${value}'`,
     );
   }
   return parts.join(',');
 }
 
+/** Shortest value accepted as a shared secret. */
+export const SECRET_LENGTH_MIN = 16;
+
+function secret(name: string, value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value.length < SECRET_LENGTH_MIN)
+    throw new ConfigError(`${name} must be at least ${SECRET_LENGTH_MIN} characters (a random secret)`);
+  return value;
+}
+
+/**
+ * The secrets external PSP simulators share with Reprise: no default, so none is ever in the
+ * source. `what` names who needs them in the message.
+ */
+export function requireSimulatorSecrets(
+  config: Pick<Config, 'simulatorApiKey' | 'simulatorWebhookSecret'>,
+  what: string,
+): { apiKey: string; webhookSecret: string } {
+  const missing = [
+    config.simulatorApiKey ? undefined : 'REPRISE_SIMULATOR_API_KEY',
+    config.simulatorWebhookSecret ? undefined : 'REPRISE_SIMULATOR_WEBHOOK_SECRET',
+  ].filter((m) => m !== undefined);
+  if (!config.simulatorApiKey || !config.simulatorWebhookSecret)
+    throw new ConfigError(
+      `${what} requires ${missing.join(' and ')}: the secrets shared with the simulator (there are no defaults; generate each with \`openssl rand -hex 32\`)`,
+    );
+  return { apiKey: config.simulatorApiKey, webhookSecret: config.simulatorWebhookSecret };
+}
+
+/** The simulator secrets alone (the `psp-simulator` command needs nothing else). */
+export function simulatorSecretsFrom(
+  env: NodeJS.ProcessEnv,
+): Pick<Config, 'simulatorApiKey' | 'simulatorWebhookSecret'> {
+  return {
+    simulatorApiKey: secret('REPRISE_SIMULATOR_API_KEY', env.REPRISE_SIMULATOR_API_KEY),
+    simulatorWebhookSecret: secret('REPRISE_SIMULATOR_WEBHOOK_SECRET', env.REPRISE_SIMULATOR_WEBHOOK_SECRET),
+  };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL && env.DATABASE_URL !== '' ? env.DATABASE_URL : undefined;
   const seedEnv = env.REPRISE_SEED ?? (databaseUrl ? 'none' : 'demo');
   if (seedEnv !== 'demo' && seedEnv !== 'none')
-    throw new Error(`REPRISE_SEED must be 'demo' or 'none', got '${seedEnv}'`);
+    throw new ConfigError(`REPRISE_SEED must be 'demo' or 'none', got '${seedEnv}'`);
+  const masterKey = env.REPRISE_MASTER_KEY || undefined;
+  const keystoreUrl = env.REPRISE_KEYSTORE_URL || undefined;
+  if (databaseUrl && !masterKey)
+    throw new ConfigError(
+      'REPRISE_MASTER_KEY is required with DATABASE_URL: every node must use the same master key to read customers (generate one with `openssl rand -base64 32` and give it to every node)',
+    );
+  if (databaseUrl && !keystoreUrl)
+    throw new ConfigError(
+      'REPRISE_KEYSTORE_URL is required with DATABASE_URL: the wrapped data keys live in a database of their own, so backups of the data never hold them (docs/adr/0012-key-store.md)',
+    );
+  if (keystoreUrl && keystoreUrl === databaseUrl)
+    throw new ConfigError('REPRISE_KEYSTORE_URL must name another database than DATABASE_URL');
+  const simulators = env.REPRISE_SIMULATORS || undefined;
+  const simulatorSecrets = simulatorSecretsFrom(env);
+  if (simulators) requireSimulatorSecrets(simulatorSecrets, 'REPRISE_SIMULATORS');
   return {
     host: env.HOST ?? '127.0.0.1',
     port: int('PORT', env.PORT, 3000, 0, 65535),
     dataDir: resolve(env.REPRISE_DATA_DIR ?? '.reprise'),
     databaseUrl,
     bootstrapKey: env.REPRISE_BOOTSTRAP_KEY || undefined,
-    masterKey: env.REPRISE_MASTER_KEY || undefined,
+    masterKey,
+    keystoreUrl,
     seed: seedEnv,
     logLevel: env.LOG_LEVEL ?? 'info',
     bodyLimitBytes: int(
@@ -113,9 +177,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       24 * 90,
     ),
     poolMax: int('REPRISE_DB_POOL_MAX', env.REPRISE_DB_POOL_MAX, 10, 1, 500),
-    simulators: env.REPRISE_SIMULATORS || undefined,
-    simulatorApiKey: env.REPRISE_SIMULATOR_API_KEY || 'sk_simulator_development',
-    simulatorWebhookSecret: env.REPRISE_SIMULATOR_WEBHOOK_SECRET || 'whsec_simulator_development',
+    simulators,
+    ...simulatorSecrets,
     paymentRoutes: env.REPRISE_PAYMENT_ROUTES || undefined,
     providerTimeoutMs: int(
       'REPRISE_PROVIDER_TIMEOUT_MS',

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,12 +38,18 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
   const dataDir = mkdtempSync(join(tmpdir(), 'reprise-bench-'));
   let dropDatabase: (() => Promise<void>) | undefined;
   let databaseUrl: string | undefined;
+  let keystoreUrl: string | undefined;
   if (process.env.DATABASE_URL) {
     const name = `reprise_bench_${Date.now().toString(36)}`;
     await adminQuery(process.env.DATABASE_URL, `CREATE DATABASE "${name}"`);
+    // PostgreSQL needs a key store database of its own (and a master key, below).
+    await adminQuery(process.env.DATABASE_URL, `CREATE DATABASE "${name}_keys"`);
     databaseUrl = withDatabase(process.env.DATABASE_URL, name);
-    dropDatabase = () =>
-      adminQuery(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    keystoreUrl = withDatabase(process.env.DATABASE_URL, `${name}_keys`);
+    dropDatabase = async () => {
+      for (const db of [name, `${name}_keys`])
+        await adminQuery(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+    };
   }
   const child = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'serve'], {
     cwd: ROOT,
@@ -55,7 +62,13 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
       REPRISE_BOOTSTRAP_KEY: BENCH_KEY,
       REPRISE_RATE_LIMIT_PER_MINUTE: '10000000',
       LOG_LEVEL: 'warn',
-      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATABASE_URL: '' }),
+      ...(databaseUrl && keystoreUrl
+        ? {
+            DATABASE_URL: databaseUrl,
+            REPRISE_KEYSTORE_URL: keystoreUrl,
+            REPRISE_MASTER_KEY: randomBytes(32).toString('base64'),
+          }
+        : { DATABASE_URL: '' }),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -3,10 +3,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type App, createApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { ConfigError, loadConfig, requireSimulatorSecrets, simulatorSecretsFrom } from '../config.js';
+import { KeyStore } from '../crypto/key-store.js';
+import { loadMasterKey } from '../crypto/master-key.js';
 import { openDatabase } from '../db/engine.js';
 import { migrate } from '../db/migrate.js';
 import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
+import { moveDataKeysToKeyStore } from '../modules/customers/key-move.js';
 import { buildSimulator } from '../providers/simulator/server.js';
 import { seedDemoCatalog } from '../seed/demo-catalog.js';
 
@@ -44,6 +47,7 @@ async function serve(): Promise<void> {
     `  API             ${base}/v1`,
     `  API reference   ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     `  Health          ${base}/health   Metrics: ${base}/metrics`,
+    `  Key store       ${app.keyStore.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}/keystore` : 'PostgreSQL (REPRISE_KEYSTORE_URL)'}; master key from ${app.masterKeySource}`,
     `  Payments        ${app.services.providers.embedded.length > 0 ? `PSP simulators in-process: ${app.services.providers.embedded.map((e) => `${e.id} ${e.url}`).join(', ')}` : `providers: ${config.simulators}`}`,
     devKey ? `  Dev API key     ${devKey.secret}   (admin; saved in ${devKey.path})` : '',
     config.bootstrapKey ? '  Bootstrap key   REPRISE_BOOTSTRAP_KEY is accepted with every scope' : '',
@@ -108,7 +112,15 @@ export async function main(argv: string[]): Promise<number> {
         databaseUrl: config.databaseUrl,
         dataDir: `${config.dataDir}/pgdata`,
       });
+      const keyStore = await KeyStore.open({
+        url: config.keystoreUrl,
+        dataDir: `${config.dataDir}/keystore`,
+      });
       try {
+        // As at every start: keys move to the key store before the migration that drops them.
+        const { key } = loadMasterKey(config.masterKey, config.dataDir);
+        const moved = await moveDataKeysToKeyStore(handle.db, keyStore, key.id);
+        if (moved > 0) process.stdout.write(`Moved ${moved} data keys to the key store.\n`);
         const result = await migrate(handle.db);
         process.stdout.write(
           result.applied.length === 0
@@ -117,6 +129,7 @@ export async function main(argv: string[]): Promise<number> {
         );
       } finally {
         await handle.close();
+        await keyStore.close();
       }
       return 0;
     }
@@ -164,14 +177,15 @@ export async function main(argv: string[]): Promise<number> {
           host: { type: 'string', default: '127.0.0.1' },
         },
       });
-      const config = loadConfig();
+      const secrets = requireSimulatorSecrets(simulatorSecretsFrom(process.env), 'reprise psp-simulator');
       const { app } = await buildSimulator({
-        apiKey: config.simulatorApiKey,
-        webhookSecret: config.simulatorWebhookSecret,
+        ...secrets,
         ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
       });
       const url = await app.listen({ port: Number(values.port), host: values.host });
-      process.stdout.write(`PSP simulator listening on ${url} (API key from REPRISE_SIMULATOR_API_KEY)\n`);
+      process.stdout.write(
+        `PSP simulator listening on ${url} (API key from REPRISE_SIMULATOR_API_KEY, admin endpoints included)\n`,
+      );
       const stop = () => app.close().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
@@ -194,7 +208,11 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      error instanceof ConfigError
+        ? `reprise: ${error.message}\n`
+        : `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -5,6 +5,12 @@ import type { Db, Executor } from '../db/schema.js';
 import { canonicalJson, sha256Hex } from '../kernel/canonical-json.js';
 import type { Clock } from '../kernel/clock.js';
 import { DomainError } from '../kernel/errors.js';
+import type { PersonalRef } from './tables.js';
+
+export type { PersonalRef } from './tables.js';
+
+/** Reads the personal fields of a stored response as they are now (null once erased). */
+export type Rehydrate = (ref: PersonalRef) => Promise<Record<string, unknown>>;
 
 /** Default of how long a claim protects a running request before a retry may take over (it crashed). */
 export const CLAIM_LEASE_MS = 60_000;
@@ -41,12 +47,20 @@ export class IdempotencyStore {
   readonly #clock: Clock;
   readonly #retentionMs: number;
   readonly #leaseMs: number;
+  readonly #rehydrate: Rehydrate;
 
-  constructor(db: Db, clock: Clock, retentionHours: number, leaseMs: number = CLAIM_LEASE_MS) {
+  constructor(
+    db: Db,
+    clock: Clock,
+    retentionHours: number,
+    leaseMs: number = CLAIM_LEASE_MS,
+    rehydrate: Rehydrate = async () => ({}),
+  ) {
     this.#db = db;
     this.#clock = clock;
     this.#retentionMs = retentionHours * 3_600_000;
     this.#leaseMs = leaseMs;
+    this.#rehydrate = rehydrate;
   }
 
   /**
@@ -115,7 +129,9 @@ export class IdempotencyStore {
             ? 'application/problem+json; charset=utf-8'
             : 'application/json; charset=utf-8',
         )
-        .send(row.response_body);
+        .send(
+          row.personal_ref ? await this.#rebuild(row.response_body, row.personal_ref) : row.response_body,
+        );
       return false;
     }
     if (row.locked_until && row.locked_until.getTime() > now.getTime()) {
@@ -142,10 +158,20 @@ export class IdempotencyStore {
     return true;
   }
 
+  /** A stored response with its personal fields as they read now: null once erased. */
+  async #rebuild(body: string | null, ref: PersonalRef): Promise<string> {
+    const parsed = JSON.parse(body ?? 'null') as Record<string, unknown>;
+    const values = await this.#rehydrate(ref);
+    for (const field of ref.fields) parsed[field] = values[field] ?? null;
+    return JSON.stringify(parsed);
+  }
+
   /**
    * Stores the response. Inside a unit of work this runs in the business transaction, so the
    * effects and the stored response commit together; if another request took the claim over, this
-   * throws and the transaction rolls back (never two effects).
+   * throws and the transaction rolls back (never two effects). With `personal`, the named
+   * top-level fields are stored as null and rebuilt on replay, so no personal data outlives its
+   * erasure here (ADR 0012).
    */
   async complete(
     executor: Executor,
@@ -153,13 +179,15 @@ export class IdempotencyStore {
     claim: IdempotencyClaim,
     status: number,
     body: string,
+    personal?: PersonalRef,
   ): Promise<void> {
     const result = await executor
       .updateTable('idempotency_keys')
       .set({
         state: 'completed',
         response_status: status,
-        response_body: body,
+        response_body: personal ? withoutPersonal(body, personal) : body,
+        personal_ref: personal ? JSON.stringify(personal) : null,
         completed_at: this.#clock.now(),
         lock_token: null,
         locked_until: null,
@@ -203,4 +231,11 @@ export class IdempotencyStore {
       WHERE k.api_key_id = d.api_key_id AND k.key = d.key`.execute(this.#db);
     return Number(result.numAffectedRows ?? 0n);
   }
+}
+
+/** `body` (a JSON object) with the personal fields set to null. */
+export function withoutPersonal(body: string, personal: PersonalRef): string {
+  const parsed = JSON.parse(body) as Record<string, unknown>;
+  for (const field of personal.fields) if (field in parsed) parsed[field] = null;
+  return JSON.stringify(parsed);
 }

@@ -1,3 +1,11 @@
+import type { ColumnType } from 'kysely';
+
+/** Which personal fields a stored response left out, and whose they are (rebuilt on replay). */
+export interface PersonalRef {
+  customerId: string;
+  fields: string[];
+}
+
 export interface IdempotencyKeysTable {
   api_key_id: string;
   key: string;
@@ -9,6 +17,7 @@ export interface IdempotencyKeysTable {
   locked_until: Date | null;
   response_status: number | null;
   response_body: string | null;
+  personal_ref: ColumnType<PersonalRef | null, string | null | undefined, string | null>;
   created_at: Date;
   completed_at: Date | null;
 }

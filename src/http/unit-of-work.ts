@@ -3,7 +3,7 @@ import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
 import type { AuditService } from '../modules/audit/service.js';
-import type { IdempotencyStore } from './idempotency.js';
+import type { IdempotencyStore, PersonalRef } from './idempotency.js';
 import './context.js';
 
 export interface Outcome {
@@ -13,6 +13,8 @@ export interface Outcome {
   resourceId?: string | null;
   /** Defaults to JSON; problem documents (e.g. a 402 decline that changed state) set theirs. */
   contentType?: string;
+  /** Top-level fields of `body` holding a customer's personal data: never stored for replay. */
+  personal?: PersonalRef;
 }
 
 /**
@@ -59,7 +61,14 @@ export class UnitOfWork {
         status: outcome.status,
       });
       if (request.idempotency) {
-        await this.#idempotency.complete(trx, principal.keyId, request.idempotency, outcome.status, text);
+        await this.#idempotency.complete(
+          trx,
+          principal.keyId,
+          request.idempotency,
+          outcome.status,
+          text,
+          outcome.personal,
+        );
       }
       return {
         status: outcome.status,

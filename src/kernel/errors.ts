@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'ledger_conflict'
   | 'provider_unavailable'
   | 'internal_error'
+  | 'master_key_mismatch'
+  | 'data_key_missing'
   | 'service_unavailable';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -47,6 +49,8 @@ const STATUS: Record<ErrorCode, number> = {
   ledger_conflict: 409,
   provider_unavailable: 503,
   internal_error: 500,
+  master_key_mismatch: 500,
+  data_key_missing: 500,
   service_unavailable: 503,
 };
 
@@ -68,6 +72,8 @@ const TITLE: Record<ErrorCode, string> = {
   ledger_conflict: 'Ledger idempotency key reused with other postings',
   provider_unavailable: 'Payment provider unavailable',
   internal_error: 'Internal server error',
+  master_key_mismatch: 'Personal data sealed under another master key',
+  data_key_missing: 'Personal data key missing',
   service_unavailable: 'Service unavailable',
 };
 

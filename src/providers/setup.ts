@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
+import { type Config, ConfigError, requireSimulatorSecrets } from '../config.js';
 import type { PaymentProvider } from './port.js';
 import { ProviderRouter, type RouteRule } from './router.js';
 import { SimulatorProvider } from './simulator/client.js';
@@ -8,7 +9,15 @@ import { buildSimulator, type SimulatorState } from './simulator/server.js';
 export interface Providers {
   router: ProviderRouter;
   /** In-process simulators (absent when external ones are configured). */
-  embedded: Array<{ id: string; app: FastifyInstance; state: SimulatorState; url: string }>;
+  embedded: Array<{
+    id: string;
+    app: FastifyInstance;
+    state: SimulatorState;
+    url: string;
+    /** Generated at start, never configured: only this process can call or sign as this simulator. */
+    apiKey: string;
+    webhookSecret: string;
+  }>;
   /** Tells in-process simulators where to send webhooks once Reprise listens. */
   setWebhookBase(baseUrl: string): void;
   close(): Promise<void>;
@@ -21,23 +30,25 @@ export interface Providers {
  */
 export async function setupProviders(config: Config): Promise<Providers> {
   const embedded: Providers['embedded'] = [];
-  let endpoints: Array<{ id: string; url: string }>;
+  let endpoints: Array<{ id: string; url: string; apiKey: string; webhookSecret: string }>;
   if (config.simulators) {
+    const secrets = requireSimulatorSecrets(config, 'REPRISE_SIMULATORS');
     endpoints = config.simulators.split(',').map((pair) => {
       const [id, url] = pair.split('=', 2);
-      if (!id || !url) throw new Error(`REPRISE_SIMULATORS: '${pair}' is not id=url`);
-      return { id: id.trim(), url: url.trim().replace(/\/$/, '') };
+      if (!id || !url) throw new ConfigError(`REPRISE_SIMULATORS: '${pair}' is not id=url`);
+      return { id: id.trim(), url: url.trim().replace(/\/$/, ''), ...secrets };
     });
   } else {
     endpoints = [];
     for (const id of ['simulator-a', 'simulator-b']) {
-      const { app, state } = await buildSimulator({
-        apiKey: config.simulatorApiKey,
-        webhookSecret: config.simulatorWebhookSecret,
-      });
+      const secrets = {
+        apiKey: `sk_sim_${randomBytes(24).toString('hex')}`,
+        webhookSecret: `whsec_${randomBytes(24).toString('hex')}`,
+      };
+      const { app, state } = await buildSimulator(secrets);
       const url = await app.listen({ port: 0, host: '127.0.0.1' });
-      embedded.push({ id, app, state, url });
-      endpoints.push({ id, url });
+      embedded.push({ id, app, state, url, ...secrets });
+      endpoints.push({ id, url, ...secrets });
     }
   }
   const providers: PaymentProvider[] = endpoints.map(
@@ -45,8 +56,8 @@ export async function setupProviders(config: Config): Promise<Providers> {
       new SimulatorProvider({
         id: e.id,
         baseUrl: e.url,
-        apiKey: config.simulatorApiKey,
-        webhookSecret: config.simulatorWebhookSecret,
+        apiKey: e.apiKey,
+        webhookSecret: e.webhookSecret,
         timeoutMs: config.providerTimeoutMs,
       }),
   );
@@ -56,7 +67,7 @@ export async function setupProviders(config: Config): Promise<Providers> {
   for (const rule of rules) {
     for (const id of rule.providers) {
       if (!providers.some((p) => p.id === id))
-        throw new Error(`REPRISE_PAYMENT_ROUTES names unknown provider '${id}'`);
+        throw new ConfigError(`REPRISE_PAYMENT_ROUTES names unknown provider '${id}'`);
     }
   }
   return {

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminQuery } from '../../src/db/admin.js';
 import { openDatabase } from '../../src/db/engine.js';
-import { ENGINE, freshDatabase } from '../support/database.js';
+import { ENGINE, freshDatabase, freshDatabaseUrl } from '../support/database.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -13,6 +13,7 @@ describe(`reprise CLI (${ENGINE})`, () => {
   let dataDir: string;
   let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
   let env: NodeJS.ProcessEnv;
+  let keyStoreDb: Awaited<ReturnType<typeof freshDatabaseUrl>> | undefined;
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'reprise-cli-'));
@@ -21,10 +22,21 @@ describe(`reprise CLI (${ENGINE})`, () => {
       database = await freshDatabase();
       await database.db.destroy();
     }
-    env = { ...process.env, REPRISE_DATA_DIR: dataDir, DATABASE_URL: database?.url ?? '', LOG_LEVEL: 'warn' };
+    // PostgreSQL needs the master key and a key store database of its own (the embedded default
+    // generates one and keeps the other in the data directory).
+    if (ENGINE === 'postgres') keyStoreDb = await freshDatabaseUrl(process.env.DATABASE_URL!);
+    env = {
+      ...process.env,
+      REPRISE_DATA_DIR: dataDir,
+      DATABASE_URL: database?.url ?? '',
+      REPRISE_KEYSTORE_URL: keyStoreDb?.url ?? '',
+      REPRISE_MASTER_KEY: ENGINE === 'postgres' ? Buffer.alloc(32, 5).toString('base64') : '',
+      LOG_LEVEL: 'warn',
+    };
   });
   afterAll(async () => {
     rmSync(dataDir, { recursive: true, force: true });
+    await keyStoreDb?.drop();
     if (database?.url) {
       const name = new URL(database.url).pathname.slice(1);
       await adminQuery(process.env.DATABASE_URL!, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
@@ -85,7 +97,11 @@ describe(`reprise CLI (${ENGINE})`, () => {
     const unknown = reprise('frobnicate');
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toContain("Unknown command 'frobnicate'");
-    if (ENGINE === 'pglite')
+    if (ENGINE === 'pglite') {
       expect(readFileSync(join(dataDir, 'master.key'), 'utf8').trim()).toHaveLength(44);
+      // The embedded key store is a database of its own, beside the data database, not in it.
+      expect(existsSync(join(dataDir, 'keystore', 'PG_VERSION'))).toBe(true);
+      expect(existsSync(join(dataDir, 'pgdata', 'PG_VERSION'))).toBe(true);
+    }
   });
 });

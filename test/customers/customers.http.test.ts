@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ENGINE } from '../support/database.js';
+import { dumpAll, ENGINE } from '../support/database.js';
 
 describe(`customers (${ENGINE})`, () => {
   let t: TestApp;
@@ -65,22 +65,26 @@ describe(`customers (${ENGINE})`, () => {
     expect(row).not.toContain('Secret Person');
     const cols = await t.app.services.db
       .selectFrom('customers')
-      .select(['email_cipher', 'wrapped_data_key', 'master_key_id'])
+      .select(['email_cipher'])
       .where('id', '=', c.id)
       .executeTakeFirstOrThrow();
     // version byte + 12-byte IV + 16-byte tag + ciphertext
     expect(Buffer.from(cols.email_cipher!).length).toBe(1 + 12 + 16 + 'secret.person@example.com'.length);
-    expect(cols.master_key_id).toMatch(/^mk_[0-9a-f]{16}$/);
+    // The data key is in the key store, wrapped, with the fingerprint of the master key that wrapped it.
+    const key = (await t.app.keyStore.get([c.id])).get(c.id)!;
+    expect(Buffer.from(key.wrapped).length).toBe(1 + 12 + 16 + 32);
+    expect(key.masterKeyId).toMatch(/^mk_[0-9a-f]{16}$/);
   });
 
   it('erasure destroys the data key: personal data unreadable forever, ids remain', async () => {
+    // With an Idempotency-Key, as clients send it: its stored response is a copy to erase too.
     const c = (
-      await t.call('POST', '/v1/customers', {
-        externalId: 'user-1003',
-        market: 'SE',
-        email: 'gone@example.com',
-        name: 'To Be Forgotten',
-      })
+      await t.call(
+        'POST',
+        '/v1/customers',
+        { externalId: 'user-1003', market: 'SE', email: 'gone@example.com', name: 'To Be Forgotten' },
+        { headers: { 'idempotency-key': 'create-user-1003' } },
+      )
     ).json();
     const erased = await t.call('POST', `/v1/customers/${c.id}/erase`);
     expect(erased.statusCode).toBe(200);
@@ -98,9 +102,13 @@ describe(`customers (${ENGINE})`, () => {
       .selectAll()
       .where('id', '=', c.id)
       .executeTakeFirstOrThrow();
-    expect(stored.wrapped_data_key).toBeNull();
     expect(stored.email_cipher).toBeNull();
+    expect(stored.name_cipher).toBeNull();
+    expect((await t.app.keyStore.get([c.id])).size).toBe(0);
     expect(await raw(c.id)).not.toContain('gone@example.com');
+    // Nor any other table (stored responses, audit, jobs…): see erasure.test.ts for the full story.
+    expect(await dumpAll(t.app.services.db)).not.toContain('gone@example.com');
+    expect(await dumpAll(t.app.services.db)).not.toContain('To Be Forgotten');
     expect((await t.call('GET', `/v1/customers/${c.id}`)).json()).toMatchObject({
       id: c.id,
       email: null,
@@ -126,9 +134,12 @@ describe(`customers (${ENGINE})`, () => {
       .executeTakeFirstOrThrow();
     await t.app.services.db
       .updateTable('customers')
-      .set({ email_cipher: rowA.email_cipher, wrapped_data_key: rowA.wrapped_data_key })
+      .set({ email_cipher: rowA.email_cipher })
       .where('id', '=', b.id)
       .execute();
+    const keyA = (await t.app.keyStore.get([a.id])).get(a.id)!;
+    await t.app.keyStore.delete(b.id);
+    await t.app.keyStore.put(b.id, keyA, keyA.createdAt);
     await expect(t.app.services.customers.get(b.id)).rejects.toThrow();
   });
 

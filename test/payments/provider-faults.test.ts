@@ -41,7 +41,11 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       .filter((c) => c.idempotencyKey === paymentId && c.captured).length;
   const flushWebhooks = async () => {
     for (const e of t.app.services.providers.embedded)
-      await e.app.inject({ method: 'POST', url: '/admin/webhooks/flush' });
+      await e.app.inject({
+        method: 'POST',
+        url: '/admin/webhooks/flush',
+        headers: { authorization: `Bearer ${e.apiKey}` },
+      });
   };
   const eventually = async (check: () => Promise<boolean>, what: string) => {
     for (let i = 0; i < 100; i++) {
@@ -185,11 +189,13 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       await sim.app.inject({
         method: 'POST',
         url: `/admin/charges/${chargeOf(won.id).id}/dispute`,
+        headers: { authorization: `Bearer ${sim.apiKey}` },
         payload: { outcome: 'won' },
       });
       await sim.app.inject({
         method: 'POST',
         url: `/admin/charges/${chargeOf(lost.id).id}/dispute`,
+        headers: { authorization: `Bearer ${sim.apiKey}` },
         payload: { outcome: 'lost' },
       });
       await flushWebhooks();
@@ -246,7 +252,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
         method: 'POST',
         url: '/v1/refunds',
         headers: {
-          authorization: 'Bearer sk_simulator_development',
+          authorization: `Bearer ${sim.apiKey}`,
           'idempotency-key': 'dashboard-refund-1',
         },
         payload: { charge: charge.id, amount: 2000 },
@@ -272,7 +278,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       await sim.app.inject({
         method: 'GET',
         url: '/v1/reports/settlement.csv',
-        headers: { authorization: 'Bearer sk_simulator_development' },
+        headers: { authorization: `Bearer ${sim.apiKey}` },
       })
     ).body;
     const [header, ...rows] = csv.trim().split('\n');

@@ -1,14 +1,20 @@
 import type { ChildProcess } from 'node:child_process';
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../bench/support/server.js';
-import { freshDatabase } from '../support/database.js';
+import { freshDatabase, freshKeyStore } from '../support/database.js';
 import { spawnReprise, stop, waitForHttp } from '../support/processes.js';
 
 const KEY = 'crash-test-bootstrap-key';
+// Shared by the simulator process and the server: neither has a default.
+const SIMULATOR_SECRETS = {
+  REPRISE_SIMULATOR_API_KEY: `sk_crash_${randomBytes(16).toString('hex')}`,
+  REPRISE_SIMULATOR_WEBHOOK_SECRET: `whsec_crash_${randomBytes(16).toString('hex')}`,
+};
+const simAuth = { authorization: `Bearer ${SIMULATOR_SECRETS.REPRISE_SIMULATOR_API_KEY}` };
 const KILLS_MIN = 10;
 const PURCHASES = 60;
 const CLIENTS = 6;
@@ -27,11 +33,13 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
   let server: ChildProcess | undefined;
   let simulator: ChildProcess | undefined;
   let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
+  let keyStore: Awaited<ReturnType<typeof freshKeyStore>> | undefined;
 
   afterAll(async () => {
     if (server) await stop(server, 'SIGKILL');
     if (simulator) await stop(simulator);
     await database?.close();
+    await keyStore?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -39,6 +47,8 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
     `loses nothing and charges nothing twice across ${KILLS_MIN}+ kills`,
     async () => {
       database = await freshDatabase();
+      // A key store database of its own; the server opens it by URL (this handle only makes it).
+      keyStore = await freshKeyStore();
       const [serverPort, simPort] = [await freePort(), await freePort()];
       const base = `http://127.0.0.1:${serverPort}`;
       const simUrl = `http://127.0.0.1:${simPort}`;
@@ -50,18 +60,20 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
           '--webhook-url',
           `${base}/v1/providers/simulator-a/webhooks`,
         ],
-        {},
+        SIMULATOR_SECRETS,
       );
       await waitForHttp(`${simUrl}/admin/state`, 30_000);
 
       const env = {
         DATABASE_URL: database.url!,
+        REPRISE_KEYSTORE_URL: keyStore.url!,
         PORT: String(serverPort),
         REPRISE_DATA_DIR: dataDir,
         REPRISE_SEED: 'none',
         REPRISE_BOOTSTRAP_KEY: KEY,
         REPRISE_MASTER_KEY: Buffer.alloc(32, 3).toString('base64'),
         REPRISE_SIMULATORS: `simulator-a=${simUrl}`,
+        ...SIMULATOR_SECRETS,
         REPRISE_IDEMPOTENCY_LEASE_MS: '3000',
         REPRISE_PROVIDER_TIMEOUT_MS: '2000',
       };
@@ -188,7 +200,7 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
       expect(succeeded).toEqual([...acknowledged.values()].sort());
       expect(payments.filter((p) => p.status === 'processing')).toEqual([]);
       // The simulator's captured charges match the succeeded payments one to one.
-      const sim = (await (await fetch(`${simUrl}/admin/state`)).json()) as {
+      const sim = (await (await fetch(`${simUrl}/admin/state`, { headers: simAuth })).json()) as {
         charges: Array<{ idempotencyKey: string; captured: boolean }>;
       };
       const capturedKeys = sim.charges

@@ -2,7 +2,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { type App, createApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { Clock } from '../../src/kernel/clock.js';
-import { freshDatabase } from './database.js';
+import { freshDatabase, freshKeyStore } from './database.js';
 
 export const BOOTSTRAP = 'test-bootstrap-key-with-every-scope';
 export const MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
@@ -18,6 +18,7 @@ export const MARKETS = {
 
 export interface TestApp {
   app: App;
+  config: Config;
   /** Calls the API as `key` (the bootstrap admin key by default). */
   call(
     method: InjectOptions['method'],
@@ -34,6 +35,8 @@ export interface TestApp {
 
 export async function startTestApp(overrides: Partial<Config> = {}, clock?: Clock): Promise<TestApp> {
   const database = await freshDatabase();
+  // Every test app has a key store of its own, apart from its data database, as in production.
+  const keyStore = await freshKeyStore();
   const config: Config = {
     ...loadConfig({ REPRISE_DATA_DIR: '/tmp/reprise-test-unused' }),
     bootstrapKey: BOOTSTRAP,
@@ -41,7 +44,7 @@ export async function startTestApp(overrides: Partial<Config> = {}, clock?: Cloc
     seed: 'none',
     ...overrides,
   };
-  const app = await createApp({ config, database, ...(clock ? { clock } : {}) });
+  const app = await createApp({ config, database, keyStore, ...(clock ? { clock } : {}) });
   const call: TestApp['call'] = (method, url, body, opts = {}) => {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     const key = opts.key === undefined ? BOOTSTRAP : opts.key;
@@ -55,6 +58,7 @@ export async function startTestApp(overrides: Partial<Config> = {}, clock?: Cloc
   };
   return {
     app,
+    config,
     call,
     async markets(...codes) {
       for (const code of codes) {
@@ -70,6 +74,7 @@ export async function startTestApp(overrides: Partial<Config> = {}, clock?: Cloc
     async close() {
       await app.close();
       await database.close();
+      await keyStore.close();
     },
   };
 }

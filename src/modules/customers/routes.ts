@@ -7,7 +7,7 @@ import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import type { CatalogService } from '../catalog/service.js';
-import type { Customer, CustomerService } from './service.js';
+import { type Customer, type CustomerService, PERSONAL_FIELDS } from './service.js';
 
 const customerBody = z.object({
   externalId: z.string().min(1).max(255).describe("The identity system's user id; unique"),
@@ -85,7 +85,13 @@ export function customerRoutes(
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
         const customer = await customers.create(req.body, trx);
-        return { status: 201, body: await one(customer, trx), resourceId: customer.id };
+        return {
+          status: 201,
+          body: await one(customer, trx),
+          resourceId: customer.id,
+          // Not stored for replay: a replay reads them from the customer (null once erased).
+          personal: { customerId: customer.id, fields: [...PERSONAL_FIELDS] },
+        };
       }),
   );
   r.get(
@@ -93,7 +99,7 @@ export function customerRoutes(
     {
       schema: {
         tags,
-        summary: 'List customers, or find one by externalId',
+        summary: 'List customers, filtered by externalId or test clock',
         querystring: pageQuery.extend({
           externalId: z.string().min(1).max(255).optional(),
           testClock: z.string().min(1).max(64).optional(),
@@ -103,13 +109,10 @@ export function customerRoutes(
       config: { scope: 'customers:read' },
     },
     async (req) => {
-      if (req.query.externalId !== undefined) {
-        const found = await customers.findByExternalId(req.query.externalId);
-        return { data: found ? await toDto([found]) : [], nextCursor: null };
-      }
       const rows = await customers.list({
         limit: req.query.limit,
         after: decodeCursor(req.query.cursor),
+        externalId: req.query.externalId,
         testClock: req.query.testClock,
       });
       const page = toPage(rows, req.query.limit, (c) => c);

@@ -1,5 +1,6 @@
 import type { MasterKey } from '../../crypto/envelope.js';
 import { newDataKey, open, seal } from '../../crypto/envelope.js';
+import { KEY_BATCH_MAX, type KeyStore } from '../../crypto/key-store.js';
 import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -21,6 +22,8 @@ export interface Customer {
   createdAt: Date;
 }
 
+export type CustomerAccount = Omit<Customer, PersonalField>;
+
 export interface CustomerInput {
   externalId: string;
   market: string;
@@ -30,15 +33,21 @@ export interface CustomerInput {
   testClock?: string | undefined;
 }
 
+/** The personal fields of a customer: sealed at rest, null once erased. */
+export type PersonalField = 'email' | 'name';
+export const PERSONAL_FIELDS: readonly PersonalField[] = ['email', 'name'];
+
 /**
  * Customers, keyed by the identity system's user id (`externalId`). Personal data (email, name) is
- * sealed under a per-customer data key; erasure destroys that key, so the data is unreadable
- * forever (backups included) while ids, amounts and the books stay intact.
+ * sealed under a per-customer data key held, wrapped by the master key, in the key store (another
+ * database, ADR 0012); erasure destroys that key, so the data is unreadable forever, backups of
+ * the data database included, while ids, amounts and the books stay intact.
  */
 export class CustomerService {
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #masterKey: MasterKey;
+  readonly #keys: KeyStore;
   readonly #catalog: CatalogService;
   readonly #testClocks: TestClockService;
 
@@ -46,12 +55,14 @@ export class CustomerService {
     db: Db,
     clock: Clock,
     masterKey: MasterKey,
+    keys: KeyStore,
     catalog: CatalogService,
     testClocks: TestClockService,
   ) {
     this.#db = db;
     this.#clock = clock;
     this.#masterKey = masterKey;
+    this.#keys = keys;
     this.#catalog = catalog;
     this.#testClocks = testClocks;
   }
@@ -73,18 +84,17 @@ export class CustomerService {
     }
     const id = newId('customer');
     const dataKey = newDataKey();
+    const now = this.#clock.now();
     const row: CustomersTable = {
       id,
       external_id: input.externalId,
       market_id: market.id,
       billing_cycle_day: input.billingCycleDay ?? null,
       test_clock_id: testClockId,
-      wrapped_data_key: this.#masterKey.wrap(dataKey, id),
-      master_key_id: this.#masterKey.id,
       email_cipher: input.email === undefined ? null : seal(dataKey, input.email, `${id}:email`),
       name_cipher: input.name === undefined ? null : seal(dataKey, input.name, `${id}:name`),
       erased_at: null,
-      created_at: this.#clock.now(),
+      created_at: now,
     };
     try {
       await trx.insertInto('customers').values(row).execute();
@@ -92,31 +102,38 @@ export class CustomerService {
       if (isUniqueViolation(e)) throw alreadyExists('customer', 'externalId', input.externalId);
       throw e;
     }
-    return this.#toCustomer(row);
+    // Last, so a refused row stores no key; if this transaction still rolls back, the key opens
+    // nothing and the sweep deletes it.
+    await this.#keys.put(
+      id,
+      { wrapped: this.#masterKey.wrap(dataKey, id), masterKeyId: this.#masterKey.id },
+      now,
+    );
+    return toCustomer(row, { email: input.email ?? null, name: input.name ?? null });
+  }
+
+  /**
+   * A customer without its personal fields: no key-store read. For callers that need only ids,
+   * market, clock or erasure (payments, billing).
+   */
+  async account(ref: string, trx: Executor = this.#db): Promise<CustomerAccount> {
+    const {
+      email: _e,
+      name: _n,
+      ...account
+    } = toCustomer(await this.#row(ref, trx), { email: null, name: null });
+    return account;
   }
 
   async get(ref: string, trx: Executor = this.#db): Promise<Customer> {
-    const row = await trx
-      .selectFrom('customers')
-      .selectAll()
-      .where(isIdOf('customer', ref) ? 'id' : 'external_id', '=', ref)
-      .executeTakeFirst();
-    if (!row) throw notFound('customer', ref);
-    return this.#toCustomer(row);
+    return (await this.#open([await this.#row(ref, trx)]))[0]!;
   }
 
-  async findByExternalId(externalId: string, trx: Executor = this.#db): Promise<Customer | undefined> {
-    const row = await trx
-      .selectFrom('customers')
-      .selectAll()
-      .where('external_id', '=', externalId)
-      .executeTakeFirst();
-    return row ? this.#toCustomer(row) : undefined;
-  }
-
+  /** Customers by id, externalId or test clock, a page at a time (`limit + 1` rows, see toPage). */
   async list(page: {
     limit: number;
     after?: string | undefined;
+    externalId?: string | undefined;
     testClock?: string | undefined;
   }): Promise<Customer[]> {
     let q = this.#db
@@ -125,49 +142,138 @@ export class CustomerService {
       .orderBy('id')
       .limit(page.limit + 1);
     if (page.after) q = q.where('id', '>', page.after);
+    if (page.externalId !== undefined) q = q.where('external_id', '=', page.externalId);
     if (page.testClock) q = q.where('test_clock_id', '=', page.testClock);
-    return (await q.execute()).map((r) => this.#toCustomer(r));
+    return this.#open(await q.execute());
   }
 
-  /** Crypto-shredding: the wrapped data key and the ciphertexts are deleted; the row stays. */
+  /**
+   * The personal fields of a customer as they read now: null once erased (or if it is gone).
+   * Stored idempotent responses keep no personal data; a replay rebuilds it from here.
+   */
+  async personal(customerId: string): Promise<Record<PersonalField, string | null>> {
+    const row = await this.#db
+      .selectFrom('customers')
+      .selectAll()
+      .where('id', '=', customerId)
+      .executeTakeFirst();
+    if (!row) return { email: null, name: null };
+    const [c] = await this.#open([row]);
+    return { email: c!.email, name: c!.name };
+  }
+
+  /**
+   * Crypto-shredding: the data key is deleted from the key store and the ciphertexts from the
+   * row; the row stays. Needs no key, so it completes even if an earlier attempt deleted the key
+   * and then failed to commit.
+   */
   async erase(ref: string, trx: Executor): Promise<Customer> {
-    const existing = await this.get(ref, trx);
-    if (existing.erasedAt) return existing;
+    const existing = await this.#row(ref, trx);
+    if (existing.erased_at) return toCustomer(existing, { email: null, name: null });
     const row = await trx
       .updateTable('customers')
-      .set({ wrapped_data_key: null, email_cipher: null, name_cipher: null, erased_at: this.#clock.now() })
+      .set({ email_cipher: null, name_cipher: null, erased_at: this.#clock.now() })
       .where('id', '=', existing.id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    return this.#toCustomer(row);
+    // Last: if deleting the key fails, the row is not marked erased either (the request fails).
+    await this.#keys.delete(existing.id);
+    return toCustomer(row, { email: null, name: null });
   }
 
   /** The customer's "now": its test clock's frozen time, or the system clock. */
   async now(ref: string, trx: Executor = this.#db): Promise<Date> {
-    const customer = await this.get(ref, trx);
-    return customer.testClockId
-      ? (await this.#testClocks.get(customer.testClockId, trx)).frozenTime
+    const customer = await this.#row(ref, trx);
+    return customer.test_clock_id
+      ? (await this.#testClocks.get(customer.test_clock_id, trx)).frozenTime
       : this.#clock.now();
   }
 
-  #toCustomer(row: CustomersTable): Customer {
-    let email: string | null = null;
-    let name: string | null = null;
-    if (row.wrapped_data_key) {
-      const dataKey = this.#masterKey.unwrap(row.wrapped_data_key, row.id);
-      if (row.email_cipher) email = open(dataKey, row.email_cipher, `${row.id}:email`).toString('utf8');
-      if (row.name_cipher) name = open(dataKey, row.name_cipher, `${row.id}:name`).toString('utf8');
+  /**
+   * Deletes keys created in the window whose customer does not exist (its creating transaction
+   * rolled back after the key was stored). Bounded per call.
+   */
+  async sweepOrphanKeys(options: { olderThanMs?: number; windowMs?: number; max?: number } = {}) {
+    const to = new Date(this.#clock.now().getTime() - (options.olderThanMs ?? 3_600_000));
+    const from = new Date(to.getTime() - (options.windowMs ?? 24 * 3_600_000));
+    const max = options.max ?? 10_000;
+    let after: { at: Date; id: string } | undefined;
+    let seen = 0;
+    let deleted = 0;
+    while (seen < max) {
+      const page = await this.#keys.createdBetween(from, to, Math.min(KEY_BATCH_MAX, max - seen), after);
+      if (page.length === 0) break;
+      seen += page.length;
+      after = page.at(-1);
+      const existing = new Set(
+        (
+          await this.#db
+            .selectFrom('customers')
+            .select('id')
+            .where(
+              'id',
+              'in',
+              page.map((k) => k.id),
+            )
+            .execute()
+        ).map((r) => r.id),
+      );
+      for (const k of page) {
+        if (existing.has(k.id)) continue;
+        await this.#keys.delete(k.id);
+        deleted++;
+      }
     }
-    return {
-      id: row.id,
-      externalId: row.external_id,
-      marketId: row.market_id,
-      billingCycleDay: row.billing_cycle_day,
-      testClockId: row.test_clock_id,
-      email,
-      name,
-      erasedAt: row.erased_at,
-      createdAt: row.created_at,
-    };
+    return { seen, deleted };
   }
+
+  async #row(ref: string, trx: Executor): Promise<CustomersTable> {
+    const row = await trx
+      .selectFrom('customers')
+      .selectAll()
+      .where(isIdOf('customer', ref) ? 'id' : 'external_id', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw notFound('customer', ref);
+    return row;
+  }
+
+  /** Opens the sealed fields of these rows with one key-store read (none if nothing is sealed). */
+  async #open(rows: CustomersTable[]): Promise<Customer[]> {
+    const sealed = rows.filter((r) => !r.erased_at && (r.email_cipher || r.name_cipher));
+    const keys = sealed.length > 0 ? await this.#keys.get(sealed.map((r) => r.id)) : new Map();
+    return rows.map((row) => {
+      if (row.erased_at || !(row.email_cipher || row.name_cipher))
+        return toCustomer(row, { email: null, name: null });
+      const stored = keys.get(row.id);
+      if (!stored)
+        throw new DomainError(
+          'data_key_missing',
+          `The data key of customer ${row.id} is not in the key store: it was erased by a request that did not complete (erase it again), or the key store is not the one of this database.`,
+        );
+      if (stored.masterKeyId !== this.#masterKey.id)
+        throw new DomainError(
+          'master_key_mismatch',
+          `The data key of customer ${row.id} was wrapped by master key ${stored.masterKeyId}, but this node's master key is ${this.#masterKey.id}: give every node the same REPRISE_MASTER_KEY.`,
+        );
+      const dataKey = this.#masterKey.unwrap(stored.wrapped, row.id);
+      return toCustomer(row, {
+        email: row.email_cipher ? open(dataKey, row.email_cipher, `${row.id}:email`).toString('utf8') : null,
+        name: row.name_cipher ? open(dataKey, row.name_cipher, `${row.id}:name`).toString('utf8') : null,
+      });
+    });
+  }
+}
+
+function toCustomer(row: CustomersTable, personal: Record<PersonalField, string | null>): Customer {
+  return {
+    id: row.id,
+    externalId: row.external_id,
+    marketId: row.market_id,
+    billingCycleDay: row.billing_cycle_day,
+    testClockId: row.test_clock_id,
+    email: personal.email,
+    name: personal.name,
+    erasedAt: row.erased_at,
+    createdAt: row.created_at,
+  };
 }

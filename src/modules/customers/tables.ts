@@ -1,11 +1,10 @@
+/** Personal data is sealed here; its data key lives in the key store (src/crypto/key-store.ts). */
 export interface CustomersTable {
   id: string;
   external_id: string;
   market_id: string;
   billing_cycle_day: number | null;
   test_clock_id: string | null;
-  wrapped_data_key: Uint8Array | null;
-  master_key_id: string | null;
   email_cipher: Uint8Array | null;
   name_cipher: Uint8Array | null;
   erased_at: Date | null;

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { simulatorFee, TEST_CARDS } from './cards.js';
@@ -77,6 +77,7 @@ export class SimulatorState {
   requests = 0;
 }
 
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 const id = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
 
 export async function buildSimulator(
@@ -182,12 +183,15 @@ export async function buildSimulator(
   }
 
   // ---- faults and auth --------------------------------------------------------------------
+  const expectedAuth = sha256(`Bearer ${options.apiKey}`);
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
-    state.requests++;
-    if (req.headers.authorization !== `Bearer ${options.apiKey}`) {
+    // Every route needs the key, admin ones included; faults apply to the API, decided on the
+    // matched route (never the raw URL, which the router decodes and normalises).
+    if (!timingSafeEqual(sha256(req.headers.authorization ?? ''), expectedAuth)) {
       return reply.code(401).send({ error: { type: 'authentication_error', message: 'Invalid API key' } });
     }
+    if (!req.routeOptions.url?.startsWith('/v1/')) return;
+    state.requests++;
     const f = state.faults;
     if (f.latencyMs > 0) await new Promise((r) => setTimeout(r, f.latencyMs));
     if (f.outage)
