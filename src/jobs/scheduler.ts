@@ -1,10 +1,10 @@
-import { type Selectable, sql } from 'kysely';
+import { type Kysely, type Selectable, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
-import type { ScheduledJobsTable } from './tables.js';
+import { type JobTables, jobTables, type ScheduledJobsTable } from './tables.js';
 
 export interface Job {
   id: string;
@@ -61,6 +61,8 @@ export const PRUNE_INTERVAL_MS = 60 * 60_000;
  */
 export class JobScheduler {
   readonly #db: Db;
+  /** The shared database seen through the scheduler's tables, for work outside a transaction. */
+  readonly #tables: Kysely<JobTables>;
   readonly #clock: Clock;
   readonly #handlers = new Map<string, { handler: JobHandler; external: boolean }>();
   #timer: NodeJS.Timeout | undefined;
@@ -69,6 +71,7 @@ export class JobScheduler {
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
+    this.#tables = jobTables(db);
     this.#clock = clock;
   }
 
@@ -85,7 +88,7 @@ export class JobScheduler {
 
   async schedule(trx: Executor, input: ScheduleInput): Promise<string> {
     const id = newId('job');
-    await trx
+    await jobTables(trx)
       .insertInto('scheduled_jobs')
       .values({
         id,
@@ -154,7 +157,8 @@ export class JobScheduler {
     at: (row: JobRow, trx: Executor) => Promise<Date>,
   ): Promise<boolean> {
     const claimed = await transact(this.#db, async (trx) => {
-      const row = await trx
+      const db = jobTables(trx);
+      const row = await db
         .selectFrom('scheduled_jobs')
         .selectAll()
         .where('test_clock_id', testClockId === null ? 'is' : '=', testClockId)
@@ -170,7 +174,7 @@ export class JobScheduler {
       const now = await at(row, trx);
       if (this.#handlers.get(row.kind)?.external) {
         // Claim it for a lease; the work happens after this transaction commits.
-        await trx
+        await db
           .updateTable('scheduled_jobs')
           .set({ run_at: new Date(now.getTime() + EXTERNAL_LEASE_MS) })
           .where('id', '=', row.id)
@@ -197,8 +201,9 @@ export class JobScheduler {
   }
 
   async #settle(trx: Executor, row: JobRow, now: Date, failure: string | undefined): Promise<void> {
+    const db = jobTables(trx);
     if (failure === undefined) {
-      await trx
+      await db
         .updateTable('scheduled_jobs')
         .set({ state: 'done', done_at: now, finished_at: this.#clock.now() })
         .where('id', '=', row.id)
@@ -206,7 +211,7 @@ export class JobScheduler {
       return;
     }
     const attempts = row.attempts + 1;
-    await trx
+    await db
       .updateTable('scheduled_jobs')
       .set({
         attempts,
@@ -243,7 +248,7 @@ export class JobScheduler {
     const cutoff = new Date(this.#clock.now().getTime() - FINISHED_RETENTION_MS);
     let deleted = 0;
     for (let i = 0; i < batches; i++) {
-      const result = await this.#db
+      const result = await this.#tables
         .deleteFrom('scheduled_jobs')
         .where('id', 'in', (qb) =>
           qb

@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import { type Executor, ownTables } from '../db/schema.js';
 
 export interface ScheduledJobsTable {
   id: string;
@@ -16,3 +17,10 @@ export interface ScheduledJobsTable {
   /** Wall-clock time the job reached done or failed (done_at is the job's own, maybe simulated, time). */
   finished_at: Date | null;
 }
+
+/** The scheduler's tables: only these can be queried through `jobTables(executor)`. */
+export interface JobTables {
+  scheduled_jobs: ScheduledJobsTable;
+}
+
+export const jobTables = (executor: Executor) => ownTables<JobTables>(executor);

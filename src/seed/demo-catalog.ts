@@ -1,4 +1,5 @@
 import type { Services } from '../app.js';
+import { hasMeta, setMeta } from '../db/meta.js';
 import type { Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { DomainError } from '../kernel/errors.js';
@@ -104,14 +105,10 @@ export async function seedDemoCatalog(
   opts: { force?: boolean } = {},
 ): Promise<SeedResult> {
   return transact(services.db, async (trx) => {
-    const seeded = await trx
-      .selectFrom('reprise_meta')
-      .select('key')
-      .where('key', '=', 'demo_seeded_at')
-      .executeTakeFirst();
-    if (seeded && !opts.force) return { markets: 0, products: 0, plans: 0, skipped: true };
+    if ((await hasMeta(trx, 'demo_seeded_at')) && !opts.force)
+      return { markets: 0, products: 0, plans: 0, skipped: true };
     const result = { markets: 0, products: 0, plans: 0, skipped: false };
-    // Through the catalog's service: the seed owns no tables of its own.
+    // Through the catalog's service and db/meta: the seed owns no tables of its own.
     const catalog = services.catalog;
     const exists = async (kind: 'markets' | 'products' | 'plans', code: string, t: Executor) => {
       try {
@@ -164,12 +161,7 @@ export async function seedDemoCatalog(
         result.plans++;
       }
     }
-    const seededAt = JSON.stringify(services.clock.now().toISOString());
-    await trx
-      .insertInto('reprise_meta')
-      .values({ key: 'demo_seeded_at', value: seededAt })
-      .onConflict((oc) => oc.column('key').doUpdateSet({ value: seededAt }))
-      .execute();
+    await setMeta(trx, 'demo_seeded_at', services.clock.now().toISOString());
     return result;
   });
 }

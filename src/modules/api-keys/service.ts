@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { Db, Executor } from '../../db/schema.js';
 import { sha256Hex } from '../../kernel/canonical-json.js';
@@ -6,7 +7,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { notFound } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
 import type { Scope } from './scopes.js';
-import type { ApiKeysTable } from './tables.js';
+import { type ApiKeysTable, type ApiKeyTables, apiKeyTables } from './tables.js';
 
 export interface ApiKey {
   id: string;
@@ -49,6 +50,8 @@ const toApiKey = (row: ApiKeysTable): ApiKey => ({
  */
 export class ApiKeyService {
   readonly #db: Db;
+  /** The shared database seen through this module's tables, for reads outside a transaction. */
+  readonly #tables: Kysely<ApiKeyTables>;
   readonly #clock: Clock;
   readonly #bootstrap: Buffer | undefined;
   readonly #known: LRUCache<string, Principal>;
@@ -63,6 +66,7 @@ export class ApiKeyService {
     cache: { knownMax?: number; unknownMax?: number } = {},
   ) {
     this.#db = db;
+    this.#tables = apiKeyTables(db);
     this.#clock = clock;
     this.#bootstrap = bootstrapSecret ? Buffer.from(sha256Hex(bootstrapSecret), 'hex') : undefined;
     this.#known = new LRUCache({ max: cache.knownMax ?? KNOWN_ENTRIES_MAX, ttl: CACHE_TTL_MS });
@@ -85,18 +89,22 @@ export class ApiKeyService {
       revoked_at: null,
       last_used_at: null,
     };
-    await trx.insertInto('api_keys').values(row).execute();
+    await apiKeyTables(trx).insertInto('api_keys').values(row).execute();
     return { key: toApiKey(row), secret };
   }
 
   async list(page: { limit: number; after?: string | undefined }): Promise<ApiKey[]> {
-    let q = this.#db.selectFrom('api_keys').selectAll().orderBy('id').limit(page.limit);
+    let q = this.#tables.selectFrom('api_keys').selectAll().orderBy('id').limit(page.limit);
     if (page.after) q = q.where('id', '>', page.after);
     return (await q.execute()).map(toApiKey);
   }
 
   async get(id: string, trx: Executor = this.#db): Promise<ApiKey> {
-    const row = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await apiKeyTables(trx)
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
     if (!row) throw notFound('api key', id);
     return toApiKey(row);
   }
@@ -104,7 +112,7 @@ export class ApiKeyService {
   async revoke(id: string, trx: Executor): Promise<ApiKey> {
     const existing = await this.get(id, trx);
     if (existing.revokedAt) return existing;
-    const row = await trx
+    const row = await apiKeyTables(trx)
       .updateTable('api_keys')
       .set({ revoked_at: this.#clock.now() })
       .where('id', '=', id)
@@ -132,7 +140,7 @@ export class ApiKeyService {
     const known = this.#known.get(hash);
     if (known) return known;
     if (this.#unknown.has(hash)) return null;
-    const row = await this.#db
+    const row = await this.#tables
       .selectFrom('api_keys')
       .select(['id', 'scopes', 'revoked_at'])
       .where('secret_hash', '=', hash)

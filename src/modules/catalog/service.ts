@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
 import { afterCommit } from '../../db/transaction.js';
@@ -7,7 +8,14 @@ import { alreadyExists, DomainError, invalid, invalidMany, notFound } from '../.
 import { isIdOf, newId } from '../../kernel/ids.js';
 import { type PriceVersion, type ResolvedPrice, resolvePrice } from './domain/price-resolution.js';
 import { checkPrices, type PriceInput } from './domain/price-rules.js';
-import type { MarketsTable, PlansTable, PriceVersionsTable, ProductsTable } from './tables.js';
+import {
+  type CatalogTables,
+  catalogTables,
+  type MarketsTable,
+  type PlansTable,
+  type PriceVersionsTable,
+  type ProductsTable,
+} from './tables.js';
 
 export type BillingPeriod = PlansTable['billing_period'];
 export type Timing = 'immediate' | 'end_of_term';
@@ -129,6 +137,8 @@ function page<T extends { id: string }>(items: T[], p: Page): T[] {
  */
 export class CatalogService {
   readonly #db: Db;
+  /** The shared database seen through the catalog's tables, for reads outside a transaction. */
+  readonly #tables: Kysely<CatalogTables>;
   readonly #clock: Clock;
   #snapshot: Snapshot | undefined;
   #loading: Promise<Snapshot> | undefined;
@@ -136,6 +146,7 @@ export class CatalogService {
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
+    this.#tables = catalogTables(db);
     this.#clock = clock;
   }
 
@@ -158,13 +169,13 @@ export class CatalogService {
     // The age of a cache, not business time: a monotonic timer, never a (test) clock.
     const loadedAtMs = performance.now();
     const [marketRows, productRows, planRows] = await Promise.all([
-      this.#db.selectFrom('markets').selectAll().orderBy('id').execute(),
-      this.#db.selectFrom('products').selectAll().orderBy('id').execute(),
-      this.#db.selectFrom('plans').selectAll().orderBy('id').execute(),
+      this.#tables.selectFrom('markets').selectAll().orderBy('id').execute(),
+      this.#tables.selectFrom('products').selectAll().orderBy('id').execute(),
+      this.#tables.selectFrom('plans').selectAll().orderBy('id').execute(),
     ]);
     const markets = marketRows.map(toMarket);
     const products = productRows.map(toProduct);
-    const plans = await this.#hydrate(planRows, this.#db);
+    const plans = await this.#hydrate(planRows, this.#tables);
     const snap: Snapshot = {
       generation,
       loadedAtMs,
@@ -228,7 +239,9 @@ export class CatalogService {
       tax_inclusive: input.taxInclusive,
       created_at: this.#clock.now(),
     };
-    await this.#insertUnique('market', input.code, () => trx.insertInto('markets').values(row).execute());
+    await this.#insertUnique('market', input.code, () =>
+      catalogTables(trx).insertInto('markets').values(row).execute(),
+    );
     this.#changed(trx);
     return toMarket(row);
   }
@@ -240,7 +253,7 @@ export class CatalogService {
       if (!found) throw notFound('market', ref);
       return found;
     }
-    const row = await trx
+    const row = await catalogTables(trx)
       .selectFrom('markets')
       .selectAll()
       .where(isIdOf('market', ref) ? 'id' : 'code', '=', ref)
@@ -252,7 +265,7 @@ export class CatalogService {
   async listMarkets(p: Page): Promise<Market[]> {
     const snap = await this.#cached(this.#db);
     if (snap) return page(snap.markets, p);
-    let q = this.#db
+    let q = this.#tables
       .selectFrom('markets')
       .selectAll()
       .orderBy('id')
@@ -261,8 +274,8 @@ export class CatalogService {
     return (await q.execute()).map(toMarket);
   }
 
-  async #allMarkets(trx: Executor): Promise<Market[]> {
-    return (await trx.selectFrom('markets').selectAll().execute()).map(toMarket);
+  async #allMarkets(db: Kysely<CatalogTables>): Promise<Market[]> {
+    return (await db.selectFrom('markets').selectAll().execute()).map(toMarket);
   }
 
   // ---- products --------------------------------------------------------------------------
@@ -277,7 +290,7 @@ export class CatalogService {
       created_at: this.#clock.now(),
     };
     await this.#insertUnique('product', input.code, () =>
-      trx
+      catalogTables(trx)
         .insertInto('products')
         .values({ ...row, features: JSON.stringify(row.features) as unknown as string[] })
         .execute(),
@@ -293,7 +306,7 @@ export class CatalogService {
       if (!found) throw notFound('product', ref);
       return found;
     }
-    const row = await trx
+    const row = await catalogTables(trx)
       .selectFrom('products')
       .selectAll()
       .where(isIdOf('product', ref) ? 'id' : 'code', '=', ref)
@@ -305,7 +318,7 @@ export class CatalogService {
   async listProducts(p: Page): Promise<Product[]> {
     const snap = await this.#cached(this.#db);
     if (snap) return page(snap.products, p);
-    let q = this.#db
+    let q = this.#tables
       .selectFrom('products')
       .selectAll()
       .orderBy('id')
@@ -322,7 +335,8 @@ export class CatalogService {
         throw invalid('product', `unknown product '${input.product}'`);
       throw e;
     });
-    const markets = await this.#allMarkets(trx);
+    const db = catalogTables(trx);
+    const markets = await this.#allMarkets(db);
     const errors = checkPrices(input.prices, (ref) => markets.find((m) => m.code === ref || m.id === ref));
     if (errors.length > 0) throw invalidMany(errors);
     const now = this.#clock.now();
@@ -337,15 +351,16 @@ export class CatalogService {
       cancel_timing: input.cancelTiming ?? null,
       created_at: now,
     };
-    await this.#insertUnique('plan', input.code, () => trx.insertInto('plans').values(plan).execute());
-    await this.#insertVersion(trx, plan.id, 1, null, null, input.prices, markets, now);
+    await this.#insertUnique('plan', input.code, () => db.insertInto('plans').values(plan).execute());
+    await this.#insertVersion(db, plan.id, 1, null, null, input.prices, markets, now);
     this.#changed(trx);
     return this.getPlan(plan.id, trx);
   }
 
   async addPriceVersion(planRef: string, input: PriceVersionInput, trx: Executor): Promise<PriceVersion> {
+    const db = catalogTables(trx);
     const plan = await this.getPlan(planRef, trx, { lock: true });
-    const markets = await this.#allMarkets(trx);
+    const markets = await this.#allMarkets(db);
     const errors = checkPrices(input.prices, (ref) => markets.find((m) => m.code === ref || m.id === ref));
     const last = plan.versions.at(-1);
     if (last?.effectiveAt && input.effectiveAt.getTime() <= last.effectiveAt.getTime()) {
@@ -363,7 +378,7 @@ export class CatalogService {
     if (errors.length > 0) throw invalidMany(errors);
     const version = (last?.version ?? 0) + 1;
     const id = await this.#insertVersion(
-      trx,
+      db,
       plan.id,
       version,
       input.effectiveAt,
@@ -373,14 +388,14 @@ export class CatalogService {
       this.#clock.now(),
     );
     this.#changed(trx);
-    const versions = await this.#versionsOf([plan.id], trx);
+    const versions = await this.#versionsOf([plan.id], db);
     const created = versions.get(plan.id)?.find((v) => v.id === id);
     if (!created) throw new Error('price version vanished inside its own transaction');
     return created;
   }
 
   async #insertVersion(
-    trx: Executor,
+    db: Kysely<CatalogTables>,
     planId: string,
     version: number,
     effectiveAt: Date | null,
@@ -390,7 +405,7 @@ export class CatalogService {
     now: Date,
   ): Promise<string> {
     const id = newId('priceVersion');
-    await trx
+    await db
       .insertInto('price_versions')
       .values({
         id,
@@ -401,7 +416,7 @@ export class CatalogService {
         created_at: now,
       })
       .execute();
-    await trx
+    await db
       .insertInto('plan_prices')
       .values(
         prices.map((p) => ({
@@ -425,14 +440,15 @@ export class CatalogService {
       if (!found) throw notFound('plan', ref);
       return found;
     }
-    let q = trx
+    const db = catalogTables(trx);
+    let q = db
       .selectFrom('plans')
       .selectAll()
       .where(isIdOf('plan', ref) ? 'id' : 'code', '=', ref);
     if (opts.lock) q = q.forUpdate();
     const row = await q.executeTakeFirst();
     if (!row) throw notFound('plan', ref);
-    const [plan] = await this.#hydrate([row], trx);
+    const [plan] = await this.#hydrate([row], db);
     return plan!;
   }
 
@@ -440,21 +456,21 @@ export class CatalogService {
     const productId = p.product ? (await this.getProduct(p.product)).id : undefined;
     const snap = await this.#cached(this.#db);
     if (snap) return page(productId ? snap.plans.filter((x) => x.productId === productId) : snap.plans, p);
-    let q = this.#db
+    let q = this.#tables
       .selectFrom('plans')
       .selectAll()
       .orderBy('id')
       .limit(p.limit + 1);
     if (p.after) q = q.where('id', '>', p.after);
     if (productId) q = q.where('product_id', '=', productId);
-    return this.#hydrate(await q.execute(), this.#db);
+    return this.#hydrate(await q.execute(), this.#tables);
   }
 
   /** Three queries for a page of plans, however long: plans, their versions, their prices. */
-  async #hydrate(rows: PlansTable[], trx: Executor): Promise<Plan[]> {
+  async #hydrate(rows: PlansTable[], db: Kysely<CatalogTables>): Promise<Plan[]> {
     const versions = await this.#versionsOf(
       rows.map((r) => r.id),
-      trx,
+      db,
     );
     return rows.map((r) => ({
       id: r.id,
@@ -470,25 +486,28 @@ export class CatalogService {
     }));
   }
 
-  async #versionsOf(planIds: string[], trx: Executor): Promise<Map<string, PriceVersion[]>> {
+  async #versionsOf(planIds: string[], db: Kysely<CatalogTables>): Promise<Map<string, PriceVersion[]>> {
     if (planIds.length === 0) return new Map();
-    const versions = await trx
+    const versions = await db
       .selectFrom('price_versions')
       .selectAll()
       .where('plan_id', 'in', planIds)
       .orderBy('plan_id')
       .orderBy('version')
       .execute();
-    return this.#withPrices(versions, trx);
+    return this.#withPrices(versions, db);
   }
 
   /** The prices of these version rows, grouped by plan, in the rows' order. */
-  async #withPrices(versions: PriceVersionsTable[], trx: Executor): Promise<Map<string, PriceVersion[]>> {
+  async #withPrices(
+    versions: PriceVersionsTable[],
+    db: Kysely<CatalogTables>,
+  ): Promise<Map<string, PriceVersion[]>> {
     const out = new Map<string, PriceVersion[]>();
     const prices =
       versions.length === 0
         ? []
-        : await trx
+        : await db
             .selectFrom('plan_prices')
             .selectAll()
             .where(
@@ -535,7 +554,8 @@ export class CatalogService {
       }
       return { planId: plan.id, versions: plan.versions.slice(start, start + p.limit + 1) };
     }
-    const plan = await trx
+    const db = catalogTables(trx);
+    const plan = await db
       .selectFrom('plans')
       .select('id')
       .where(isIdOf('plan', planRef) ? 'id' : 'code', '=', planRef)
@@ -543,7 +563,7 @@ export class CatalogService {
     if (!plan) throw notFound('plan', planRef);
     let after = 0;
     if (p.after) {
-      const last = await trx
+      const last = await db
         .selectFrom('price_versions')
         .select('version')
         .where('id', '=', p.after)
@@ -552,7 +572,7 @@ export class CatalogService {
       if (!last) throw invalid('cursor', 'is not a cursor of this list');
       after = last.version;
     }
-    const rows = await trx
+    const rows = await db
       .selectFrom('price_versions')
       .selectAll()
       .where('plan_id', '=', plan.id)
@@ -560,7 +580,7 @@ export class CatalogService {
       .orderBy('version')
       .limit(p.limit + 1)
       .execute();
-    return { planId: plan.id, versions: (await this.#withPrices(rows, trx)).get(plan.id) ?? [] };
+    return { planId: plan.id, versions: (await this.#withPrices(rows, db)).get(plan.id) ?? [] };
   }
 
   /**
@@ -586,7 +606,7 @@ export class CatalogService {
     if (ids.length === 0) return new Map();
     const snap = await this.#cached(trx);
     if (snap) return new Map(ids.map((id) => [id, snap.marketByRef.get(id)?.code ?? id]));
-    const rows = await trx
+    const rows = await catalogTables(trx)
       .selectFrom('markets')
       .select(['id', 'code'])
       .where('id', 'in', [...new Set(ids)])

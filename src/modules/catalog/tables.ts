@@ -1,3 +1,5 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+
 export interface MarketsTable {
   id: string;
   code: string;
@@ -44,3 +46,14 @@ export interface PlanPricesTable {
   market_id: string | null;
   amount_minor: number;
 }
+
+/** The catalog's tables: only these can be queried through `catalogTables(executor)`. */
+export interface CatalogTables {
+  markets: MarketsTable;
+  products: ProductsTable;
+  plans: PlansTable;
+  price_versions: PriceVersionsTable;
+  plan_prices: PlanPricesTable;
+}
+
+export const catalogTables = (executor: Executor) => ownTables<CatalogTables>(executor);

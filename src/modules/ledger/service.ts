@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import { PREPARED_MARKER } from '../../db/engine.js';
 import type { Db, Executor } from '../../db/schema.js';
@@ -16,7 +16,13 @@ import {
   signedAmount,
   type TransactionSpec,
 } from './domain/transaction.js';
-import type { AccountType, LedgerAccountsTable, LedgerTransactionsTable } from './tables.js';
+import {
+  type AccountType,
+  type LedgerAccountsTable,
+  type LedgerTables,
+  type LedgerTransactionsTable,
+  ledgerTables,
+} from './tables.js';
 
 /** Running balances are split over this many rows per account (see the migration). */
 export const BALANCE_SLOTS = 16;
@@ -85,6 +91,8 @@ export interface TrialBalanceLine {
  */
 export class LedgerService {
   readonly #db: Db;
+  /** The shared database seen through the ledger's tables, for reads outside a transaction. */
+  readonly #tables: Kysely<LedgerTables>;
   readonly #clock: Clock;
   /** code → id, filled after commit; accounts never change, so entries need no expiry, only a bound. */
   readonly #accountIds: LRUCache<string, string>;
@@ -99,6 +107,7 @@ export class LedgerService {
 
   constructor(db: Db, clock: Clock, opts: { verifyTimeoutMs?: number; accountCacheMax?: number } = {}) {
     this.#db = db;
+    this.#tables = ledgerTables(db);
     this.#clock = clock;
     this.#accountIds = new LRUCache({ max: opts.accountCacheMax ?? ACCOUNT_CACHE_MAX });
     this.#verifyTimeoutMs = opts.verifyTimeoutMs ?? VERIFY_TIMEOUT_MS;
@@ -244,7 +253,7 @@ export class LedgerService {
       .map((r) => r.idempotency_key);
     if (late.length > 0) {
       // Committed by a concurrent writer after this statement's snapshot: read it now.
-      const found = await trx
+      const found = await ledgerTables(trx)
         .selectFrom('ledger_transactions')
         .select(['id', 'idempotency_key', 'postings_hash'])
         .where('idempotency_key', 'in', late)
@@ -278,6 +287,7 @@ export class LedgerService {
       else missing.set(code, key);
     }
     if (missing.size === 0) return out;
+    const db = ledgerTables(trx);
     const now = this.#clock.now();
     const rows = [...missing.entries()]
       .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -290,12 +300,12 @@ export class LedgerService {
         normal_side: CHART[key.type].normalSide,
         created_at: now,
       }));
-    await trx
+    await db
       .insertInto('ledger_accounts')
       .values(rows)
       .onConflict((oc) => oc.column('code').doNothing())
       .execute();
-    const found = await trx
+    const found = await db
       .selectFrom('ledger_accounts')
       .select(['id', 'code'])
       .where('code', 'in', [...missing.keys()])
@@ -316,7 +326,7 @@ export class LedgerService {
     description?: string,
   ): Promise<PostResult> {
     const original = await this.getTransaction(id, trx);
-    const accounts = await trx
+    const accounts = await ledgerTables(trx)
       .selectFrom('ledger_accounts')
       .selectAll()
       .where(
@@ -345,9 +355,10 @@ export class LedgerService {
   // ---- reads -------------------------------------------------------------------------------
 
   async getTransaction(id: string, trx: Executor = this.#db): Promise<LedgerTransaction> {
+    const db = ledgerTables(trx);
     const [txn] = await this.#hydrate(
-      trx,
-      await trx.selectFrom('ledger_transactions').selectAll().where('id', '=', id).execute(),
+      db,
+      await db.selectFrom('ledger_transactions').selectAll().where('id', '=', id).execute(),
     );
     if (!txn) throw notFound('ledger transaction', id);
     return txn;
@@ -357,19 +368,20 @@ export class LedgerService {
     filter: { reference?: string | undefined; limit: number; after?: string | undefined },
     trx: Executor = this.#db,
   ) {
-    let q = trx
+    const db = ledgerTables(trx);
+    let q = db
       .selectFrom('ledger_transactions')
       .selectAll()
       .orderBy('id')
       .limit(filter.limit + 1);
     if (filter.reference) q = q.where('reference', '=', filter.reference);
     if (filter.after) q = q.where('id', '>', filter.after);
-    return this.#hydrate(trx, await q.execute());
+    return this.#hydrate(db, await q.execute());
   }
 
-  async #hydrate(trx: Executor, rows: LedgerTransactionsTable[]): Promise<LedgerTransaction[]> {
+  async #hydrate(db: Kysely<LedgerTables>, rows: LedgerTransactionsTable[]): Promise<LedgerTransaction[]> {
     if (rows.length === 0) return [];
-    const postings = await trx
+    const postings = await db
       .selectFrom('ledger_postings as p')
       .innerJoin('ledger_accounts as a', 'a.id', 'p.account_id')
       .select(['p.transaction_id', 'p.seq', 'p.account_id', 'a.code', 'p.currency', 'p.amount_minor'])
@@ -411,7 +423,7 @@ export class LedgerService {
     },
     trx: Executor = this.#db,
   ): Promise<Account[]> {
-    let q = trx
+    let q = ledgerTables(trx)
       .selectFrom('ledger_accounts as a')
       .leftJoin('ledger_balance_slots as s', 's.account_id', 'a.id')
       .select([
@@ -451,14 +463,15 @@ export class LedgerService {
    * is a 503 `service_unavailable` (PGlite cannot interrupt a query: there it runs to the end).
    */
   async trialBalance(opts: { verify?: boolean } = {}): Promise<TrialBalanceLine[]> {
-    if (!opts.verify) return this.#trialBalanceFromSlots(this.#db);
+    if (!opts.verify) return this.#trialBalanceFromSlots(this.#tables);
     try {
       return await transact(this.#db, async (trx) => {
         await sql`SELECT set_config('statement_timeout', ${String(this.#verifyTimeoutMs)}, true)`.execute(
           trx,
         );
-        const lines = await this.#trialBalanceFromSlots(trx);
-        const fromPostings = await trx
+        const db = ledgerTables(trx);
+        const lines = await this.#trialBalanceFromSlots(db);
+        const fromPostings = await db
           .selectFrom('ledger_postings')
           .select([
             'currency',
@@ -487,8 +500,8 @@ export class LedgerService {
     }
   }
 
-  async #trialBalanceFromSlots(trx: Executor): Promise<TrialBalanceLine[]> {
-    const rows = await trx
+  async #trialBalanceFromSlots(db: Kysely<LedgerTables>): Promise<TrialBalanceLine[]> {
+    const rows = await db
       .selectFrom('ledger_balance_slots')
       .select([
         'currency',

@@ -1,3 +1,5 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+
 export type AccountType =
   | 'customer_receivable'
   | 'provider_clearing'
@@ -47,3 +49,13 @@ export interface LedgerBalanceSlotsTable {
   debits_minor: number;
   credits_minor: number;
 }
+
+/** The ledger's tables: only these can be queried through `ledgerTables(executor)`. */
+export interface LedgerTables {
+  ledger_accounts: LedgerAccountsTable;
+  ledger_transactions: LedgerTransactionsTable;
+  ledger_postings: LedgerPostingsTable;
+  ledger_balance_slots: LedgerBalanceSlotsTable;
+}
+
+export const ledgerTables = (executor: Executor) => ownTables<LedgerTables>(executor);

@@ -1,10 +1,11 @@
+import type { Kysely } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import type { Clock } from '../../kernel/clock.js';
 import { invalid, invalidState, notFound } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
-import type { TestClocksTable } from './tables.js';
+import { type TestClocksTable, type TestClockTables, testClockTables } from './tables.js';
 
 export interface TestClock {
   id: string;
@@ -32,11 +33,14 @@ const toClock = (r: TestClocksTable): TestClock => ({
  */
 export class TestClockService {
   readonly #db: Db;
+  /** The shared database seen through this module's tables, for work outside a transaction. */
+  readonly #tables: Kysely<TestClockTables>;
   readonly #clock: Clock;
   readonly #jobs: JobScheduler;
 
   constructor(db: Db, clock: Clock, jobs: JobScheduler) {
     this.#db = db;
+    this.#tables = testClockTables(db);
     this.#clock = clock;
     this.#jobs = jobs;
   }
@@ -51,18 +55,22 @@ export class TestClockService {
       advance_lease_until: null,
       created_at: this.#clock.now(),
     };
-    await trx.insertInto('test_clocks').values(row).execute();
+    await testClockTables(trx).insertInto('test_clocks').values(row).execute();
     return toClock(row);
   }
 
   async get(id: string, trx: Executor = this.#db): Promise<TestClock> {
-    const row = await trx.selectFrom('test_clocks').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await testClockTables(trx)
+      .selectFrom('test_clocks')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
     if (!row) throw notFound('test clock', id);
     return toClock(row);
   }
 
   async list(page: { limit: number; after?: string | undefined }): Promise<TestClock[]> {
-    let q = this.#db
+    let q = this.#tables
       .selectFrom('test_clocks')
       .selectAll()
       .orderBy('id')
@@ -78,7 +86,8 @@ export class TestClockService {
   async advance(id: string, to: Date): Promise<{ clock: TestClock; jobsRun: number }> {
     const now = this.#clock.now();
     await transact(this.#db, async (trx) => {
-      const current = await trx
+      const db = testClockTables(trx);
+      const current = await db
         .selectFrom('test_clocks')
         .selectAll()
         .where('id', '=', id)
@@ -98,7 +107,7 @@ export class TestClockService {
           `must be after the clock's current time ${current.frozen_time.toISOString()}`,
         );
       }
-      await trx
+      await db
         .updateTable('test_clocks')
         .set({
           status: 'advancing',
@@ -111,7 +120,7 @@ export class TestClockService {
     let jobsRun: number;
     try {
       jobsRun = await this.#jobs.runDueForClock(id, to, async (at, trx) => {
-        await trx
+        await testClockTables(trx)
           .updateTable('test_clocks')
           .set({ frozen_time: at })
           .where('id', '=', id)
@@ -120,14 +129,14 @@ export class TestClockService {
       });
     } catch (error) {
       // The clock stays where the last job left it, ready for another try.
-      await this.#db
+      await this.#tables
         .updateTable('test_clocks')
         .set({ status: 'ready', advancing_to: null, advance_lease_until: null })
         .where('id', '=', id)
         .execute();
       throw error;
     }
-    const row = await this.#db
+    const row = await this.#tables
       .updateTable('test_clocks')
       .set({ frozen_time: to, status: 'ready', advancing_to: null, advance_lease_until: null })
       .where('id', '=', id)
