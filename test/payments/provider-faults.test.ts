@@ -260,10 +260,16 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
     } finally {
       sim.state.webhook.duplicate = false;
     }
-    const refunds = (await t.call('GET', `/v1/ledger/transactions?reference=${p.id}`))
-      .json()
-      .data.filter((x: { idempotencyKey: string }) => x.idempotencyKey.startsWith('refund:'));
-    expect(refunds).toHaveLength(1);
+    const stored = await t.app.services.db
+      .selectFrom('refunds')
+      .selectAll()
+      .where('payment_id', '=', p.id)
+      .execute();
+    expect(stored).toHaveLength(1);
+    const refunds = (await t.call('GET', `/v1/ledger/transactions?reference=${stored[0]!.id}`)).json().data;
+    expect(refunds.map((x: { idempotencyKey: string }) => x.idempotencyKey)).toEqual([
+      `refund:${stored[0]!.id}:succeeded`,
+    ]);
     expect((await t.call('GET', `/v1/payments/${p.id}`)).json().status).toBe('partially_refunded');
   });
 
