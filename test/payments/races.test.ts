@@ -110,7 +110,9 @@ describe(`payment races (${ENGINE})`, () => {
     await t.app.services.payments.reconcile(p.id);
     expect(await paymentOf(c)).toMatchObject({ status: 'failed', decline_code: 'provider_unreachable' });
     await release('simulator-a');
-    expect((await answer).statusCode).toBeLessThan(500);
+    // The client is told what everyone was told: failed (its money is on the way back).
+    expect((await answer).statusCode).toBe(402);
+    expect(await paymentOf(c)).toMatchObject({ status: 'failed', captured: true });
     // The money the provider took is on the books, and a late_capture refund gives it back.
     const refunds = await t.app.services.db
       .selectFrom('refunds')

@@ -34,6 +34,7 @@ export async function applyCapture(
     .executeTakeFirstOrThrow();
   const base = baseOf(current.status, current.captured);
   if (fact.captured && !current.captured) {
+    const late = base === 'failed' || base === 'voided';
     const updated = {
       ...current,
       captured: true,
@@ -48,7 +49,8 @@ export async function applyCapture(
         fee_minor: fact.feeMinor,
         provider: fact.provider,
         provider_payment_id: fact.providerPaymentId,
-        status: statusOf(updated, await disputeState(trx, paymentId)),
+        // A closed payment stays closed to clients until its refund is booked (then `refunded`).
+        status: late ? current.status : statusOf(updated, await disputeState(trx, paymentId)),
         updated_at: now,
       })
       .where('id', '=', paymentId)
@@ -57,7 +59,7 @@ export async function applyCapture(
     await ctx.ledger.post(trx, captureEntry(facts, now));
     const fee = feeEntry(facts, fact.feeMinor, now);
     if (fee) await ctx.ledger.post(trx, fee);
-    if (base === 'failed' || base === 'voided') await refundLateCapture(ctx, trx, updated);
+    if (late) await refundLateCapture(ctx, trx, updated);
   } else if (!fact.captured && base === 'processing') {
     await trx
       .updateTable('payments')
