@@ -129,7 +129,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Keys an older version kept in the data database move out before migration 0014 drops them.
   await moveDataKeysToKeyStore(database.db, keyStore, masterKey.id);
   await migrate(database.db);
-  const providers = await setupProviders(config);
+  const providers = await setupProviders(config, clock);
   const services = createServices(database.db, config, clock, masterKey, providers, keyStore);
   const server = await buildServer(
     {
@@ -168,6 +168,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.idempotency
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'idempotency prune failed'));
+      services.payments
+        .pruneProviderEvents()
+        .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

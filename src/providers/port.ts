@@ -81,6 +81,11 @@ export interface PaymentProvider {
   readonly id: string;
   /** Vendor kind, e.g. `simulator`: what a client names when attaching a method. */
   readonly kind: string;
+  /**
+   * The longest one call may take, every retry of the adapter included: after it (plus a margin)
+   * no request of that call can still be processed, so a lookup that finds nothing is final.
+   */
+  readonly callBudgetMs: number;
   attach(input: AttachInput): Promise<AttachResult>;
   charge(input: ChargeInput): Promise<ChargeResult>;
   capture(providerPaymentId: string, idempotencyKey: string): Promise<ChargeResult>;

@@ -7,6 +7,7 @@ import {
   handleWhen,
 } from 'cockatiel';
 import { Counter, type Registry } from 'prom-client';
+import { type Clock, systemClock } from '../kernel/clock.js';
 import { type PaymentProvider, ProviderError } from './port.js';
 
 /** A routing rule: for a market and a card brand ('*' matches any), try these providers in order. */
@@ -43,6 +44,7 @@ export class ProviderRouter {
   readonly #breakers = new Map<string, CircuitBreakerPolicy>();
   readonly #openedAtMs = new Map<string, number>();
   readonly #halfOpenAfterMs: number;
+  readonly #clock: Clock;
   readonly decisions = new Counter({
     name: 'reprise_payment_routing_total',
     help: 'Payment routing: provider tried and outcome (primary, failover, skipped_circuit_open, ...)',
@@ -54,7 +56,9 @@ export class ProviderRouter {
     providers: PaymentProvider[],
     rules: RouteRule[],
     breaker: BreakerOptions = { failuresToOpen: 3, halfOpenAfterMs: 5_000 },
+    clock: Clock = systemClock,
   ) {
+    this.#clock = clock;
     this.#providers = new Map(providers.map((p) => [p.id, p]));
     this.#rules = rules;
     this.#halfOpenAfterMs = breaker.halfOpenAfterMs;
@@ -63,7 +67,7 @@ export class ProviderRouter {
         handleWhen((e) => e instanceof ProviderError && e.kind !== 'rejected'),
         { halfOpenAfter: breaker.halfOpenAfterMs, breaker: new ConsecutiveBreaker(breaker.failuresToOpen) },
       );
-      policy.onBreak(() => this.#openedAtMs.set(p.id, Date.now()));
+      policy.onBreak(() => this.#openedAtMs.set(p.id, this.#clock.now().getTime()));
       policy.onReset(() => this.#openedAtMs.delete(p.id));
       this.#breakers.set(p.id, policy);
     }
@@ -84,6 +88,16 @@ export class ProviderRouter {
     return [...this.#providers.values()].filter((p) => p.kind === kind);
   }
 
+  /** The vendor kinds a client can name when attaching a method (`simulator`). */
+  kinds(): string[] {
+    return [...new Set([...this.#providers.values()].map((p) => p.kind))];
+  }
+
+  /** The kind of a provider instance (`simulator-a` → `simulator`), or null when there is none. */
+  kindOf(instanceId: string): string | null {
+    return this.#providers.get(instanceId)?.kind ?? null;
+  }
+
   /**
    * Open and not yet due for a probe. Once `halfOpenAfterMs` has passed the provider is offered
    * again: the breaker lets that one call through and closes on success, reopens on failure.
@@ -93,7 +107,7 @@ export class ProviderRouter {
     return (
       this.#breakers.get(id)?.state === CircuitState.Open &&
       openedAt !== undefined &&
-      Date.now() - openedAt < this.#halfOpenAfterMs
+      this.#clock.now().getTime() - openedAt < this.#halfOpenAfterMs
     );
   }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { type Config, ConfigError, requireSimulatorSecrets } from '../config.js';
+import { type Clock, systemClock } from '../kernel/clock.js';
 import type { PaymentProvider } from './port.js';
 import { ProviderRouter, type RouteRule } from './router.js';
 import { SimulatorProvider } from './simulator/client.js';
@@ -28,7 +29,7 @@ export interface Providers {
  * by default, two simulators started in-process on ephemeral loopback ports, so routing and
  * failover work out of the box.
  */
-export async function setupProviders(config: Config): Promise<Providers> {
+export async function setupProviders(config: Config, clock: Clock = systemClock): Promise<Providers> {
   const embedded: Providers['embedded'] = [];
   let endpoints: Array<{ id: string; url: string; apiKey: string; webhookSecret: string }>;
   if (config.simulators) {
@@ -59,6 +60,8 @@ export async function setupProviders(config: Config): Promise<Providers> {
         apiKey: e.apiKey,
         webhookSecret: e.webhookSecret,
         timeoutMs: config.providerTimeoutMs,
+        // Signatures are checked against the wall clock both ends share, never a test clock.
+        clock: systemClock,
       }),
   );
   const rules: RouteRule[] = config.paymentRoutes
@@ -71,10 +74,15 @@ export async function setupProviders(config: Config): Promise<Providers> {
     }
   }
   return {
-    router: new ProviderRouter(providers, rules, {
-      failuresToOpen: 3,
-      halfOpenAfterMs: config.breakerHalfOpenMs,
-    }),
+    router: new ProviderRouter(
+      providers,
+      rules,
+      {
+        failuresToOpen: 3,
+        halfOpenAfterMs: config.breakerHalfOpenMs,
+      },
+      clock,
+    ),
     embedded,
     setWebhookBase(baseUrl) {
       for (const e of embedded) e.state.webhook.url = `${baseUrl}/v1/providers/${e.id}/webhooks`;

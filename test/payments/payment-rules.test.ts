@@ -9,6 +9,7 @@ import {
   refundTaxPart,
 } from '../../src/modules/payments/domain/entries.js';
 import { deriveStatus } from '../../src/modules/payments/domain/status.js';
+import { taxOfOneOff } from '../../src/modules/payments/domain/tax.js';
 
 const at = new Date('2026-01-01T00:00:00Z');
 // 99.99 EUR with 19 % VAT included: 15.96 tax (1596.47 → 1596).
@@ -79,5 +80,41 @@ describe('payment state machine', () => {
     [{ ...base, base: 'voided' as const }, 'voided'],
   ])('%o is %s', (facts, status) => {
     expect(deriveStatus(facts)).toBe(status);
+  });
+});
+
+describe('one-off tax (BILLING.md § Tax)', () => {
+  it.each([
+    [
+      12500,
+      { taxRateBps: 2500, taxInclusive: true },
+      { chargedMinor: 12500, taxMinor: 2500, subtotalMinor: 10000 },
+    ],
+    [
+      10000,
+      { taxRateBps: 0, taxInclusive: false },
+      { chargedMinor: 10000, taxMinor: 0, subtotalMinor: 10000 },
+    ],
+    [
+      10000,
+      { taxRateBps: 725, taxInclusive: false },
+      { chargedMinor: 10725, taxMinor: 725, subtotalMinor: 10000 },
+    ],
+    // 9999 × 19 / 119 = 1596.47 → 1596; 1 × 7.25 % = 0.0725 → 0; 7 × 7.25 % = 0.5075 → 1 (half-up)
+    [
+      9999,
+      { taxRateBps: 1900, taxInclusive: true },
+      { chargedMinor: 9999, taxMinor: 1596, subtotalMinor: 8403 },
+    ],
+    [1, { taxRateBps: 725, taxInclusive: false }, { chargedMinor: 1, taxMinor: 0, subtotalMinor: 1 }],
+    [7, { taxRateBps: 725, taxInclusive: false }, { chargedMinor: 8, taxMinor: 1, subtotalMinor: 7 }],
+  ])('%i at %o', (amount, market, expected) => {
+    expect(taxOfOneOff(amount, market)).toEqual(expected);
+  });
+
+  it('a refund entry is filed under the refund and names the payment', () => {
+    const entry = refundEntry(p, 're_1', 1000, 160, at);
+    expect(entry.reference).toBe('re_1');
+    expect(entry.description).toBe('refund re_1 of payment pay_1');
   });
 });

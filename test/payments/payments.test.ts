@@ -8,6 +8,14 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
   beforeAll(async () => {
     t = await startTestApp({ providerTimeoutMs: 1_000 });
     await t.markets('SE', 'US');
+    // A tax-exclusive market with a nonzero rate: 7.25 % added on top.
+    const ca = await t.call('POST', '/v1/markets', {
+      code: 'CA',
+      currency: 'CAD',
+      taxRateBps: 725,
+      taxInclusive: false,
+    });
+    if (ca.statusCode !== 201) throw new Error(ca.body);
   });
   afterAll(() => t.close());
 
@@ -187,7 +195,13 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
       amountRefunded: 13900,
     });
     expect((await t.call('POST', '/v1/refunds', { payment: p.id, amount: 1 })).statusCode).toBe(409);
-    const refunds = (await ledgerOf(p.id)).filter((e) => e.idempotencyKey.startsWith('refund:'));
+    // Each refund's entry is filed under the refund, not the payment.
+    expect((await ledgerOf(p.id)).filter((e) => e.idempotencyKey.startsWith('refund:'))).toEqual([]);
+    const refunds = [...(await ledgerOf(r1.json().id)), ...(await ledgerOf(rest.json().id))];
+    expect(refunds.map((e) => e.idempotencyKey)).toEqual([
+      `refund:${r1.json().id}:succeeded`,
+      `refund:${rest.json().id}:succeeded`,
+    ]);
     const vatBack = refunds
       .flatMap((e) => e.postings)
       .filter((x) => x.account === 'tax_payable:-:SEK')
@@ -274,5 +288,201 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
     ).toBe(403);
     const writer = await t.keyWith('payments:write');
     expect((await t.call('POST', '/v1/refunds', { payment: 'pay_x' }, { key: writer })).statusCode).toBe(403);
+  });
+
+  describe('one-off tax, priced like a catalog price of the market (issue 6 item 6)', () => {
+    const payIn = (c: string, amount: number, currency: string) =>
+      t.call('POST', '/v1/payments', { customer: c, amount, currency, description: 'One-off' });
+
+    it('SE, 25 % included: 12500 charged, 2500 of it tax', async () => {
+      const c = await customer('SE');
+      await attach(c, 'tok_visa');
+      const res = await payIn(c, 12500, 'SEK');
+      expect(res.statusCode).toBe(201);
+      expect(res.json()).toMatchObject({ amount: 12500, tax: 2500, subtotal: 10000 });
+    });
+
+    it('US, 0 % exclusive: 10000 charged, no tax', async () => {
+      const c = await customer('US');
+      await attach(c, 'tok_visa');
+      const res = await payIn(c, 10000, 'USD');
+      expect(res.statusCode).toBe(201);
+      expect(res.json()).toMatchObject({ amount: 10000, tax: 0, subtotal: 10000, currency: 'USD' });
+    });
+
+    it('CA, 7.25 % exclusive: 10000 + 725 tax is charged 10725, and the ledger books 10000 revenue', async () => {
+      const c = await customer('CA');
+      await attach(c, 'tok_visa');
+      const res = await payIn(c, 10000, 'CAD');
+      expect(res.statusCode).toBe(201);
+      const p = res.json();
+      expect(p).toMatchObject({ amount: 10725, tax: 725, subtotal: 10000 });
+      expect(captured(p.id)[0]).toMatchObject({ amount: 10725 });
+      const capture = (await ledgerOf(p.id)).find((e) => e.idempotencyKey.endsWith(':captured'))!;
+      expect(capture.postings).toEqual([
+        { account: 'provider_clearing:simulator-a:CAD', currency: 'CAD', debit: 10725, credit: 0 },
+        { account: 'revenue:-:CAD', currency: 'CAD', debit: 0, credit: 10000 },
+        { account: 'tax_payable:-:CAD', currency: 'CAD', debit: 0, credit: 725 },
+      ]);
+      // A full refund gives back what was charged, tax included.
+      const refund = await t.call('POST', '/v1/refunds', { payment: p.id });
+      expect(refund.json()).toMatchObject({ amount: 10725, status: 'succeeded' });
+    });
+
+    it('a currency the customer market does not sell in is refused naming currency, nothing stored', async () => {
+      const c = await customer('SE');
+      await attach(c, 'tok_visa');
+      const res = await payIn(c, 10000, 'USD');
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors).toEqual([
+        { path: 'currency', message: "the customer's market SE sells in SEK; charge in SEK" },
+      ]);
+      expect((await t.call('GET', `/v1/payments?customer=${c}`)).json().data).toEqual([]);
+    });
+  });
+
+  describe('bounds and closed states (issue 6 item 10)', () => {
+    it('an amount above the currency bound, alone or with tax added, is refused naming amount', async () => {
+      const se = await customer('SE');
+      await attach(se, 'tok_visa');
+      for (const amount of [Number.MAX_SAFE_INTEGER, 100_000_000]) {
+        const res = await pay(se, amount);
+        expect(res.statusCode).toBe(400);
+        expect(res.json().errors[0]).toMatchObject({ path: 'amount' });
+      }
+      const ca = await customer('CA');
+      await attach(ca, 'tok_visa');
+      const taxed = await t.call('POST', '/v1/payments', {
+        customer: ca,
+        amount: 99_999_000,
+        currency: 'CAD',
+        description: 'x',
+      });
+      expect(taxed.statusCode).toBe(400);
+      expect(taxed.json().errors[0].path).toBe('amount');
+      expect((await t.call('GET', `/v1/payments?customer=${se}`)).json().data).toEqual([]);
+      // The ledger reads keep working.
+      expect((await t.call('GET', '/v1/ledger/trial-balance')).statusCode).toBe(200);
+    });
+
+    it('a refund above the currency bound is refused naming amount', async () => {
+      const c = await customer();
+      await attach(c, 'tok_visa');
+      const p = (await pay(c, 1000)).json();
+      const res = await t.call('POST', '/v1/refunds', { payment: p.id, amount: Number.MAX_SAFE_INTEGER });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].path).toBe('amount');
+    });
+
+    it('an erased customer takes no new payment method (409 invalid_state)', async () => {
+      const c = await customer();
+      expect((await t.call('POST', `/v1/customers/${c}/erase`)).statusCode).toBe(200);
+      const res = await attach(c, 'tok_visa');
+      expect(res.statusCode).toBe(409);
+      expect(res.json().code).toBe('invalid_state');
+      expect(
+        await t.app.services.db
+          .selectFrom('payment_methods')
+          .where('customer_id', '=', c)
+          .selectAll()
+          .execute(),
+      ).toEqual([]);
+    });
+
+    it('a provider instance id is refused with the kind to use', async () => {
+      const c = await customer();
+      const res = await t.call('POST', `/v1/customers/${c}/payment-methods`, {
+        provider: 'simulator-a',
+        token: 'tok_visa',
+      });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors).toEqual([
+        {
+          path: 'provider',
+          message:
+            "'simulator-a' is a provider instance; name its kind 'simulator' (the method is tokenized at every instance)",
+        },
+      ]);
+    });
+  });
+
+  describe('same Idempotency-Key, other input, after the key row is gone (issue 6 item 5)', () => {
+    const forget = (key: string) =>
+      t.app.services.db.deleteFrom('idempotency_keys').where('key', '=', key).execute();
+
+    it('attach: 422 idempotency_key_reused, no second method', async () => {
+      const c = await customer();
+      const headers = { 'idempotency-key': `attach-reuse-${c}` };
+      const url = `/v1/customers/${c}/payment-methods`;
+      expect(
+        (await t.call('POST', url, { provider: 'simulator', token: 'tok_visa' }, { headers })).statusCode,
+      ).toBe(201);
+      await forget(headers['idempotency-key']);
+      const other = await t.call(
+        'POST',
+        url,
+        { provider: 'simulator', token: 'tok_mastercard' },
+        { headers },
+      );
+      expect(other.statusCode).toBe(422);
+      expect(other.json().code).toBe('idempotency_key_reused');
+      expect((await t.call('GET', url)).json().data).toHaveLength(1);
+    });
+
+    it('refund: 422 idempotency_key_reused, nothing more refunded', async () => {
+      const c = await customer();
+      await attach(c, 'tok_visa');
+      const p = (await pay(c, 5000)).json();
+      const headers = { 'idempotency-key': `refund-reuse-${p.id}` };
+      expect(
+        (await t.call('POST', '/v1/refunds', { payment: p.id, amount: 1000 }, { headers })).statusCode,
+      ).toBe(201);
+      await forget(headers['idempotency-key']);
+      const other = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 2000 }, { headers });
+      expect(other.statusCode).toBe(422);
+      expect(other.json().code).toBe('idempotency_key_reused');
+      expect((await t.call('GET', `/v1/payments/${p.id}`)).json().amountRefunded).toBe(1000);
+      // The same input under the same key still resumes the same refund.
+      await forget(headers['idempotency-key']);
+      const same = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 1000 }, { headers });
+      expect(same.statusCode).toBe(201);
+      expect((await t.call('GET', `/v1/payments/${p.id}`)).json().amountRefunded).toBe(1000);
+    });
+
+    it('payment: 422 idempotency_key_reused, one charge', async () => {
+      const c = await customer();
+      await attach(c, 'tok_visa');
+      const headers = { 'idempotency-key': `pay-reuse-${c}` };
+      const first = await pay(c, 3000, {}, headers);
+      await forget(headers['idempotency-key']);
+      const other = await pay(c, 3001, {}, headers);
+      expect(other.statusCode).toBe(422);
+      expect(other.json().code).toBe('idempotency_key_reused');
+      expect((await t.call('GET', `/v1/payments?customer=${c}`)).json().data).toHaveLength(1);
+      expect(captured(first.json().id)).toHaveLength(1);
+    });
+  });
+
+  it("a customer's payment methods are paged by limit and cursor (issue 6 item 7)", async () => {
+    const c = await customer();
+    for (const token of ['tok_visa', 'tok_mastercard', 'tok_amex']) await attach(c, token);
+    const url = `/v1/customers/${c}/payment-methods`;
+    const first = (await t.call('GET', `${url}?limit=2`)).json();
+    expect(first.data.map((m: { last4: string }) => m.last4)).toEqual(['4242', '4444']);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const second = (await t.call('GET', `${url}?limit=2&cursor=${first.nextCursor}`)).json();
+    expect(second).toMatchObject({ data: [{ last4: '8431' }], nextCursor: null });
+    expect((await t.call('GET', `${url}?limit=101`)).statusCode).toBe(400);
+  });
+
+  it('/docs lists 402 payment_declined and the simulator test tokens (issue 6 item 11)', async () => {
+    const doc = (await t.call('GET', '/openapi.json')).json();
+    const create = doc.paths['/v1/payments'].post;
+    expect(Object.keys(create.responses)).toContain('402');
+    expect(create.description).toContain('tok_chargeCustomerFail');
+    const attachDoc = doc.paths['/v1/customers/{id}/payment-methods'].post;
+    expect(Object.keys(attachDoc.responses)).toContain('402');
+    expect(attachDoc.description).toContain('`simulator`');
+    expect(attachDoc.description).toContain('tok_visa');
   });
 });

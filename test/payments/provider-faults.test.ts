@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -73,19 +75,20 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       expect(res.statusCode).toBe(202);
       expect(res.json()).toMatchObject({ status: 'processing', provider: 'simulator-a' });
       a.state.faults.timeoutRate = 0;
-      // The reconciliation job scheduled with the payment runs (made due now instead of in 30 s).
+      // The reconciliation job scheduled with the payment runs (made due now instead of at the
+      // charge deadline): the lookup finds the charge, so it need not wait for the deadline.
       const { db, jobs } = t.app.services;
       await db
         .updateTable('scheduled_jobs')
         .set({ run_at: new Date(Date.now() - 1) })
-        .where('dedupe_key', '=', `payments.reconcile:${res.json().id}`)
+        .where('dedupe_key', 'like', `payments.reconcile:${res.json().id}:%`)
         .execute();
       expect(await jobs.runDue()).toBeGreaterThanOrEqual(1);
       expect((await t.call('GET', `/v1/payments/${res.json().id}`)).json().status).toBe('succeeded');
       const job = await db
         .selectFrom('scheduled_jobs')
         .selectAll()
-        .where('dedupe_key', '=', `payments.reconcile:${res.json().id}`)
+        .where('dedupe_key', 'like', `payments.reconcile:${res.json().id}:%`)
         .executeTakeFirstOrThrow();
       expect(job.state).toBe('done');
       // Reconciling again, or the late webhook, change nothing.
@@ -109,8 +112,72 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
         expect([201, 202]).toContain(r.statusCode);
         if (r.statusCode === 201) expect(capturedCount(r.json().id)).toBe(1);
       }
+      sims()['simulator-a']!.state.faults.errorRate = 0;
+      // The 202s settle once every attempt's deadline has passed (moved to now here): each is
+      // either charged once and booked once, or failed with nothing charged and nothing booked.
+      const { db, payments } = t.app.services;
+      for (const r of results.filter((x) => x.statusCode === 202)) {
+        await db
+          .updateTable('payments')
+          .set({ charge_deadline_at: new Date(Date.now() - 1) })
+          .where('id', '=', r.json().id)
+          .execute();
+        await payments.reconcile(r.json().id);
+      }
+      await flushWebhooks();
+      for (const r of results) {
+        const p = (await t.call('GET', `/v1/payments/${r.json().id}`)).json();
+        const entries = (await t.call('GET', `/v1/ledger/transactions?reference=${p.id}`)).json().data;
+        if (p.status === 'succeeded') {
+          expect(capturedCount(p.id)).toBe(1);
+          expect(entries).toHaveLength(2);
+        } else {
+          expect(p.status).toBe('failed');
+          expect(capturedCount(p.id)).toBe(0);
+          expect(entries).toEqual([]);
+        }
+      }
+      expect(await trialBalanced()).toBe(true);
     } finally {
       sims()['simulator-a']!.state.faults.errorRate = 0;
+    }
+  });
+
+  it('after a 202, the same key with another amount is 422; with the same body it resumes: one charge', async () => {
+    const c = await customer();
+    const a = sims()['simulator-a']!;
+    const webhookUrl = a.state.webhook.url;
+    a.state.webhook.url = undefined;
+    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 700 };
+    const headers = { 'idempotency-key': `resume-${c}` };
+    const body = { customer: c, amount: 5000, currency: 'SEK', description: 'Gift card' };
+    try {
+      const first = await t.call('POST', '/v1/payments', body, { headers });
+      expect(first.statusCode).toBe(202);
+      a.state.faults.timeoutRate = 0;
+      const other = await t.call('POST', '/v1/payments', { ...body, amount: 9000 }, { headers });
+      expect(other.statusCode).toBe(422);
+      expect(other.json().code).toBe('idempotency_key_reused');
+      // Also once the idempotency record is pruned: the payment keeps the hash of its input.
+      await t.app.services.db
+        .deleteFrom('idempotency_keys')
+        .where('key', '=', headers['idempotency-key'])
+        .execute();
+      expect((await t.call('POST', '/v1/payments', { ...body, amount: 9000 }, { headers })).statusCode).toBe(
+        422,
+      );
+      // (That 422 is now the key's stored answer; a key freed again resumes with the first body.)
+      await t.app.services.db
+        .deleteFrom('idempotency_keys')
+        .where('key', '=', headers['idempotency-key'])
+        .execute();
+      const same = await t.call('POST', '/v1/payments', body, { headers });
+      expect(same.statusCode).toBe(201);
+      expect(same.json()).toMatchObject({ id: first.json().id, amount: 5000, status: 'succeeded' });
+      expect(capturedCount(first.json().id)).toBe(1);
+    } finally {
+      a.state.faults.timeoutRate = 0;
+      a.state.webhook.url = webhookUrl;
     }
   });
 
@@ -175,6 +242,129 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       payload: body,
     });
     expect(unknown.statusCode).toBe(404);
+  });
+
+  describe('webhook replay, staleness and tampering', () => {
+    /** Captures the webhooks simulator-a sends for one payment, instead of delivering them. */
+    const recordWebhooks = async (run: () => Promise<void>) => {
+      const got: Array<{ body: string; headers: IncomingHttpHeaders }> = [];
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (chunk) => {
+          body += chunk;
+        });
+        req.on('end', () => {
+          got.push({ body, headers: req.headers });
+          res.end('{}');
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const a = sims()['simulator-a']!;
+      const webhookUrl = a.state.webhook.url;
+      a.state.webhook.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      try {
+        await run();
+        await flushWebhooks();
+      } finally {
+        a.state.webhook.url = webhookUrl;
+        await new Promise((r) => server.close(r));
+      }
+      return got;
+    };
+    const deliver = (body: string, signature: string) =>
+      t.app.server.inject({
+        method: 'POST',
+        url: '/v1/providers/simulator-a/webhooks',
+        headers: { 'content-type': 'application/json', 'simulator-signature': signature },
+        payload: body,
+      });
+
+    it('a replayed event is a duplicate; a tampered body or a stale timestamp is refused; nothing is booked twice', async () => {
+      const c = await customer();
+      let paymentId = '';
+      const [event] = await recordWebhooks(async () => {
+        paymentId = (await pay(c, 4200)).json().id;
+      });
+      expect(event).toBeDefined();
+      const signature = String(event!.headers['simulator-signature']);
+      const eventId = JSON.parse(event!.body).id as string;
+      const first = await deliver(event!.body, signature);
+      expect(first.statusCode).toBe(200);
+      expect(first.json()).toEqual({ received: true, duplicate: false });
+      const replay = await deliver(event!.body, signature);
+      expect(replay.json()).toEqual({ received: true, duplicate: true });
+
+      // Another event id and amount under the original signature.
+      const tampered = event!.body.replace(eventId, `${eventId}x`).replace('"amount":4200', '"amount":1');
+      const refused = await deliver(tampered, signature);
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().errors).toEqual([{ path: 'signature', message: 'signature does not match' }]);
+
+      // The genuine event, delivered again more than 300 s after it was signed.
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 301_000);
+        const stale = await deliver(event!.body.replace(eventId, `${eventId}y`), signature);
+        expect(stale.statusCode).toBe(400);
+        expect(stale.json().errors[0].path).toBe('signature');
+        const late = await deliver(event!.body, signature);
+        expect(late.json().errors).toEqual([
+          { path: 'signature', message: 'signature timestamp outside the tolerance' },
+        ]);
+      } finally {
+        vi.useRealTimers();
+      }
+      const stored = await t.app.services.db
+        .selectFrom('provider_events')
+        .select('event_id')
+        .where('event_id', 'like', `${eventId}%`)
+        .execute();
+      expect(stored.map((e) => e.event_id)).toEqual([eventId]);
+      expect(
+        (await t.call('GET', `/v1/ledger/transactions?reference=${paymentId}`)).json().data,
+      ).toHaveLength(2);
+      expect(capturedCount(paymentId)).toBe(1);
+    });
+  });
+
+  it('provider event ids are forgotten after the dedupe window, in bounded batches', async () => {
+    const { db, payments, clock } = t.app.services;
+    const now = clock.now().getTime();
+    const day = 86_400_000;
+    await db
+      .insertInto('provider_events')
+      .values([
+        {
+          provider: 'simulator-a',
+          event_id: 'evt_old_1',
+          type: 'x',
+          payment_id: null,
+          received_at: new Date(now - 31 * day),
+        },
+        {
+          provider: 'simulator-a',
+          event_id: 'evt_old_2',
+          type: 'x',
+          payment_id: null,
+          received_at: new Date(now - 40 * day),
+        },
+        {
+          provider: 'simulator-a',
+          event_id: 'evt_recent',
+          type: 'x',
+          payment_id: null,
+          received_at: new Date(now - 29 * day),
+        },
+      ])
+      .execute();
+    expect(await payments.pruneProviderEvents(1)).toBe(1);
+    expect(await payments.pruneProviderEvents()).toBe(1);
+    const left = await db
+      .selectFrom('provider_events')
+      .select('event_id')
+      .where('event_id', 'in', ['evt_old_1', 'evt_old_2', 'evt_recent'])
+      .execute();
+    expect(left.map((e) => e.event_id)).toEqual(['evt_recent']);
   });
 
   it('disputes: duplicated and reordered webhooks converge on one dispute and one entry per fact', async () => {
@@ -265,10 +455,16 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
     } finally {
       sim.state.webhook.duplicate = false;
     }
-    const refunds = (await t.call('GET', `/v1/ledger/transactions?reference=${p.id}`))
-      .json()
-      .data.filter((x: { idempotencyKey: string }) => x.idempotencyKey.startsWith('refund:'));
-    expect(refunds).toHaveLength(1);
+    const stored = await t.app.services.db
+      .selectFrom('refunds')
+      .selectAll()
+      .where('payment_id', '=', p.id)
+      .execute();
+    expect(stored).toHaveLength(1);
+    const refunds = (await t.call('GET', `/v1/ledger/transactions?reference=${stored[0]!.id}`)).json().data;
+    expect(refunds.map((x: { idempotencyKey: string }) => x.idempotencyKey)).toEqual([
+      `refund:${stored[0]!.id}:succeeded`,
+    ]);
     expect((await t.call('GET', `/v1/payments/${p.id}`)).json().status).toBe('partially_refunded');
   });
 

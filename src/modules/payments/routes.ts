@@ -3,11 +3,32 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
-import { problemResponses, timestamp } from '../../http/schemas.js';
-import { requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
+import { problemDto, problemResponses, timestamp } from '../../http/schemas.js';
+import { type Outcome, requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError } from '../../kernel/errors.js';
+import { TEST_CARDS } from '../../providers/simulator/cards.js';
+import { commitThroughUnitOfWork } from '../../workflows/commit.js';
+import { captureWorkflow, paymentWorkflow, refundWorkflow, voidWorkflow } from '../../workflows/payments.js';
 import type { Payment, PaymentMethod, PaymentService, Refund } from './service.js';
+
+/** The simulator's test tokens, listed in the OpenAPI descriptions so /docs shows them. */
+const TEST_TOKENS = Object.entries(TEST_CARDS)
+  .map(([token, card]) => {
+    const what = card.attachDecline
+      ? `refused when attached (402 ${card.attachDecline})`
+      : card.chargeDecline
+        ? `attaches; every charge declined (402 ${card.chargeDecline})`
+        : card.flaky
+          ? 'charged, but the first answer is lost (the retry with the same key succeeds once)'
+          : 'charges succeed';
+    return `\`${token}\` (${card.brand} ${card.last4}): ${what}`;
+  })
+  .join('; ');
+
+const declined = {
+  402: problemDto.describe('payment_declined, with declineCode (and the failed payment id)'),
+};
 
 const methodDto = z.object({
   id: z.string(),
@@ -25,9 +46,10 @@ const paymentDto = z.object({
   id: z.string(),
   customer: z.string(),
   status: z.string(),
-  amount: z.number().int(),
+  amount: z.number().int().describe('What the customer is charged, tax included (minor units)'),
   amountRefunded: z.number().int(),
   currency: z.string(),
+  subtotal: z.number().int().describe('The amount without its tax: amount − tax'),
   tax: z.number().int().describe('Tax contained in the amount'),
   fee: z.number().int().describe("The provider's fee"),
   provider: z.string(),
@@ -44,6 +66,10 @@ const refundDto = z.object({
   amount: z.number().int(),
   status: z.string(),
   failureReason: z.string().nullable(),
+  reason: z
+    .string()
+    .nullable()
+    .describe('late_capture: Reprise refunded a capture the provider made after the payment had failed'),
   createdAt: timestamp,
 });
 
@@ -64,6 +90,7 @@ export const toPaymentDto = (p: Payment): z.infer<typeof paymentDto> => ({
   amount: p.amount_minor,
   amountRefunded: p.amount_refunded_minor,
   currency: p.currency,
+  subtotal: p.amount_minor - p.tax_minor,
   tax: p.tax_minor,
   fee: p.fee_minor,
   provider: p.provider,
@@ -80,6 +107,7 @@ const toRefundDto = (r: Refund): z.infer<typeof refundDto> => ({
   amount: r.amount_minor,
   status: r.status,
   failureReason: r.failure_reason,
+  reason: r.reason,
   createdAt: isoSeconds(r.created_at),
 });
 
@@ -94,9 +122,16 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
       schema: {
         tags,
         summary: 'Attach a payment method (a provider token, never a card number)',
+        description:
+          '`provider` is the provider kind: `simulator` (the method is tokenized at each of its instances, ' +
+          '`simulator-a` and `simulator-b`, so payments can fail over; an instance id is refused). ' +
+          `Test tokens: ${TEST_TOKENS}. An erased customer takes no new method (409 invalid_state).`,
         params: z.object({ id: z.string().min(1).max(255) }),
-        body: z.object({ provider: z.string().min(1).max(50), token: z.string().min(1).max(200) }),
-        response: { 201: methodDto, ...problemResponses },
+        body: z.object({
+          provider: z.string().min(1).max(50).describe('Provider kind: simulator'),
+          token: z.string().min(1).max(200).describe('A provider token, e.g. tok_visa'),
+        }),
+        response: { 201: methodDto, ...problemResponses, ...declined },
       },
       config: { scope: 'payments:write', action: 'payment_methods.attach', resourceType: 'payment_method' },
     },
@@ -114,13 +149,22 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
     {
       schema: {
         tags,
-        summary: "A customer's payment methods",
+        summary: "A customer's payment methods, oldest first",
         params: z.object({ id: z.string().min(1).max(255) }),
+        querystring: pageQuery,
         response: { 200: listOf(methodDto), ...problemResponses },
       },
       config: { scope: 'payments:read' },
     },
-    async (req) => ({ data: (await payments.listMethods(req.params.id)).map(toMethodDto), nextCursor: null }),
+    async (req) =>
+      toPage(
+        await payments.listMethods(req.params.id, {
+          limit: req.query.limit,
+          after: decodeCursor(req.query.cursor),
+        }),
+        req.query.limit,
+        toMethodDto,
+      ),
   );
   r.post(
     '/v1/customers/:id/payment-methods/:method/default',
@@ -151,30 +195,39 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
         tags,
         summary: 'Charge a one-off purchase',
         description:
-          '201 succeeded; 402 payment_declined with declineCode and the failed payment id; 202 processing when the provider ' +
-          'did not answer in time (retry with the same Idempotency-Key, or follow the payment).',
+          "`amount` is priced like a catalog price of the customer's market, in its currency (another " +
+          'currency is refused, 400 naming `currency`). Tax-inclusive market: `amount` includes tax; the ' +
+          'customer is charged `amount`, `tax = round_half_up(amount × r / (1 + r))`. Tax-exclusive market: ' +
+          "`tax = round_half_up(amount × r)` and the customer is charged `amount + tax`. The payment's " +
+          '`amount` is always what is charged, `subtotal` = amount − tax. The charged total is at most ' +
+          '99,999,999 minor units (999,999,999,999 for currencies of very small units such as IDR, VND). ' +
+          '201 succeeded (or authorized, with capture: false); 402 payment_declined with declineCode and ' +
+          'the failed payment id; 202 processing when the provider did not answer in time (retry with the ' +
+          'same Idempotency-Key and the same body, or follow the payment; another body is 422). ' +
+          `Simulator test tokens: ${TEST_TOKENS}.`,
         body: z.object({
           customer: z.string().min(1).max(255).describe('Customer id or externalId'),
-          amount: z.number().int().positive().describe('Minor units'),
-          currency: z.string().regex(/^[A-Z]{3}$/),
+          amount: z.number().int().positive().describe("Minor units, priced as the customer's market prices"),
+          currency: z
+            .string()
+            .regex(/^[A-Z]{3}$/)
+            .describe("The customer's market currency"),
           paymentMethod: z.string().min(1).max(64).optional(),
           description: z.string().min(1).max(500),
           reference: z.string().min(1).max(200).optional(),
           capture: z.boolean().default(true).describe('false: authorize only, then capture or void'),
         }),
-        response: { 201: paymentDto, 202: paymentDto, ...problemResponses },
+        response: { 201: paymentDto, 202: paymentDto, ...problemResponses, ...declined },
       },
       config: { scope: 'payments:write', action: 'payments.create', resourceType: 'payment' },
     },
     async (req, reply) => {
-      const payment = await payments.start(req.body, requestKeyOf(req));
-      const result = await payments.charge(payment);
-      if (!result) {
-        const current = await payments.get(payment.id);
-        if (current.status === 'processing') return uow.unsettled(req, reply, 202, toPaymentDto(current));
-        return uow.run(req, reply, async () => outcomeOf(current));
-      }
-      return uow.run(req, reply, async (trx) => outcomeOf(await payments.finish(trx, payment, result)));
+      const out = await paymentWorkflow.run(req.body, {
+        payments,
+        requestKey: requestKeyOf(req),
+        commit: commitThroughUnitOfWork(uow, req, reply, outcomeOf),
+      });
+      if (!out.settled) return uow.unsettled(req, reply, 202, toPaymentDto(out.value));
     },
   );
   r.post(
@@ -189,11 +242,14 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
       config: { scope: 'payments:write', action: 'payments.capture', resourceType: 'payment' },
     },
     async (req, reply) => {
-      const result = await payments.capture(req.params.id);
-      return uow.run(req, reply, async (trx) => {
-        const p = await payments.finishCapture(trx, req.params.id, result);
-        return { status: 200, body: toPaymentDto(p), resourceId: p.id };
-      });
+      await captureWorkflow.run(
+        { payment: req.params.id },
+        {
+          payments,
+          requestKey: requestKeyOf(req),
+          commit: commitThroughUnitOfWork(uow, req, reply, paymentOk),
+        },
+      );
     },
   );
   r.post(
@@ -208,11 +264,14 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
       config: { scope: 'payments:write', action: 'payments.void', resourceType: 'payment' },
     },
     async (req, reply) => {
-      await payments.voidPayment(req.params.id);
-      return uow.run(req, reply, async (trx) => {
-        const p = await payments.finishVoid(trx, req.params.id);
-        return { status: 200, body: toPaymentDto(p), resourceId: p.id };
-      });
+      await voidWorkflow.run(
+        { payment: req.params.id },
+        {
+          payments,
+          requestKey: requestKeyOf(req),
+          commit: commitThroughUnitOfWork(uow, req, reply, paymentOk),
+        },
+      );
     },
   );
   r.get(
@@ -257,6 +316,11 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
       schema: {
         tags,
         summary: 'Refund a payment, fully or partly (never more than captured)',
+        description:
+          '201 succeeded; 202 pending when the provider did not answer in time (retry with the same ' +
+          'Idempotency-Key and body); 409 invalid_state when nothing is left to refund or the provider ' +
+          "refused. The amount is bounded by what is left and by the payment currency's maximum. The " +
+          "refund's ledger transaction is filed under the refund id (`?reference=re_…`).",
         body: z.object({
           payment: z.string().min(1).max(64),
           amount: z.number().int().positive().optional().describe('Default: what is left'),
@@ -266,31 +330,12 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
       config: { scope: 'payments:refund', action: 'refunds.create', resourceType: 'refund' },
     },
     async (req, reply) => {
-      const { refund, payment } = await payments.startRefund(req.body, requestKeyOf(req));
-      const outcome = await payments.callRefund(refund, payment);
-      if (!outcome) {
-        const current = await payments.getRefund(refund.id);
-        if (current.status === 'pending') return uow.unsettled(req, reply, 202, toRefundDto(current));
-        return uow.run(req, reply, async () => ({
-          status: 201,
-          body: toRefundDto(current),
-          resourceId: current.id,
-        }));
-      }
-      return uow.run(req, reply, async (trx) => {
-        const done = await payments.finishRefund(trx, refund.id, outcome);
-        return {
-          status: done.status === 'failed' ? 409 : 201,
-          body:
-            done.status === 'failed'
-              ? problem('invalid_state', `The provider refused the refund: ${done.failure_reason}`, [], {
-                  refund: done.id,
-                })
-              : toRefundDto(done),
-          resourceId: done.id,
-          ...(done.status === 'failed' ? { contentType: PROBLEM_CONTENT_TYPE } : {}),
-        };
+      const out = await refundWorkflow.run(req.body, {
+        payments,
+        requestKey: requestKeyOf(req),
+        commit: commitThroughUnitOfWork(uow, req, reply, refundOutcomeOf),
       });
+      if (!out.settled) return uow.unsettled(req, reply, 202, toRefundDto(out.value));
     },
   );
   r.get(
@@ -337,7 +382,7 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
             errors: [{ path: 'signature', message: (error as Error).message }],
           });
         }
-        // The verified signature authenticates the provider: it is this change's principal.
+        // The signature authenticated the provider: its unit of work runs under that principal.
         req.principal = { keyId: `provider:${provider.id}`, scopes: [] };
         return uow.run(req, reply, async (trx) => {
           const result = await payments.receiveEvent(trx, provider.id, event);
@@ -352,7 +397,11 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
   });
 }
 
-function outcomeOf(p: Payment) {
+function paymentOk(p: Payment): Outcome {
+  return { status: 200, body: toPaymentDto(p), resourceId: p.id };
+}
+
+function outcomeOf(p: Payment): Outcome {
   if (p.status === 'failed') {
     return {
       status: 402,
@@ -365,4 +414,18 @@ function outcomeOf(p: Payment) {
     };
   }
   return { status: 201, body: toPaymentDto(p), resourceId: p.id };
+}
+
+function refundOutcomeOf(done: Refund): Outcome {
+  if (done.status === 'failed') {
+    return {
+      status: 409,
+      body: problem('invalid_state', `The provider refused the refund: ${done.failure_reason}`, [], {
+        refund: done.id,
+      }),
+      resourceId: done.id,
+      contentType: PROBLEM_CONTENT_TYPE,
+    };
+  }
+  return { status: 201, body: toRefundDto(done), resourceId: done.id };
 }

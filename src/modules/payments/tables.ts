@@ -18,6 +18,7 @@ export interface PaymentMethodsTable {
   last4: string;
   is_default: boolean;
   request_key: string | null;
+  request_hash: string | null;
   created_at: Date;
 }
 
@@ -47,6 +48,10 @@ export interface PaymentsTable {
   reference: string | null;
   routing: unknown;
   request_key: string | null;
+  request_hash: string | null;
+  /** The charge lease (see migration 0011): whose call may be in flight, and until when. */
+  charge_token: string | null;
+  charge_deadline_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -59,6 +64,8 @@ export interface RefundsTable {
   provider_refund_id: string | null;
   failure_reason: string | null;
   request_key: string | null;
+  request_hash: string | null;
+  reason: 'late_capture' | null;
   created_at: Date;
   updated_at: Date;
 }

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { type Clock, systemClock } from '../../kernel/clock.js';
 import {
   type AttachResult,
   type ChargeInput,
@@ -19,6 +20,8 @@ export interface SimulatorClientOptions {
   /** Retries of one call with the same idempotency key after a timeout or a 5xx. */
   retriesMax?: number;
   retryBaseMs?: number;
+  /** Checks webhook timestamps. */
+  clock?: Clock;
 }
 
 const SIGNATURE_TOLERANCE_S = 300;
@@ -40,11 +43,15 @@ interface SimCharge {
 export class SimulatorProvider implements PaymentProvider {
   readonly id: string;
   readonly kind = 'simulator';
+  readonly callBudgetMs: number;
   readonly #o: Required<SimulatorClientOptions>;
 
   constructor(options: SimulatorClientOptions) {
     this.id = options.id;
-    this.#o = { timeoutMs: 5_000, retriesMax: 3, retryBaseMs: 100, ...options };
+    this.#o = { timeoutMs: 5_000, retriesMax: 3, retryBaseMs: 100, clock: systemClock, ...options };
+    // Every attempt may run into its timeout, with the backoffs between them.
+    this.callBudgetMs =
+      (this.#o.retriesMax + 1) * this.#o.timeoutMs + this.#o.retryBaseMs * (2 ** this.#o.retriesMax - 1);
   }
 
   /**
@@ -227,7 +234,7 @@ export class SimulatorProvider implements PaymentProvider {
     );
     const t = Number(parts.t);
     if (!parts.v1 || !Number.isFinite(t)) throw new Error('missing or malformed Simulator-Signature');
-    if (Math.abs(Date.now() / 1000 - t) > SIGNATURE_TOLERANCE_S)
+    if (Math.abs(this.#o.clock.now().getTime() / 1000 - t) > SIGNATURE_TOLERANCE_S)
       throw new Error('signature timestamp outside the tolerance');
     const expected = createHmac('sha256', this.#o.webhookSecret).update(`${t}.${rawBody}`).digest();
     const given = Buffer.from(parts.v1, 'hex');

@@ -28,6 +28,8 @@ export interface Faults {
   timeoutMs: number;
   /** Every request answered 503, nothing processed. */
   outage: boolean;
+  /** POST requests are parked, unprocessed, until `POST /admin/release` (deterministic race tests). */
+  hold: boolean;
 }
 
 interface Charge {
@@ -70,7 +72,16 @@ export class SimulatorState {
   readonly idempotency = new Map<string, StoredResponse>();
   /** Keys whose first answer was already lost once (tok_processingError). */
   readonly flakyAnswered = new Set<string>();
-  faults: Faults = { latencyMs: 0, errorRate: 0, timeoutRate: 0, timeoutMs: 30_000, outage: false };
+  faults: Faults = {
+    latencyMs: 0,
+    errorRate: 0,
+    timeoutRate: 0,
+    timeoutMs: 30_000,
+    outage: false,
+    hold: false,
+  };
+  /** Requests parked by the `hold` fault, released in arrival order. */
+  readonly held: Array<() => void> = [];
   webhook = { url: undefined as string | undefined, duplicate: false, reorder: false };
   readonly deliveries: Array<{ eventId: string; type: string; attempt: number; status: number | string }> =
     [];
@@ -203,6 +214,7 @@ export async function buildSimulator(
         .code(500)
         .send({ error: { type: 'api_error', message: 'Simulated error; nothing was processed' } });
     }
+    if (f.hold && req.method === 'POST') await new Promise<void>((resolve) => state.held.push(resolve));
   });
   // Timeouts: the request is processed, the answer comes too late.
   app.addHook('onSend', async (req, _reply, payload) => {
@@ -413,6 +425,13 @@ export async function buildSimulator(
   app.post<{ Body: Partial<Faults> }>('/admin/faults', async (req) => {
     state.faults = { ...state.faults, ...(req.body ?? {}) };
     return state.faults;
+  });
+  /** Lets the parked requests through (in arrival order) and stops holding new ones. */
+  app.post('/admin/release', async () => {
+    state.faults.hold = false;
+    const released = state.held.splice(0);
+    for (const resolve of released) resolve();
+    return { released: released.length };
   });
   app.post<{ Body: { url?: string; duplicate?: boolean; reorder?: boolean } }>(
     '/admin/webhooks',

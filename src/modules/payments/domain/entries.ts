@@ -74,10 +74,11 @@ export function refundEntry(
   taxPart: number,
   at: Date,
 ): TransactionSpec {
+  // Filed under the refund (`?reference=re_…` finds it); the description names the payment.
   return nonZero({
     idempotencyKey: `refund:${refundId}:succeeded`,
-    reference: p.id,
-    description: `refund ${refundId}`,
+    reference: refundId,
+    description: `refund ${refundId} of payment ${p.id}`,
     effectiveAt: at,
     postings: [
       { account: { type: 'refunds', currency: p.currency }, debit: amountMinor - taxPart },

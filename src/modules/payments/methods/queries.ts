@@ -1,0 +1,77 @@
+import type { Executor } from '../../../db/schema.js';
+import type { PaymentsContext } from '../context.js';
+import type { PaymentMethodsTable } from '../tables.js';
+
+export interface PaymentMethod {
+  id: string;
+  customerId: string;
+  provider: string;
+  brand: string;
+  last4: string;
+  isDefault: boolean;
+  providers: string[];
+  createdAt: Date;
+}
+
+/** A customer's method by id, or its default one when no id is given. */
+export function methodOf(
+  executor: Executor,
+  customerId: string,
+  methodId: string | undefined,
+): Promise<PaymentMethodsTable | undefined> {
+  const q = executor.selectFrom('payment_methods').selectAll().where('customer_id', '=', customerId);
+  return (methodId ? q.where('id', '=', methodId) : q.where('is_default', '=', true)).executeTakeFirst();
+}
+
+/** The methods with the provider instances holding a token for each (one query for all). */
+export async function withProviders(
+  executor: Executor,
+  rows: PaymentMethodsTable[],
+): Promise<PaymentMethod[]> {
+  if (rows.length === 0) return [];
+  const tokens = await executor
+    .selectFrom('payment_method_tokens')
+    .select(['payment_method_id', 'provider'])
+    .where(
+      'payment_method_id',
+      'in',
+      rows.map((r) => r.id),
+    )
+    .execute();
+  return rows.map((r) =>
+    toMethod(
+      r,
+      tokens.filter((t) => t.payment_method_id === r.id).map((t) => t.provider),
+    ),
+  );
+}
+
+export function toMethod(r: PaymentMethodsTable, providers: string[]): PaymentMethod {
+  return {
+    id: r.id,
+    customerId: r.customer_id,
+    provider: r.provider_kind,
+    brand: r.brand,
+    last4: r.last4,
+    isDefault: r.is_default,
+    providers,
+    createdAt: r.created_at,
+  };
+}
+
+/** One page of a customer's methods, oldest first: `limit + 1` rows (the extra one says "more"). */
+export async function listMethods(
+  ctx: PaymentsContext,
+  customerRef: string,
+  page: { limit: number; after?: string | undefined },
+): Promise<PaymentMethod[]> {
+  const customer = await ctx.customers.get(customerRef);
+  let q = ctx.db
+    .selectFrom('payment_methods')
+    .selectAll()
+    .where('customer_id', '=', customer.id)
+    .orderBy('id')
+    .limit(page.limit + 1);
+  if (page.after) q = q.where('id', '>', page.after);
+  return withProviders(ctx.db, await q.execute());
+}

@@ -1,0 +1,112 @@
+import type { Executor } from '../../../db/schema.js';
+import { newId } from '../../../kernel/ids.js';
+import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
+import { applyCapture } from '../charges/apply-capture.js';
+import type { Payment, PaymentsContext } from '../context.js';
+import { applyDispute } from '../disputes/apply.js';
+import { bookRefund, finishRefund } from '../refunds/finish.js';
+
+export async function findBySnapshot(
+  trx: Executor,
+  provider: string,
+  s: ProviderPaymentSnapshot,
+): Promise<Payment | undefined> {
+  const byProviderId = await trx
+    .selectFrom('payments')
+    .selectAll()
+    .where('provider', '=', provider)
+    .where('provider_payment_id', '=', s.providerPaymentId)
+    .executeTakeFirst();
+  if (byProviderId) return byProviderId;
+  // Our payment id is the charge's idempotency key: the link when the charge's answer was lost.
+  return trx
+    .selectFrom('payments')
+    .selectAll()
+    .where('id', '=', s.idempotencyKey)
+    .where('provider', '=', provider)
+    .executeTakeFirst();
+}
+
+/** Moves a payment toward what the provider reports; facts only grow, so order does not matter. */
+export async function applySnapshot(
+  ctx: PaymentsContext,
+  trx: Executor,
+  provider: string,
+  s: ProviderPaymentSnapshot,
+): Promise<void> {
+  const payment = await findBySnapshot(trx, provider, s);
+  if (!payment) return;
+  const now = ctx.clock.now();
+  if (s.status === 'failed' && payment.status === 'processing') {
+    await trx
+      .updateTable('payments')
+      .set({
+        status: 'failed',
+        decline_code: s.declineCode,
+        provider_payment_id: s.providerPaymentId,
+        updated_at: now,
+      })
+      .where('id', '=', payment.id)
+      .where('status', '=', 'processing')
+      .execute();
+    return;
+  }
+  if (s.status === 'voided' && (payment.status === 'authorized' || payment.status === 'processing')) {
+    await trx
+      .updateTable('payments')
+      .set({ status: 'voided', provider_payment_id: s.providerPaymentId, updated_at: now })
+      .where('id', '=', payment.id)
+      .execute();
+    return;
+  }
+  if (s.status === 'authorized' || s.status === 'succeeded') {
+    await applyCapture(ctx, trx, payment.id, {
+      provider,
+      providerPaymentId: s.providerPaymentId,
+      captured: s.status === 'succeeded',
+      feeMinor: s.feeMinor,
+    });
+  }
+  if (s.status !== 'succeeded') return;
+  for (const r of s.refunds) {
+    const known = await trx
+      .selectFrom('refunds')
+      .selectAll()
+      .where('provider_refund_id', '=', r.providerRefundId)
+      .executeTakeFirst();
+    if (known) continue;
+    // A refund we started whose answer we lost, or one made at the provider directly.
+    const pending = await trx
+      .selectFrom('refunds')
+      .selectAll()
+      .where('payment_id', '=', payment.id)
+      .where('status', '=', 'pending')
+      .where('amount_minor', '=', r.amountMinor)
+      .orderBy('id')
+      .forUpdate()
+      .executeTakeFirst();
+    if (pending) {
+      await finishRefund(ctx, trx, pending.id, { providerRefundId: r.providerRefundId });
+    } else {
+      const id = newId('refund');
+      await trx
+        .insertInto('refunds')
+        .values({
+          id,
+          payment_id: payment.id,
+          amount_minor: r.amountMinor,
+          status: 'succeeded',
+          provider_refund_id: r.providerRefundId,
+          failure_reason: null,
+          request_key: null,
+          request_hash: null,
+          reason: null,
+          created_at: now,
+          updated_at: now,
+        })
+        .execute();
+      await bookRefund(ctx, trx, payment.id, id, r.amountMinor);
+    }
+  }
+  if (s.dispute) await applyDispute(ctx, trx, payment.id, s.dispute);
+}

@@ -1,0 +1,208 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transact } from '../../src/db/transaction.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+/**
+ * Races between a charge in flight, the reconciliation job and a second worker, made
+ * deterministic by the simulator's `hold` fault: the charge is parked at the provider, the other
+ * party runs, then the charge is released (issue 6 item 4).
+ */
+describe(`payment races (${ENGINE})`, () => {
+  let t: TestApp;
+  let n = 0;
+  beforeAll(async () => {
+    // Long enough that a held charge is still awaited when released.
+    t = await startTestApp({ providerTimeoutMs: 5_000 });
+    await t.markets('SE');
+  });
+  afterAll(() => t.close());
+
+  const sim = (id: string) => t.app.services.providers.embedded.find((e) => e.id === id)!;
+  const customer = async (token = 'tok_visa') => {
+    const id = (
+      await t.call('POST', '/v1/customers', { externalId: `race-user-${++n}`, market: 'SE' })
+    ).json().id as string;
+    expect(
+      (await t.call('POST', `/v1/customers/${id}/payment-methods`, { provider: 'simulator', token }))
+        .statusCode,
+    ).toBe(201);
+    return id;
+  };
+  const pay = (c: string, amount: number, headers: Record<string, string> = {}) =>
+    t.call(
+      'POST',
+      '/v1/payments',
+      { customer: c, amount, currency: 'SEK', description: 'Race' },
+      { headers },
+    );
+  const held = async (id: string, count: number) => {
+    for (let i = 0; i < 200 && sim(id).state.held.length < count; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(sim(id).state.held.length).toBe(count);
+  };
+  const release = (id: string) =>
+    sim(id).app.inject({
+      method: 'POST',
+      url: '/admin/release',
+      headers: { authorization: `Bearer ${sim(id).apiKey}` },
+    });
+  const paymentOf = async (c: string) => {
+    const rows = await t.app.services.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('customer_id', '=', c)
+      .execute();
+    expect(rows).toHaveLength(1);
+    return rows[0]!;
+  };
+  const charges = (paymentId: string) =>
+    t.app.services.providers.embedded.flatMap((e) =>
+      [...e.state.charges.values()]
+        .filter((c) => c.idempotencyKey === paymentId)
+        .map((c) => ({ sim: e.id, ...c })),
+    );
+  const ledgerKeys = async (reference: string) =>
+    (
+      (await t.call('GET', `/v1/ledger/transactions?reference=${reference}`)).json().data as Array<{
+        idempotencyKey: string;
+      }>
+    )
+      .map((x) => x.idempotencyKey)
+      .sort();
+  const trialBalanced = async () =>
+    (await t.call('GET', '/v1/ledger/trial-balance?verify=true'))
+      .json()
+      .currencies.every((c: { balanced: boolean }) => c.balanced);
+
+  it('the reconciliation job does not fail a payment whose charge is still in flight', async () => {
+    const c = await customer();
+    sim('simulator-a').state.faults.hold = true;
+    const answer = pay(c, 5000);
+    await held('simulator-a', 1);
+    const p = await paymentOf(c);
+    expect(p.status).toBe('processing');
+    // The lookup finds nothing (the charge is parked, unprocessed): before the deadline that is no answer.
+    await t.app.services.payments.reconcile(p.id);
+    expect((await paymentOf(c)).status).toBe('processing');
+    const followUp = await t.app.services.db
+      .selectFrom('scheduled_jobs')
+      .select(['run_at', 'state'])
+      .where('dedupe_key', '=', `payments.reconcile:${p.id}:${p.charge_deadline_at!.getTime()}`)
+      .executeTakeFirstOrThrow();
+    expect(followUp.run_at.getTime()).toBe(p.charge_deadline_at!.getTime());
+    await release('simulator-a');
+    const res = await answer;
+    expect(res.statusCode).toBe(201);
+    expect(res.json().status).toBe('succeeded');
+    expect(charges(p.id).filter((x) => x.captured)).toHaveLength(1);
+    expect(await ledgerKeys(p.id)).toEqual([`payment:${p.id}:captured`, `payment:${p.id}:fee`]);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('a capture after the deadline, of a payment the job failed, is booked and refunded in full', async () => {
+    const c = await customer();
+    sim('simulator-a').state.faults.hold = true;
+    const answer = pay(c, 7000);
+    await held('simulator-a', 1);
+    const p = await paymentOf(c);
+    // Time passes beyond every attempt's deadline (as for a provider that processes very late).
+    await t.app.services.db
+      .updateTable('payments')
+      .set({ charge_deadline_at: new Date(t.app.services.clock.now().getTime() - 1_000) })
+      .where('id', '=', p.id)
+      .execute();
+    await t.app.services.payments.reconcile(p.id);
+    expect(await paymentOf(c)).toMatchObject({ status: 'failed', decline_code: 'provider_unreachable' });
+    await release('simulator-a');
+    // The client is told what everyone was told: failed (its money is on the way back).
+    expect((await answer).statusCode).toBe(402);
+    expect(await paymentOf(c)).toMatchObject({ status: 'failed', captured: true });
+    // The money the provider took is on the books, and a late_capture refund gives it back.
+    const refunds = await t.app.services.db
+      .selectFrom('refunds')
+      .selectAll()
+      .where('payment_id', '=', p.id)
+      .execute();
+    expect(refunds).toMatchObject([{ amount_minor: 7000, reason: 'late_capture', status: 'pending' }]);
+    expect(await t.app.services.jobs.runDue()).toBeGreaterThanOrEqual(1);
+    const refund = (await t.call('GET', `/v1/refunds/${refunds[0]!.id}`)).json();
+    expect(refund).toMatchObject({ status: 'succeeded', amount: 7000, reason: 'late_capture' });
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json()).toMatchObject({
+      status: 'refunded',
+      amount: 7000,
+      amountRefunded: 7000,
+    });
+    const [charge] = charges(p.id);
+    expect(charge).toMatchObject({ captured: true, amountRefunded: 7000 });
+    expect(await ledgerKeys(p.id)).toEqual([`payment:${p.id}:captured`, `payment:${p.id}:fee`]);
+    expect(await ledgerKeys(refund.id)).toEqual([`refund:${refund.id}:succeeded`]);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('a fully reserved payment answers 409 invalid_state to another refund', async () => {
+    const c = await customer();
+    const p = (await pay(c, 4000)).json();
+    sim(p.provider).state.faults.hold = true;
+    const first = t.call('POST', '/v1/refunds', { payment: p.id });
+    await held(p.provider, 1);
+    // The first refund is pending for the whole amount: nothing is left.
+    const second = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 1 });
+    expect(second.statusCode).toBe(409);
+    expect(second.json().code).toBe('invalid_state');
+    await release(p.provider);
+    expect((await first).statusCode).toBe(201);
+  });
+
+  it('the route of a charge is recorded even when the webhook settled the payment first', async () => {
+    const c = await customer('tok_processingError');
+    const { payments, db, providers } = t.app.services;
+    const { payment, lease } = await payments.start(
+      { customer: c, amount: 2500, currency: 'SEK', description: 'Flaky' },
+      null,
+    );
+    const charged = await payments.charge(payment, lease);
+    expect(charged.result).toMatchObject({ status: 'succeeded' });
+    // The provider's webhook for the charge arrives before the synchronous answer is recorded.
+    const snapshot = await providers.router.provider('simulator-a').lookup(payment.id);
+    await transact(db, (trx) => payments.applySnapshot(trx, 'simulator-a', snapshot!));
+    await transact(db, (trx) => payments.finish(trx, charged.payment, charged.result!));
+    expect((await t.call('GET', `/v1/payments/${payment.id}`)).json()).toMatchObject({
+      status: 'succeeded',
+      routing: { chosen: 'simulator-a', attempts: [{ provider: 'simulator-a', outcome: 'succeeded' }] },
+    });
+  });
+
+  it('a takeover racing a failover: the worker without the lease never charges another provider', async () => {
+    const c = await customer();
+    const key = `race-takeover-${c}`;
+    sim('simulator-a').state.faults.hold = true;
+    const original = pay(c, 6000, { 'idempotency-key': key });
+    await held('simulator-a', 1);
+    const p = await paymentOf(c);
+    // The original request looks dead (its idempotency claim ran out) and simulator-a goes down.
+    await t.app.services.db
+      .updateTable('idempotency_keys')
+      .set({ locked_until: new Date(t.app.services.clock.now().getTime() - 1) })
+      .where('key', '=', key)
+      .execute();
+    sim('simulator-a').state.faults.outage = true;
+    const takeover = await pay(c, 6000, { 'idempotency-key': key });
+    // simulator-a refused the takeover's call, but the original's may still be in flight there:
+    // no move to simulator-b, the outcome is unknown.
+    expect(takeover.statusCode).toBe(202);
+    expect(takeover.json()).toMatchObject({ id: p.id, status: 'processing', provider: 'simulator-a' });
+    expect(charges(p.id).filter((x) => x.sim === 'simulator-b')).toEqual([]);
+    sim('simulator-a').state.faults.outage = false;
+    await release('simulator-a');
+    await original;
+    await t.app.services.payments.reconcile(p.id);
+    expect((await t.call('GET', `/v1/payments/${p.id}`)).json()).toMatchObject({
+      status: 'succeeded',
+      provider: 'simulator-a',
+    });
+    expect(charges(p.id).map((x) => [x.sim, x.captured])).toEqual([['simulator-a', true]]);
+    expect(await ledgerKeys(p.id)).toEqual([`payment:${p.id}:captured`, `payment:${p.id}:fee`]);
+    expect(await trialBalanced()).toBe(true);
+  });
+});
