@@ -1,10 +1,10 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { IdempotencyKeysTable } from '../http/tables.js';
+import type { IdempotencyTables } from '../http/tables.js';
 import type { JobTables } from '../jobs/tables.js';
 import type { ApiKeyTables } from '../modules/api-keys/tables.js';
-import type { AuditLogTable } from '../modules/audit/tables.js';
+import type { AuditTables } from '../modules/audit/tables.js';
 import type { CatalogTables } from '../modules/catalog/tables.js';
-import type { CustomersTable } from '../modules/customers/tables.js';
+import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
 import type {
   DisputesTable,
@@ -20,7 +20,7 @@ import type { MetaTables } from './meta.js';
 /**
  * Every table, keyed by name: the union of each owner's tables (`XTables` in its `tables.ts`).
  * A module queries only through `Kysely<XTables>` from `ownTables` (docs/ARCHITECTURE.md).
- * TODO(phase 2): audit, customers, payments and http get their own `XTables` like the others.
+ * TODO(phase 2): payments gets its own `XTables` like the others.
  */
 export interface Database
   extends MetaTables,
@@ -28,10 +28,10 @@ export interface Database
     CatalogTables,
     TestClockTables,
     JobTables,
+    IdempotencyTables,
+    AuditTables,
+    CustomerTables,
     LedgerTables {
-  idempotency_keys: IdempotencyKeysTable;
-  audit_log: AuditLogTable;
-  customers: CustomersTable;
   payment_methods: PaymentMethodsTable;
   payment_method_tokens: PaymentMethodTokensTable;
   payments: PaymentsTable;

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
 import { canonicalJson, sha256Hex } from '../kernel/canonical-json.js';
 import type { Clock } from '../kernel/clock.js';
 import { DomainError } from '../kernel/errors.js';
-import type { PersonalRef } from './tables.js';
+import { type IdempotencyTables, idempotencyTables, type PersonalRef } from './tables.js';
 
 export type { PersonalRef } from './tables.js';
 
@@ -43,7 +43,8 @@ export function requestHash(request: FastifyRequest): string {
  *   the completion commit together), so a retry takes the claim over and runs.
  */
 export class IdempotencyStore {
-  readonly #db: Db;
+  /** The shared database seen through the store's tables, for work outside a transaction. */
+  readonly #tables: Kysely<IdempotencyTables>;
   readonly #clock: Clock;
   readonly #retentionMs: number;
   readonly #leaseMs: number;
@@ -56,7 +57,7 @@ export class IdempotencyStore {
     leaseMs: number = CLAIM_LEASE_MS,
     rehydrate: Rehydrate = async () => ({}),
   ) {
-    this.#db = db;
+    this.#tables = idempotencyTables(db);
     this.#clock = clock;
     this.#retentionMs = retentionHours * 3_600_000;
     this.#leaseMs = leaseMs;
@@ -81,7 +82,7 @@ export class IdempotencyStore {
     const token = randomBytes(16).toString('hex');
     const now = this.#clock.now();
     const lockedUntil = new Date(now.getTime() + this.#leaseMs);
-    const inserted = await this.#db
+    const inserted = await this.#tables
       .insertInto('idempotency_keys')
       .values({
         api_key_id: apiKeyId,
@@ -104,7 +105,7 @@ export class IdempotencyStore {
       request.idempotency = { key, token, settled: false };
       return true;
     }
-    const row = await this.#db
+    const row = await this.#tables
       .selectFrom('idempotency_keys')
       .selectAll()
       .where('api_key_id', '=', apiKeyId)
@@ -140,7 +141,7 @@ export class IdempotencyStore {
         `A request with Idempotency-Key '${key}' is still running.`,
       );
     }
-    const takenOver = await this.#db
+    const takenOver = await this.#tables
       .updateTable('idempotency_keys')
       .set({ lock_token: token, locked_until: lockedUntil })
       .where('api_key_id', '=', apiKeyId)
@@ -181,7 +182,7 @@ export class IdempotencyStore {
     body: string,
     personal?: PersonalRef,
   ): Promise<void> {
-    const result = await executor
+    const result = await idempotencyTables(executor)
       .updateTable('idempotency_keys')
       .set({
         state: 'completed',
@@ -208,7 +209,7 @@ export class IdempotencyStore {
 
   /** A 5xx is not an answer: release the claim so a retry runs the request again. */
   async release(apiKeyId: string, claim: IdempotencyClaim): Promise<void> {
-    await this.#db
+    await this.#tables
       .deleteFrom('idempotency_keys')
       .where('api_key_id', '=', apiKeyId)
       .where('key', '=', claim.key)
@@ -228,7 +229,7 @@ export class IdempotencyStore {
         ORDER BY created_at LIMIT ${batchMax}
       )
       DELETE FROM idempotency_keys k USING doomed d
-      WHERE k.api_key_id = d.api_key_id AND k.key = d.key`.execute(this.#db);
+      WHERE k.api_key_id = d.api_key_id AND k.key = d.key`.execute(this.#tables);
     return Number(result.numAffectedRows ?? 0n);
   }
 }

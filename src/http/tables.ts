@@ -1,4 +1,5 @@
 import type { ColumnType } from 'kysely';
+import { type Executor, ownTables } from '../db/schema.js';
 
 /** Which personal fields a stored response left out, and whose they are (rebuilt on replay). */
 export interface PersonalRef {
@@ -21,3 +22,10 @@ export interface IdempotencyKeysTable {
   created_at: Date;
   completed_at: Date | null;
 }
+
+/** The idempotency store's tables: only these can be queried through `idempotencyTables(executor)`. */
+export interface IdempotencyTables {
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+export const idempotencyTables = (executor: Executor) => ownTables<IdempotencyTables>(executor);

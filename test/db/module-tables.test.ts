@@ -4,10 +4,13 @@ import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQue
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { type Database, type Executor, ownTables } from '../../src/db/schema.js';
+import { idempotencyTables } from '../../src/http/tables.js';
 import { jobTables } from '../../src/jobs/tables.js';
 import { apiKeyTables } from '../../src/modules/api-keys/tables.js';
+import { auditTables } from '../../src/modules/audit/tables.js';
 import type { MarketsTable } from '../../src/modules/catalog/tables.js';
 import { catalogTables } from '../../src/modules/catalog/tables.js';
+import { customerTables } from '../../src/modules/customers/tables.js';
 import { ledgerTables } from '../../src/modules/ledger/tables.js';
 import { testClockTables } from '../../src/modules/test-clocks/tables.js';
 
@@ -39,6 +42,12 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   testClockTables(trx).deleteFrom('scheduled_jobs');
   // @ts-expect-error api keys do not read the audit log
   apiKeyTables(trx).selectFrom('audit_log');
+  // @ts-expect-error customers do not read the catalog's markets (they ask CatalogService)
+  customerTables(trx).selectFrom('markets');
+  // @ts-expect-error the audit log does not read customers
+  auditTables(trx).selectFrom('customers');
+  // @ts-expect-error the idempotency store does not write the audit log
+  idempotencyTables(trx).insertInto('audit_log');
   // @ts-expect-error a join into another module's table does not compile either
   catalogTables(trx).selectFrom('plans').innerJoin('customers', 'customers.id', 'plans.id');
   // @ts-expect-error ownTables refuses a table that is not in Database
@@ -65,10 +74,10 @@ describe('a module touches only its own tables', () => {
 });
 
 /**
- * Not converted yet (phase 2: they are being rewritten elsewhere); empty it then. Every other file
+ * Not converted yet (payments is being rewritten elsewhere); empty it then. Every other file
  * under src/ must query through its owner's narrowed tables (raw `sql` is not seen here).
  */
-const NOT_CONVERTED = ['src/modules/payments/', 'src/modules/customers/', 'src/modules/audit/', 'src/http/'];
+const NOT_CONVERTED = ['src/modules/payments/'];
 /** Methods that name a table: called on a `Kysely<Database>`, `Transaction<Database>` or builder over it. */
 const TABLE_NAMING = new Set([
   'selectFrom',

@@ -1,7 +1,8 @@
+import type { Kysely } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import type { Clock } from '../../kernel/clock.js';
 import { newId } from '../../kernel/ids.js';
-import type { AuditLogTable } from './tables.js';
+import { type AuditLogTable, type AuditTables, auditTables } from './tables.js';
 
 export interface AuditEntry {
   id: string;
@@ -36,15 +37,16 @@ const toEntry = (r: AuditLogTable): AuditEntry => ({
 
 /** Who changed what, when, through which request. Written in the same transaction as the change. */
 export class AuditService {
-  readonly #db: Db;
+  /** The shared database seen through this module's tables, for reads outside a transaction. */
+  readonly #tables: Kysely<AuditTables>;
   readonly #clock: Clock;
   constructor(db: Db, clock: Clock) {
-    this.#db = db;
+    this.#tables = auditTables(db);
     this.#clock = clock;
   }
 
   async record(trx: Executor, entry: AuditRecord): Promise<void> {
-    await trx
+    await auditTables(trx)
       .insertInto('audit_log')
       .values({
         id: newId('auditEntry'),
@@ -66,7 +68,7 @@ export class AuditService {
     apiKey?: string | undefined;
     action?: string | undefined;
   }): Promise<AuditEntry[]> {
-    let q = this.#db.selectFrom('audit_log').selectAll().orderBy('id').limit(filter.limit);
+    let q = this.#tables.selectFrom('audit_log').selectAll().orderBy('id').limit(filter.limit);
     if (filter.after) q = q.where('id', '>', filter.after);
     if (filter.resource) q = q.where('resource_id', '=', filter.resource);
     if (filter.apiKey) q = q.where('api_key_id', '=', filter.apiKey);

@@ -1,3 +1,5 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+
 export interface AuditLogTable {
   id: string;
   api_key_id: string;
@@ -8,3 +10,10 @@ export interface AuditLogTable {
   status: number;
   at: Date;
 }
+
+/** The audit module's tables: only these can be queried through `auditTables(executor)`. */
+export interface AuditTables {
+  audit_log: AuditLogTable;
+}
+
+export const auditTables = (executor: Executor) => ownTables<AuditTables>(executor);

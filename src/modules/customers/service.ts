@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { MasterKey } from '../../crypto/envelope.js';
 import { newDataKey, open, seal } from '../../crypto/envelope.js';
 import { KEY_BATCH_MAX, type KeyStore } from '../../crypto/key-store.js';
@@ -8,7 +9,7 @@ import { alreadyExists, DomainError, invalid, notFound } from '../../kernel/erro
 import { isIdOf, newId } from '../../kernel/ids.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { TestClockService } from '../test-clocks/service.js';
-import type { CustomersTable } from './tables.js';
+import { type CustomersTable, type CustomerTables, customerTables } from './tables.js';
 
 export interface Customer {
   id: string;
@@ -45,6 +46,8 @@ export const PERSONAL_FIELDS: readonly PersonalField[] = ['email', 'name'];
  */
 export class CustomerService {
   readonly #db: Db;
+  /** The shared database seen through this module's tables, for reads outside a transaction. */
+  readonly #tables: Kysely<CustomerTables>;
   readonly #clock: Clock;
   readonly #masterKey: MasterKey;
   readonly #keys: KeyStore;
@@ -60,6 +63,7 @@ export class CustomerService {
     testClocks: TestClockService,
   ) {
     this.#db = db;
+    this.#tables = customerTables(db);
     this.#clock = clock;
     this.#masterKey = masterKey;
     this.#keys = keys;
@@ -97,7 +101,7 @@ export class CustomerService {
       created_at: now,
     };
     try {
-      await trx.insertInto('customers').values(row).execute();
+      await customerTables(trx).insertInto('customers').values(row).execute();
     } catch (e) {
       if (isUniqueViolation(e)) throw alreadyExists('customer', 'externalId', input.externalId);
       throw e;
@@ -136,7 +140,7 @@ export class CustomerService {
     externalId?: string | undefined;
     testClock?: string | undefined;
   }): Promise<Customer[]> {
-    let q = this.#db
+    let q = this.#tables
       .selectFrom('customers')
       .selectAll()
       .orderBy('id')
@@ -152,7 +156,7 @@ export class CustomerService {
    * Stored idempotent responses keep no personal data; a replay rebuilds it from here.
    */
   async personal(customerId: string): Promise<Record<PersonalField, string | null>> {
-    const row = await this.#db
+    const row = await this.#tables
       .selectFrom('customers')
       .selectAll()
       .where('id', '=', customerId)
@@ -170,7 +174,7 @@ export class CustomerService {
   async erase(ref: string, trx: Executor): Promise<Customer> {
     const existing = await this.#row(ref, trx);
     if (existing.erased_at) return toCustomer(existing, { email: null, name: null });
-    const row = await trx
+    const row = await customerTables(trx)
       .updateTable('customers')
       .set({ email_cipher: null, name_cipher: null, erased_at: this.#clock.now() })
       .where('id', '=', existing.id)
@@ -207,7 +211,7 @@ export class CustomerService {
       after = page.at(-1);
       const existing = new Set(
         (
-          await this.#db
+          await this.#tables
             .selectFrom('customers')
             .select('id')
             .where(
@@ -228,7 +232,7 @@ export class CustomerService {
   }
 
   async #row(ref: string, trx: Executor): Promise<CustomersTable> {
-    const row = await trx
+    const row = await customerTables(trx)
       .selectFrom('customers')
       .selectAll()
       .where(isIdOf('customer', ref) ? 'id' : 'external_id', '=', ref)

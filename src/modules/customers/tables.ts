@@ -1,3 +1,5 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+
 /** Personal data is sealed here; its data key lives in the key store (src/crypto/key-store.ts). */
 export interface CustomersTable {
   id: string;
@@ -10,3 +12,10 @@ export interface CustomersTable {
   erased_at: Date | null;
   created_at: Date;
 }
+
+/** The customers module's tables: only these can be queried through `customerTables(executor)`. */
+export interface CustomerTables {
+  customers: CustomersTable;
+}
+
+export const customerTables = (executor: Executor) => ownTables<CustomerTables>(executor);
