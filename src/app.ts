@@ -62,6 +62,7 @@ export function createServices(
     config.idempotencyLeaseMs,
     // Stored responses hold no personal data; a replay reads it from the customer.
     (ref) => customers.personal(ref.customerId),
+    masterKey.derive('idempotency-request-hash'),
   );
   const uow = new UnitOfWork(db, idempotency, audit);
   const jobs = new JobScheduler(db, clock);

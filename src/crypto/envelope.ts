@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 
 /**
  * Envelope encryption for personal data: each customer has a random 256-bit data key; the data
@@ -42,6 +42,11 @@ export class MasterKey {
 
   unwrap(wrapped: Uint8Array, context: string): Buffer {
     return open(this.#key, wrapped, context);
+  }
+
+  /** A key for another purpose, derived one-way from the master key (HMAC-SHA256 of `label`). */
+  derive(label: string): Buffer {
+    return createHmac('sha256', this.#key).update(`reprise:${label}`).digest();
   }
 
   toBase64(): string {

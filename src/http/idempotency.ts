@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Kysely, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
@@ -29,8 +29,14 @@ declare module 'fastify' {
   }
 }
 
-export function requestHash(request: FastifyRequest): string {
-  return sha256Hex(canonicalJson({ method: request.method, url: request.url, body: request.body ?? null }));
+/**
+ * Fingerprint of a request: method, URL and body in canonical JSON. Keyed (HMAC-SHA256) when the
+ * store has a key: a body can hold an email, and a plain hash kept for days would let anyone with a
+ * copy of the database confirm a guessed one after the customer was erased.
+ */
+export function requestHash(request: FastifyRequest, hashKey?: Buffer): string {
+  const text = canonicalJson({ method: request.method, url: request.url, body: request.body ?? null });
+  return hashKey ? createHmac('sha256', hashKey).update(text).digest('hex') : sha256Hex(text);
 }
 
 /**
@@ -49,6 +55,7 @@ export class IdempotencyStore {
   readonly #retentionMs: number;
   readonly #leaseMs: number;
   readonly #rehydrate: Rehydrate;
+  readonly #hashKey: Buffer | undefined;
 
   constructor(
     db: Db,
@@ -56,12 +63,14 @@ export class IdempotencyStore {
     retentionHours: number,
     leaseMs: number = CLAIM_LEASE_MS,
     rehydrate: Rehydrate = async () => ({}),
+    hashKey?: Buffer,
   ) {
     this.#tables = idempotencyTables(db);
     this.#clock = clock;
     this.#retentionMs = retentionHours * 3_600_000;
     this.#leaseMs = leaseMs;
     this.#rehydrate = rehydrate;
+    this.#hashKey = hashKey;
   }
 
   /**
@@ -78,7 +87,7 @@ export class IdempotencyStore {
         },
       );
     }
-    const hash = requestHash(request);
+    const hash = requestHash(request, this.#hashKey);
     const token = randomBytes(16).toString('hex');
     const now = this.#clock.now();
     const lockedUntil = new Date(now.getTime() + this.#leaseMs);

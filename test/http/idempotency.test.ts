@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLAIM_LEASE_MS } from '../../src/http/idempotency.js';
+import { MasterKey } from '../../src/crypto/envelope.js';
+import { CLAIM_LEASE_MS, requestHash } from '../../src/http/idempotency.js';
 import { ManualClock } from '../../src/kernel/clock.js';
 import { BOOTSTRAP_KEY_ID } from '../../src/modules/api-keys/service.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { MASTER_KEY, startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
 describe(`idempotency store (${ENGINE})`, () => {
@@ -139,8 +140,22 @@ describe(`idempotency store (${ENGINE})`, () => {
     expect(left.rows[0]?.n).toBe(0);
   });
 
+  it('the stored request fingerprint is keyed: it cannot confirm a guessed email without the master key', async () => {
+    const body = { externalId: 'hash-1', market: 'DE', email: 'guess-me@example.com' };
+    const res = await t.call('POST', '/v1/customers', body, { headers: { 'idempotency-key': 'k-hash' } });
+    expect(res.statusCode).toBe(201);
+    const row = await t.app.services.db
+      .selectFrom('idempotency_keys')
+      .select('request_hash')
+      .where('key', '=', 'k-hash')
+      .executeTakeFirstOrThrow();
+    const request = { method: 'POST', url: '/v1/customers', body } as Parameters<typeof requestHash>[0];
+    expect(row.request_hash).not.toBe(requestHash(request));
+    expect(row.request_hash).toBe(await hashOf('/v1/customers', body));
+  });
+
   async function hashOf(url: string, body: unknown): Promise<string> {
-    const { requestHash } = await import('../../src/http/idempotency.js');
-    return requestHash({ method: 'POST', url, body } as Parameters<typeof requestHash>[0]);
+    const key = MasterKey.parse(MASTER_KEY).derive('idempotency-request-hash');
+    return requestHash({ method: 'POST', url, body } as Parameters<typeof requestHash>[0], key);
   }
 });
