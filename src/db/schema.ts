@@ -6,21 +6,13 @@ import type { AuditTables } from '../modules/audit/tables.js';
 import type { CatalogTables } from '../modules/catalog/tables.js';
 import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
-import type {
-  DisputesTable,
-  PaymentMethodsTable,
-  PaymentMethodTokensTable,
-  PaymentsTable,
-  ProviderEventsTable,
-  RefundsTable,
-} from '../modules/payments/tables.js';
+import type { PaymentTables } from '../modules/payments/tables.js';
 import type { TestClockTables } from '../modules/test-clocks/tables.js';
 import type { MetaTables } from './meta.js';
 
 /**
  * Every table, keyed by name: the union of each owner's tables (`XTables` in its `tables.ts`).
  * A module queries only through `Kysely<XTables>` from `ownTables` (docs/ARCHITECTURE.md).
- * TODO(phase 2): payments gets its own `XTables` like the others.
  */
 export interface Database
   extends MetaTables,
@@ -31,14 +23,8 @@ export interface Database
     IdempotencyTables,
     AuditTables,
     CustomerTables,
-    LedgerTables {
-  payment_methods: PaymentMethodsTable;
-  payment_method_tokens: PaymentMethodTokensTable;
-  payments: PaymentsTable;
-  refunds: RefundsTable;
-  disputes: DisputesTable;
-  provider_events: ProviderEventsTable;
-}
+    LedgerTables,
+    PaymentTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

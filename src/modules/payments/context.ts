@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
@@ -8,11 +9,14 @@ import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import { baseOf, deriveStatus } from './domain/status.js';
-import type { PaymentsTable, RefundsTable } from './tables.js';
+import { type PaymentsTable, type PaymentTables, paymentTables, type RefundsTable } from './tables.js';
 
 /** What every payments use case works with: its tables, its clock, the modules it calls. */
 export interface PaymentsContext {
+  /** The shared database: only to open transactions (`transact`) and as the default executor. */
   db: Db;
+  /** The shared database seen through this module's tables, for queries outside a transaction. */
+  tables: Kysely<PaymentTables>;
   clock: Clock;
   customers: CustomerService;
   catalog: CatalogService;
@@ -67,10 +71,10 @@ export function statusOf(p: Payment, dispute: 'open' | 'won' | 'lost' | null) {
 }
 
 export async function disputeState(
-  trx: Executor,
+  db: Kysely<PaymentTables>,
   paymentId: string,
 ): Promise<'open' | 'won' | 'lost' | null> {
-  const d = await trx
+  const d = await db
     .selectFrom('disputes')
     .select('status')
     .where('payment_id', '=', paymentId)
@@ -80,7 +84,11 @@ export async function disputeState(
 }
 
 export async function getPayment(ctx: PaymentsContext, id: string, trx: Executor = ctx.db): Promise<Payment> {
-  const row = await trx.selectFrom('payments').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await paymentTables(trx)
+    .selectFrom('payments')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirst();
   if (!row)
     throw new DomainError('not_found', `No payment found for '${id}'.`, { extra: { resource: 'payment' } });
   return row;

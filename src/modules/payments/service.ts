@@ -22,6 +22,7 @@ import { pruneProviderEvents } from './provider-events/prune.js';
 import { receiveEvent } from './provider-events/receive.js';
 import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } from './refunds/finish.js';
 import { type RefundInput, startRefund } from './refunds/start.js';
+import { paymentTables } from './tables.js';
 
 export type { ChargeLease, Payment, PaymentInput, PaymentMethod, Refund, RefundInput, RefundOutcome };
 
@@ -44,7 +45,7 @@ export class PaymentService {
     readonly router: ProviderRouter,
     readonly jobs: JobScheduler,
   ) {
-    this.ctx = { db, clock, customers, catalog, ledger, router, jobs };
+    this.ctx = { db, tables: paymentTables(db), clock, customers, catalog, ledger, router, jobs };
     // Both talk to providers: they run outside any database transaction (external jobs).
     jobs.register(
       'payments.reconcile',

@@ -1,3 +1,5 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+
 export type PaymentStatus =
   | 'processing'
   | 'authorized'
@@ -88,3 +90,15 @@ export interface ProviderEventsTable {
   payment_id: string | null;
   received_at: Date;
 }
+
+/** The payments module's tables: only these can be queried through `paymentTables(executor)`. */
+export interface PaymentTables {
+  payment_methods: PaymentMethodsTable;
+  payment_method_tokens: PaymentMethodTokensTable;
+  payments: PaymentsTable;
+  refunds: RefundsTable;
+  disputes: DisputesTable;
+  provider_events: ProviderEventsTable;
+}
+
+export const paymentTables = (executor: Executor) => ownTables<PaymentTables>(executor);

@@ -3,7 +3,7 @@ import { newId } from '../../../kernel/ids.js';
 import { disputeState, factsOf, type PaymentsContext, statusOf } from '../context.js';
 import { captureEntry, feeEntry } from '../domain/entries.js';
 import { baseOf } from '../domain/status.js';
-import type { RefundsTable } from '../tables.js';
+import { paymentTables, type RefundsTable } from '../tables.js';
 
 export interface CaptureFact {
   provider: string;
@@ -25,8 +25,9 @@ export async function applyCapture(
   paymentId: string,
   fact: CaptureFact,
 ) {
+  const db = paymentTables(trx);
   const now = ctx.clock.now();
-  const current = await trx
+  const current = await db
     .selectFrom('payments')
     .selectAll()
     .where('id', '=', paymentId)
@@ -42,7 +43,7 @@ export async function applyCapture(
       provider: fact.provider,
       provider_payment_id: fact.providerPaymentId,
     };
-    await trx
+    await db
       .updateTable('payments')
       .set({
         captured: true,
@@ -50,7 +51,7 @@ export async function applyCapture(
         provider: fact.provider,
         provider_payment_id: fact.providerPaymentId,
         // A closed payment stays closed to clients until its refund is booked (then `refunded`).
-        status: late ? current.status : statusOf(updated, await disputeState(trx, paymentId)),
+        status: late ? current.status : statusOf(updated, await disputeState(db, paymentId)),
         updated_at: now,
       })
       .where('id', '=', paymentId)
@@ -61,7 +62,7 @@ export async function applyCapture(
     if (fee) await ctx.ledger.post(trx, fee);
     if (late) await refundLateCapture(ctx, trx, updated);
   } else if (!fact.captured && base === 'processing') {
-    await trx
+    await db
       .updateTable('payments')
       .set({
         status: 'authorized',
@@ -94,7 +95,7 @@ async function refundLateCapture(
     created_at: now,
     updated_at: now,
   };
-  await trx.insertInto('refunds').values(refund).execute();
+  await paymentTables(trx).insertInto('refunds').values(refund).execute();
   await ctx.jobs.schedule(trx, {
     kind: 'refunds.reconcile',
     runAt: now,

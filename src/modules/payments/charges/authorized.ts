@@ -3,6 +3,7 @@ import { assert } from '../../../kernel/assert.js';
 import { DomainError, invalidState } from '../../../kernel/errors.js';
 import { type ChargeResult, type PaymentProvider, ProviderError } from '../../../providers/port.js';
 import { getPayment, type Payment, type PaymentsContext } from '../context.js';
+import { paymentTables } from '../tables.js';
 import { applyCapture } from './apply-capture.js';
 
 /**
@@ -67,7 +68,7 @@ export async function voidPayment(ctx: PaymentsContext, paymentId: string): Prom
 }
 
 export async function finishVoid(ctx: PaymentsContext, trx: Executor, paymentId: string): Promise<Payment> {
-  await trx
+  await paymentTables(trx)
     .updateTable('payments')
     .set({ status: 'voided', updated_at: ctx.clock.now() })
     .where('id', '=', paymentId)

@@ -44,7 +44,7 @@ export async function chargePayment(
       if (candidate !== current) ctx.router.count(candidate, 'failover');
     }
     current = candidate;
-    const token = await ctx.db
+    const token = await ctx.tables
       .selectFrom('payment_method_tokens')
       .select('provider_method_id')
       .where('payment_method_id', '=', payment.payment_method_id)

@@ -1,6 +1,7 @@
 import type { Executor } from '../../../db/schema.js';
 import type { ChargeResult } from '../../../providers/port.js';
 import { asJson, getPayment, type Payment, type PaymentsContext } from '../context.js';
+import { paymentTables } from '../tables.js';
 import { applyCapture } from './apply-capture.js';
 
 /**
@@ -15,14 +16,15 @@ export async function finishPayment(
   payment: Payment,
   result: ChargeResult,
 ): Promise<Payment> {
+  const db = paymentTables(trx);
   const now = ctx.clock.now();
-  await trx
+  await db
     .updateTable('payments')
     .set({ routing: asJson(payment.routing), updated_at: now })
     .where('id', '=', payment.id)
     .execute();
   if (result.status === 'declined') {
-    await trx
+    await db
       .updateTable('payments')
       .set({
         status: 'failed',

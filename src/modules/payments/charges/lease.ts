@@ -43,7 +43,7 @@ export async function acquireLease(
 ): Promise<'exclusive' | 'shared' | null> {
   const now = ctx.clock.now();
   const deadline = chargeDeadline(ctx, target);
-  const exclusive = await ctx.db
+  const exclusive = await ctx.tables
     .updateTable('payments')
     .set({
       provider: target,
@@ -66,7 +66,7 @@ export async function acquireLease(
   if (exclusive.numUpdatedRows === 1n) return 'exclusive';
   if (target !== expected) return null;
   // Nobody holds this token: the previous holder loses the right to move the payment too.
-  const shared = await ctx.db
+  const shared = await ctx.tables
     .updateTable('payments')
     .set({
       charge_token: `shared:${lease.token}`,
@@ -86,7 +86,7 @@ export async function releaseLease(
   paymentId: string,
   lease: ChargeLease,
 ): Promise<void> {
-  await ctx.db
+  await ctx.tables
     .updateTable('payments')
     .set({ charge_deadline_at: ctx.clock.now() })
     .where('id', '=', paymentId)

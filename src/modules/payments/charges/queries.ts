@@ -5,7 +5,7 @@ export async function listPayments(
   ctx: PaymentsContext,
   filter: { customer?: string | undefined; limit: number; after?: string | undefined },
 ): Promise<Payment[]> {
-  let q = ctx.db
+  let q = ctx.tables
     .selectFrom('payments')
     .selectAll()
     .orderBy('id')

@@ -1,6 +1,7 @@
 import { transact } from '../../../db/transaction.js';
 import { getPayment, type PaymentsContext } from '../context.js';
 import { applySnapshot } from '../provider-events/apply-snapshot.js';
+import { paymentTables } from '../tables.js';
 import { reconcileJob } from './start.js';
 
 /**
@@ -20,7 +21,7 @@ export async function reconcilePayment(ctx: PaymentsContext, paymentId: string):
     }
     const now = ctx.clock.now();
     // Conditional on the deadline and the provider: a worker that took the lease meanwhile wins.
-    const failed = await trx
+    const failed = await paymentTables(trx)
       .updateTable('payments')
       .set({ status: 'failed', decline_code: 'provider_unreachable', updated_at: now })
       .where('id', '=', paymentId)

@@ -6,7 +6,7 @@ import { amountProblem } from '../../../kernel/money.js';
 import { assertSameInput, inputHash, type Payment, type PaymentsContext } from '../context.js';
 import { taxOfOneOff } from '../domain/tax.js';
 import { methodOf, withProviders } from '../methods/queries.js';
-import type { PaymentsTable } from '../tables.js';
+import { type PaymentsTable, paymentTables } from '../tables.js';
 import { type ChargeLease, chargeDeadline, newLease } from './lease.js';
 
 export interface PaymentInput {
@@ -43,7 +43,7 @@ export async function startPayment(
 ): Promise<{ payment: Payment; lease: ChargeLease }> {
   const hash = inputHash({ ...input, capture: input.capture ?? true });
   if (requestKey) {
-    const existing = await ctx.db
+    const existing = await ctx.tables
       .selectFrom('payments')
       .selectAll()
       .where('request_key', '=', requestKey)
@@ -69,13 +69,13 @@ export async function startPayment(
   const priced = taxOfOneOff(input.amount, market);
   const chargedIssue = amountProblem(priced.chargedMinor, input.currency);
   if (chargedIssue) throw invalid('amount', `with ${priced.taxMinor} tax added, the total ${chargedIssue}`);
-  const method = await methodOf(ctx.db, customer.id, input.paymentMethod);
+  const method = await methodOf(ctx.tables, customer.id, input.paymentMethod);
   if (!method) {
     throw input.paymentMethod
       ? invalid('paymentMethod', `no payment method '${input.paymentMethod}' for this customer`)
       : invalid('paymentMethod', 'the customer has no default payment method; attach one or name one');
   }
-  const [withTokens] = await withProviders(ctx.db, [method]);
+  const [withTokens] = await withProviders(ctx.tables, [method]);
   const providers = withTokens?.providers ?? [];
   const decision = ctx.router.plan(market.code, method.brand, new Set(providers));
   const first = decision.candidates[0];
@@ -119,7 +119,8 @@ export async function startPayment(
     updated_at: now,
   };
   return transact(ctx.db, async (trx) => {
-    const inserted = await trx
+    const db = paymentTables(trx);
+    const inserted = await db
       .insertInto('payments')
       .values(row)
       .onConflict((oc) => oc.column('request_key').doNothing())
@@ -127,7 +128,7 @@ export async function startPayment(
       .executeTakeFirst();
     if (!inserted) {
       // A concurrent twin of this request created it first.
-      const twin = await trx
+      const twin = await db
         .selectFrom('payments')
         .selectAll()
         .where('request_key', '=', requestKey)

@@ -3,6 +3,7 @@ import { newId } from '../../../kernel/ids.js';
 import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
 import { factsOf, type PaymentsContext, statusOf } from '../context.js';
 import { disputeClosedEntry, disputeOpenedEntry } from '../domain/entries.js';
+import { paymentTables } from '../tables.js';
 
 /** A dispute the provider reports: opened once, closed once, each with its ledger entry. */
 export async function applyDispute(
@@ -11,14 +12,15 @@ export async function applyDispute(
   paymentId: string,
   d: NonNullable<ProviderPaymentSnapshot['dispute']>,
 ): Promise<void> {
+  const db = paymentTables(trx);
   const now = ctx.clock.now();
-  let dispute = await trx
+  let dispute = await db
     .selectFrom('disputes')
     .selectAll()
     .where('provider_dispute_id', '=', d.providerDisputeId)
     .forUpdate()
     .executeTakeFirst();
-  const payment = await trx
+  const payment = await db
     .selectFrom('payments')
     .selectAll()
     .where('id', '=', paymentId)
@@ -36,11 +38,11 @@ export async function applyDispute(
       created_at: now,
       closed_at: null,
     };
-    await trx.insertInto('disputes').values(dispute).execute();
+    await db.insertInto('disputes').values(dispute).execute();
     await ctx.ledger.post(trx, disputeOpenedEntry(facts, dispute.id, d.amountMinor, d.feeMinor, now));
   }
   if (d.status !== 'open' && dispute.status === 'open') {
-    await trx
+    await db
       .updateTable('disputes')
       .set({ status: d.status, closed_at: now })
       .where('id', '=', dispute.id)
@@ -49,7 +51,7 @@ export async function applyDispute(
     if (closing) await ctx.ledger.post(trx, closing);
   }
   const state = d.status !== 'open' ? d.status : dispute.status;
-  await trx
+  await db
     .updateTable('payments')
     .set({ status: statusOf(payment, state), updated_at: now })
     .where('id', '=', paymentId)

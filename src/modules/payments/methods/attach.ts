@@ -3,7 +3,7 @@ import { DomainError, invalid, invalidState } from '../../../kernel/errors.js';
 import { newId } from '../../../kernel/ids.js';
 import { ProviderError } from '../../../providers/port.js';
 import { assertSameInput, inputHash, type PaymentsContext } from '../context.js';
-import type { PaymentMethodsTable } from '../tables.js';
+import { type PaymentMethodsTable, paymentTables } from '../tables.js';
 import { type PaymentMethod, toMethod, withProviders } from './queries.js';
 
 export interface AttachInput {
@@ -27,13 +27,13 @@ export async function attachMethod(
   const customer = await ctx.customers.get(customerRef);
   if (requestKey) {
     // The same request, retried after a crash that stored the method but lost the answer.
-    const existing = await ctx.db
+    const existing = await ctx.tables
       .selectFrom('payment_methods')
       .selectAll()
       .where('request_key', '=', requestKey)
       .execute();
     for (const row of existing) assertSameInput(row, hash, `payment method ${row.id}`);
-    const [found] = await withProviders(ctx.db, existing);
+    const [found] = await withProviders(ctx.tables, existing);
     if (found) return found;
   }
   if (customer.erasedAt)
@@ -82,7 +82,8 @@ export async function attachMethod(
     );
   }
   return transact(ctx.db, async (trx) => {
-    const hasDefault = await trx
+    const db = paymentTables(trx);
+    const hasDefault = await db
       .selectFrom('payment_methods')
       .select('id')
       .where('customer_id', '=', customer.id)
@@ -99,8 +100,8 @@ export async function attachMethod(
       request_hash: requestKey ? hash : null,
       created_at: ctx.clock.now(),
     };
-    await trx.insertInto('payment_methods').values(row).execute();
-    await trx
+    await db.insertInto('payment_methods').values(row).execute();
+    await db
       .insertInto('payment_method_tokens')
       .values(
         tokens.map((t) => ({

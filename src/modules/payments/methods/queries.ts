@@ -1,6 +1,6 @@
-import type { Executor } from '../../../db/schema.js';
+import type { Kysely } from 'kysely';
 import type { PaymentsContext } from '../context.js';
-import type { PaymentMethodsTable } from '../tables.js';
+import type { PaymentMethodsTable, PaymentTables } from '../tables.js';
 
 export interface PaymentMethod {
   id: string;
@@ -15,21 +15,21 @@ export interface PaymentMethod {
 
 /** A customer's method by id, or its default one when no id is given. */
 export function methodOf(
-  executor: Executor,
+  db: Kysely<PaymentTables>,
   customerId: string,
   methodId: string | undefined,
 ): Promise<PaymentMethodsTable | undefined> {
-  const q = executor.selectFrom('payment_methods').selectAll().where('customer_id', '=', customerId);
+  const q = db.selectFrom('payment_methods').selectAll().where('customer_id', '=', customerId);
   return (methodId ? q.where('id', '=', methodId) : q.where('is_default', '=', true)).executeTakeFirst();
 }
 
 /** The methods with the provider instances holding a token for each (one query for all). */
 export async function withProviders(
-  executor: Executor,
+  db: Kysely<PaymentTables>,
   rows: PaymentMethodsTable[],
 ): Promise<PaymentMethod[]> {
   if (rows.length === 0) return [];
-  const tokens = await executor
+  const tokens = await db
     .selectFrom('payment_method_tokens')
     .select(['payment_method_id', 'provider'])
     .where(
@@ -66,12 +66,12 @@ export async function listMethods(
   page: { limit: number; after?: string | undefined },
 ): Promise<PaymentMethod[]> {
   const customer = await ctx.customers.get(customerRef);
-  let q = ctx.db
+  let q = ctx.tables
     .selectFrom('payment_methods')
     .selectAll()
     .where('customer_id', '=', customer.id)
     .orderBy('id')
     .limit(page.limit + 1);
   if (page.after) q = q.where('id', '>', page.after);
-  return withProviders(ctx.db, await q.execute());
+  return withProviders(ctx.tables, await q.execute());
 }

@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { Executor } from '../../../db/schema.js';
 import { newId } from '../../../kernel/ids.js';
 import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
@@ -5,13 +6,14 @@ import { applyCapture } from '../charges/apply-capture.js';
 import type { Payment, PaymentsContext } from '../context.js';
 import { applyDispute } from '../disputes/apply.js';
 import { bookRefund, finishRefund } from '../refunds/finish.js';
+import { type PaymentTables, paymentTables } from '../tables.js';
 
 export async function findBySnapshot(
-  trx: Executor,
+  db: Kysely<PaymentTables>,
   provider: string,
   s: ProviderPaymentSnapshot,
 ): Promise<Payment | undefined> {
-  const byProviderId = await trx
+  const byProviderId = await db
     .selectFrom('payments')
     .selectAll()
     .where('provider', '=', provider)
@@ -19,7 +21,7 @@ export async function findBySnapshot(
     .executeTakeFirst();
   if (byProviderId) return byProviderId;
   // Our payment id is the charge's idempotency key: the link when the charge's answer was lost.
-  return trx
+  return db
     .selectFrom('payments')
     .selectAll()
     .where('id', '=', s.idempotencyKey)
@@ -34,11 +36,12 @@ export async function applySnapshot(
   provider: string,
   s: ProviderPaymentSnapshot,
 ): Promise<void> {
-  const payment = await findBySnapshot(trx, provider, s);
+  const db = paymentTables(trx);
+  const payment = await findBySnapshot(db, provider, s);
   if (!payment) return;
   const now = ctx.clock.now();
   if (s.status === 'failed' && payment.status === 'processing') {
-    await trx
+    await db
       .updateTable('payments')
       .set({
         status: 'failed',
@@ -52,7 +55,7 @@ export async function applySnapshot(
     return;
   }
   if (s.status === 'voided' && (payment.status === 'authorized' || payment.status === 'processing')) {
-    await trx
+    await db
       .updateTable('payments')
       .set({ status: 'voided', provider_payment_id: s.providerPaymentId, updated_at: now })
       .where('id', '=', payment.id)
@@ -69,14 +72,14 @@ export async function applySnapshot(
   }
   if (s.status !== 'succeeded') return;
   for (const r of s.refunds) {
-    const known = await trx
+    const known = await db
       .selectFrom('refunds')
       .selectAll()
       .where('provider_refund_id', '=', r.providerRefundId)
       .executeTakeFirst();
     if (known) continue;
     // A refund we started whose answer we lost, or one made at the provider directly.
-    const pending = await trx
+    const pending = await db
       .selectFrom('refunds')
       .selectAll()
       .where('payment_id', '=', payment.id)
@@ -89,7 +92,7 @@ export async function applySnapshot(
       await finishRefund(ctx, trx, pending.id, { providerRefundId: r.providerRefundId });
     } else {
       const id = newId('refund');
-      await trx
+      await db
         .insertInto('refunds')
         .values({
           id,

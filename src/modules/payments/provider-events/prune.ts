@@ -18,6 +18,6 @@ export async function pruneProviderEvents(ctx: PaymentsContext, batchMax = 10_00
       ORDER BY received_at LIMIT ${batchMax}
     )
     DELETE FROM provider_events e USING doomed d
-    WHERE e.provider = d.provider AND e.event_id = d.event_id`.execute(ctx.db);
+    WHERE e.provider = d.provider AND e.event_id = d.event_id`.execute(ctx.tables);
   return Number(result.numAffectedRows ?? 0n);
 }

@@ -1,6 +1,7 @@
 import type { Executor } from '../../../db/schema.js';
 import type { ProviderEvent } from '../../../providers/port.js';
 import type { PaymentsContext } from '../context.js';
+import { paymentTables } from '../tables.js';
 import { applySnapshot, findBySnapshot } from './apply-snapshot.js';
 
 /**
@@ -13,8 +14,9 @@ export async function receiveEvent(
   provider: string,
   event: ProviderEvent,
 ): Promise<{ duplicate: boolean; payment: string | null }> {
-  const payment = await findBySnapshot(trx, provider, event.payment);
-  const inserted = await trx
+  const db = paymentTables(trx);
+  const payment = await findBySnapshot(db, provider, event.payment);
+  const inserted = await db
     .insertInto('provider_events')
     .values({
       provider,

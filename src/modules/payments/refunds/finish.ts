@@ -13,6 +13,7 @@ import {
   statusOf,
 } from '../context.js';
 import { refundEntry, refundTaxPart } from '../domain/entries.js';
+import { paymentTables } from '../tables.js';
 
 export type RefundOutcome = { providerRefundId: string } | { failed: string };
 
@@ -43,7 +44,8 @@ export async function finishRefund(
   refundId: string,
   outcome: RefundOutcome,
 ): Promise<Refund> {
-  const refund = await trx
+  const db = paymentTables(trx);
+  const refund = await db
     .selectFrom('refunds')
     .selectAll()
     .where('id', '=', refundId)
@@ -52,20 +54,20 @@ export async function finishRefund(
   if (refund.status !== 'pending') return refund;
   const now = ctx.clock.now();
   if ('failed' in outcome) {
-    await trx
+    await db
       .updateTable('refunds')
       .set({ status: 'failed', failure_reason: outcome.failed, updated_at: now })
       .where('id', '=', refundId)
       .execute();
   } else {
-    await trx
+    await db
       .updateTable('refunds')
       .set({ status: 'succeeded', provider_refund_id: outcome.providerRefundId, updated_at: now })
       .where('id', '=', refundId)
       .execute();
     await bookRefund(ctx, trx, refund.payment_id, refund.id, refund.amount_minor);
   }
-  return trx.selectFrom('refunds').selectAll().where('id', '=', refundId).executeTakeFirstOrThrow();
+  return db.selectFrom('refunds').selectAll().where('id', '=', refundId).executeTakeFirstOrThrow();
 }
 
 /** The refund's effect on the payment (amount and tax given back) and its ledger entry. */
@@ -76,7 +78,8 @@ export async function bookRefund(
   refundId: string,
   amountMinor: number,
 ): Promise<void> {
-  const payment = await trx
+  const db = paymentTables(trx);
+  const payment = await db
     .selectFrom('payments')
     .selectAll()
     .where('id', '=', paymentId)
@@ -94,12 +97,12 @@ export async function bookRefund(
     amount_refunded_minor: payment.amount_refunded_minor + amountMinor,
     tax_refunded_minor: payment.tax_refunded_minor + taxPart,
   };
-  await trx
+  await db
     .updateTable('payments')
     .set({
       amount_refunded_minor: updated.amount_refunded_minor,
       tax_refunded_minor: updated.tax_refunded_minor,
-      status: statusOf(updated, await disputeState(trx, paymentId)),
+      status: statusOf(updated, await disputeState(db, paymentId)),
       updated_at: ctx.clock.now(),
     })
     .where('id', '=', paymentId)
@@ -118,7 +121,11 @@ export async function retryRefund(ctx: PaymentsContext, refundId: string): Promi
 }
 
 export async function getRefund(ctx: PaymentsContext, id: string, trx: Executor = ctx.db): Promise<Refund> {
-  const row = await trx.selectFrom('refunds').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await paymentTables(trx)
+    .selectFrom('refunds')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirst();
   if (!row) throw notFound('refund', id);
   return row;
 }

@@ -10,7 +10,7 @@ import {
   type PaymentsContext,
   type Refund,
 } from '../context.js';
-import type { RefundsTable } from '../tables.js';
+import { paymentTables, type RefundsTable } from '../tables.js';
 
 /** How long after its start a refund the provider did not confirm is retried by the job. */
 const REFUND_RECONCILE_AFTER_MS = 30_000;
@@ -32,7 +32,7 @@ export async function startRefund(
 ): Promise<{ refund: Refund; payment: Payment }> {
   const hash = inputHash(input);
   if (requestKey) {
-    const existing = await ctx.db
+    const existing = await ctx.tables
       .selectFrom('refunds')
       .selectAll()
       .where('request_key', '=', requestKey)
@@ -43,7 +43,8 @@ export async function startRefund(
     }
   }
   return transact(ctx.db, async (trx) => {
-    const payment = await trx
+    const db = paymentTables(trx);
+    const payment = await db
       .selectFrom('payments')
       .selectAll()
       .where('id', '=', input.payment)
@@ -59,7 +60,7 @@ export async function startRefund(
       const issue = amountProblem(input.amount, payment.currency);
       if (issue) throw invalid('amount', issue);
     }
-    const pending = await trx
+    const pending = await db
       .selectFrom('refunds')
       .select((eb) => eb.fn.sum<number>('amount_minor').as('total'))
       .where('payment_id', '=', payment.id)
@@ -87,7 +88,7 @@ export async function startRefund(
       created_at: now,
       updated_at: now,
     };
-    const inserted = await trx
+    const inserted = await db
       .insertInto('refunds')
       .values(refund)
       .onConflict((oc) => oc.column('request_key').doNothing())
@@ -95,7 +96,7 @@ export async function startRefund(
       .executeTakeFirst();
     if (!inserted) {
       // A concurrent twin of this request created it first.
-      const twin = await trx
+      const twin = await db
         .selectFrom('refunds')
         .selectAll()
         .where('request_key', '=', requestKey)
