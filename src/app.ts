@@ -156,7 +156,12 @@ export async function createApp(options: AppOptions): Promise<App> {
   apiKeyRoutes(server, { apiKeys: services.apiKeys, uow });
   auditRoutes(server, { audit: services.audit });
   catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
-  customerRoutes(server, { customers: services.customers, catalog: services.catalog, uow });
+  customerRoutes(server, {
+    customers: services.customers,
+    catalog: services.catalog,
+    uow,
+    idempotency: services.idempotency,
+  });
   testClockRoutes(server, { testClocks: services.testClocks, uow });
   ledgerRoutes(server, { ledger: services.ledger });
   paymentRoutes(server, { payments: services.payments, uow });

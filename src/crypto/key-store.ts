@@ -150,6 +150,30 @@ export class KeyStore {
     return (await q.execute()).map((r) => ({ id: r.subject_id, at: r.created_at }));
   }
 
+  /**
+   * Physically removes deleted keys from the embedded key store's files. A DELETE leaves the row's
+   * bytes in the table's pages and in the write-ahead log until they are overwritten, and anyone
+   * holding the directory could read an erased customer's key back from them. So after an erasure
+   * the embedded store rewrites the table into a new file (the old one is unlinked), checkpoints,
+   * and moves to a new WAL segment with recycling off, so the segments that held the key are
+   * unlinked rather than renamed for reuse. Cost: one table rewrite and one 16 MB segment per call.
+   *
+   * A PostgreSQL key store is the operator's server: its WAL, replicas and archives follow the
+   * server's settings, so this is a no-op there; ADR 0012 says what to configure.
+   */
+  async purgeDeleted(): Promise<void> {
+    if (this.kind !== 'pglite') return;
+    for (const statement of [
+      'SET wal_recycle = off',
+      'VACUUM FULL data_keys',
+      'CHECKPOINT',
+      'SELECT pg_switch_wal()',
+      'CHECKPOINT',
+    ]) {
+      await sql.raw(statement).execute(this.#db);
+    }
+  }
+
   async close(): Promise<void> {
     await this.#handle.close();
   }

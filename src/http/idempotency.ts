@@ -48,6 +48,9 @@ export function requestHash(request: FastifyRequest, hashKey?: Buffer): string {
  * - a claim whose lease ran out belongs to a request that died before committing (its effects and
  *   the completion commit together), so a retry takes the claim over and runs.
  */
+/** No HMAC hex digest looks like this: a retired request matches nothing. */
+const ERASED_FINGERPRINT = 'erased';
+
 export class IdempotencyStore {
   /** The shared database seen through the store's tables, for work outside a transaction. */
   readonly #tables: Kysely<IdempotencyTables>;
@@ -214,6 +217,22 @@ export class IdempotencyStore {
       );
     }
     claim.settled = true;
+  }
+
+  /**
+   * Retires the stored requests that carried a customer's personal data, in the erasure's
+   * transaction: their fingerprint can no longer match any request, so a retry with the same key
+   * answers 422 whatever its body (a replay or a 422 must not tell whether a guessed email was the
+   * erased one), and nothing is replayed.
+   */
+  async forgetSubject(executor: Executor, customerId: string): Promise<number> {
+    const result = await idempotencyTables(executor)
+      .updateTable('idempotency_keys')
+      .set({ request_hash: ERASED_FINGERPRINT, personal_ref: null })
+      .where(sql<string>`personal_ref ->> 'customerId'`, '=', customerId)
+      .where('personal_ref', 'is not', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   /** A 5xx is not an answer: release the claim so a retry runs the request again. */

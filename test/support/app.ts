@@ -1,6 +1,7 @@
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { type App, createApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
+import type { KeyStore } from '../../src/crypto/key-store.js';
 import type { Clock } from '../../src/kernel/clock.js';
 import { freshDatabase, freshKeyStore } from './database.js';
 
@@ -33,10 +34,14 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(overrides: Partial<Config> = {}, clock?: Clock): Promise<TestApp> {
+export async function startTestApp(
+  overrides: Partial<Config> = {},
+  clock?: Clock,
+  options: { keyStore?: KeyStore } = {},
+): Promise<TestApp> {
   const database = await freshDatabase();
   // Every test app has a key store of its own, apart from its data database, as in production.
-  const keyStore = await freshKeyStore();
+  const keyStore = options.keyStore ?? (await freshKeyStore());
   const config: Config = {
     ...loadConfig({ REPRISE_DATA_DIR: '/tmp/reprise-test-unused' }),
     bootstrapKey: BOOTSTRAP,

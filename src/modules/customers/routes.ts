@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Executor } from '../../db/schema.js';
+import type { IdempotencyStore } from '../../http/idempotency.js';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
@@ -40,10 +41,15 @@ const idParams = z.object({ id: z.string().min(1).max(255).describe('Customer id
 
 export function customerRoutes(
   app: FastifyInstance,
-  deps: { customers: CustomerService; catalog: CatalogService; uow: UnitOfWork },
+  deps: {
+    customers: CustomerService;
+    catalog: CatalogService;
+    uow: UnitOfWork;
+    idempotency: IdempotencyStore;
+  },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const { customers, catalog, uow } = deps;
+  const { customers, catalog, uow, idempotency } = deps;
   const tags = ['Customers'];
 
   // Inside a unit of work, reads must use its transaction: on PGlite the one session is held by it.
@@ -146,6 +152,8 @@ export function customerRoutes(
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
         const customer = await customers.erase(req.params.id, trx);
+        // Stored requests that carried the personal data are retired with it (no replay, no oracle).
+        await idempotency.forgetSubject(trx, customer.id);
         return { status: 200, body: await one(customer, trx), resourceId: customer.id };
       }),
   );

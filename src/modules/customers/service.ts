@@ -182,6 +182,8 @@ export class CustomerService {
       .executeTakeFirstOrThrow();
     // Last: if deleting the key fails, the row is not marked erased either (the request fails).
     await this.#keys.delete(existing.id);
+    // An embedded key store also scrubs the deleted key's bytes from its files (ADR 0012).
+    await this.#keys.purgeDeleted();
     return toCustomer(row, { email: null, name: null });
   }
 
