@@ -12,9 +12,8 @@ const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,512})$/i;
 
 /**
  * Failed authentications per client address in a fixed one-minute window. Over the budget, the
- * address only gets through with a key that authenticated on this node recently (anything else is
- * refused without a database lookup): guessing is slowed, authenticated traffic behind the same
- * address is not.
+ * address only gets through with a key this node holds as active (anything else is refused without
+ * a database lookup): guessing is slowed, authenticated traffic behind the same address is not.
  */
 export class FailedAuthLimiter {
   readonly #budget: number;
@@ -64,7 +63,7 @@ export function installAuth(app: FastifyInstance, apiKeys: ApiKeyService, limite
     let principal: Principal | null;
     const retryAfter = limiter.retryAfterSeconds(address);
     if (retryAfter > 0) {
-      principal = secret && apiKeys.authenticatedRecently(secret) ? await apiKeys.authenticate(secret) : null;
+      principal = secret ? await apiKeys.knownPrincipal(secret) : null;
       if (!principal) {
         reply.header('Retry-After', String(retryAfter));
         throw new DomainError(

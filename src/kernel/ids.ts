@@ -53,6 +53,15 @@ export function newId(kind: IdKind, nowMs: number = Date.now()): string {
 const ID_SHAPE = /^([a-z]+)_[0-9A-HJKMNP-TV-Z]{26}$/;
 
 /** True when `value` looks like an id of this kind (codes never do: see `isCode`). */
+/**
+ * Whether `value` has the shape of an id of ours (`cus_` + 26 ULID characters, any prefix).
+ * Codes and external ids that could be read as an id are refused: "id or code" lookups must
+ * never resolve to another resource.
+ */
+export function looksLikeId(value: string): boolean {
+  return ID_SHAPE.test(value);
+}
+
 export function isIdOf(kind: IdKind, value: string): boolean {
   const match = ID_SHAPE.exec(value);
   return match !== null && match[1] === ID_PREFIXES[kind];

@@ -212,6 +212,27 @@ describe(`input every route refuses (${ENGINE})`, () => {
     expect(res.json().errors).toEqual([expect.objectContaining({ path: 'amount', in: 'body' })]);
   });
 
+  it('an externalId or a code shaped like an id is refused: "id or externalId" never means another resource', async () => {
+    const victim = (await t.call('POST', '/v1/customers', { externalId: 'victim-x', market: 'SE' })).json();
+    const squat = await t.call('POST', '/v1/customers', { externalId: victim.id, market: 'SE' });
+    expect(squat.statusCode).toBe(400);
+    expect(squat.json().errors[0]).toMatchObject({ path: 'externalId', in: 'body' });
+    expect((await t.call('GET', `/v1/customers/${victim.id}`)).json().externalId).toBe('victim-x');
+    for (const blank of ['   ', ' lead', 'trail ']) {
+      const res = await t.call('POST', '/v1/customers', { externalId: blank, market: 'SE' });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].path).toBe('externalId');
+    }
+    const product = await t.call('POST', '/v1/products', {
+      code: 'prod_01234567890123456789012345',
+      name: 'Squat',
+      features: ['x'],
+      seats: 1,
+    });
+    expect(product.statusCode).toBe(400);
+    expect(product.json().errors[0].path).toBe('code');
+  });
+
   it('framework refusals are problem+json with stable codes', async () => {
     const badUrl = await t.call('GET', '/v1/customers/%ff');
     expect(badUrl.statusCode).toBe(400);
@@ -285,22 +306,37 @@ describe(`failed authentications are limited per client address (${ENGINE})`, ()
     expect((await as('203.0.113.9', 'rpk_z', '198.51.100.99')).statusCode).toBe(429);
   });
 
-  it('a flood of unknown tokens never evicts a known key from the cache', async () => {
+  it('a flood of unknown tokens evicts no real key, and the active keys are known without a lookup', async () => {
     const db = t.app.services.db;
-    const apiKeys = new ApiKeyService(db, t.app.services.clock, undefined, { knownMax: 4, unknownMax: 4 });
+    const apiKeys = new ApiKeyService(db, t.app.services.clock, undefined, { unknownMax: 4 });
     const secret = await t.keyWith('catalog:read');
     const principal = await apiKeys.authenticate(secret);
     expect(principal).not.toBeNull();
     for (let i = 0; i < 40; i++) expect(await apiKeys.authenticate(`rpk_flood${i}`)).toBeNull();
-    // Revoked behind this node's back: only the cache can still answer, so the key is still cached.
+    // Revoked behind this node's back: only its in-memory copy can still answer, so it still has it.
     await db
       .updateTable('api_keys')
       .set({ revoked_at: new Date() })
       .where('id', '=', principal!.keyId)
       .execute();
     expect(await apiKeys.authenticate(secret)).toEqual(principal);
-    expect(apiKeys.authenticatedRecently(secret)).toBe(true);
-    expect(apiKeys.authenticatedRecently('rpk_flood1')).toBe(false);
+    expect(await apiKeys.knownPrincipal(secret)).toEqual(principal);
+    expect(await apiKeys.knownPrincipal('rpk_flood1')).toBeNull();
+  });
+
+  it('a key created after the flood started is served at the flooded address (no restart, no prior use)', async () => {
+    for (let i = 0; i < 6; i++) await as('192.0.2.50', `rpk_more${i}`);
+    expect((await as('192.0.2.50', 'rpk_more')).statusCode).toBe(429);
+    const fresh = await t.keyWith('catalog:read');
+    expect((await as('192.0.2.50', fresh)).statusCode).toBe(200);
+  });
+
+  it('a revocation on this node takes effect at once', async () => {
+    const secret = await t.keyWith('catalog:read');
+    expect((await as('192.0.2.60', secret)).statusCode).toBe(200);
+    const id = (await t.app.services.apiKeys.knownPrincipal(secret))!.keyId;
+    expect((await t.call('POST', `/v1/api-keys/${id}/revoke`)).statusCode).toBe(200);
+    expect((await as('192.0.2.60', secret)).statusCode).toBe(401);
   });
 });
 

@@ -2,6 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { Db, Executor } from '../../db/schema.js';
+import { afterCommit } from '../../db/transaction.js';
 import { sha256Hex } from '../../kernel/canonical-json.js';
 import type { Clock } from '../../kernel/clock.js';
 import { notFound } from '../../kernel/errors.js';
@@ -26,12 +27,12 @@ export interface Principal {
 
 export const BOOTSTRAP_KEY_ID = 'key_bootstrap';
 const SECRET_PREFIX = 'rpk_';
-const CACHE_TTL_MS = 5_000;
-/** Known keys cached per node: far more than any deployment has keys. */
-const KNOWN_ENTRIES_MAX = 10_000;
-/** Unknown secrets are remembered apart, so a flood of random tokens never evicts a known key. */
+/** How stale this node's copy of the active keys may get (revocations elsewhere show within it). */
+const ACTIVE_KEYS_TTL_MS = 5_000;
+/** Active keys held in memory per node: far more than any deployment has; beyond it, lookups by hash. */
+const ACTIVE_KEYS_MAX = 100_000;
+/** Unknown secrets remembered (bounded), so a repeated wrong token costs no database lookup. */
 const UNKNOWN_ENTRIES_MAX = 10_000;
-const RECENTLY_VALID_MS = 60 * 60_000;
 
 const toApiKey = (row: ApiKeysTable): ApiKey => ({
   id: row.id,
@@ -44,9 +45,11 @@ const toApiKey = (row: ApiKeysTable): ApiKey => ({
 
 /**
  * API keys: secrets are 256 random bits, so one SHA-256 is as good as a slow hash for storage
- * (no dictionary to attack); lookups go by that hash. A short per-node cache keeps authentication
- * off the database on hot paths; revocation clears it on the node that revokes, and other nodes
- * see it within CACHE_TTL_MS.
+ * (no dictionary to attack); lookups go by that hash. Each node holds the hashes of every active
+ * key in memory (reloaded every ACTIVE_KEYS_TTL_MS, at once after a revocation on this node), so
+ * authentication stays off the database on hot paths and a real key is recognised without a
+ * lookup even while its client's address is over the failed-authentication budget. Unknown
+ * secrets are remembered in their own bounded LRU: a flood of random tokens evicts no real key.
  */
 export class ApiKeyService {
   readonly #db: Db;
@@ -54,24 +57,24 @@ export class ApiKeyService {
   readonly #tables: Kysely<ApiKeyTables>;
   readonly #clock: Clock;
   readonly #bootstrap: Buffer | undefined;
-  readonly #known: LRUCache<string, Principal>;
+  readonly #activeMax: number;
+  #active = new Map<string, Principal>();
+  #activeLoadedAtMs = Number.NEGATIVE_INFINITY;
+  #activeLoading: Promise<void> | undefined;
   readonly #unknown: LRUCache<string, true>;
-  /** Secrets that authenticated recently: still looked up for a client over its failure budget. */
-  readonly #recentlyValid: LRUCache<string, true>;
 
   constructor(
     db: Db,
     clock: Clock,
     bootstrapSecret: string | undefined,
-    cache: { knownMax?: number; unknownMax?: number } = {},
+    limits: { activeMax?: number; unknownMax?: number } = {},
   ) {
     this.#db = db;
     this.#tables = apiKeyTables(db);
     this.#clock = clock;
     this.#bootstrap = bootstrapSecret ? Buffer.from(sha256Hex(bootstrapSecret), 'hex') : undefined;
-    this.#known = new LRUCache({ max: cache.knownMax ?? KNOWN_ENTRIES_MAX, ttl: CACHE_TTL_MS });
-    this.#unknown = new LRUCache({ max: cache.unknownMax ?? UNKNOWN_ENTRIES_MAX, ttl: CACHE_TTL_MS });
-    this.#recentlyValid = new LRUCache({ max: cache.knownMax ?? KNOWN_ENTRIES_MAX, ttl: RECENTLY_VALID_MS });
+    this.#activeMax = limits.activeMax ?? ACTIVE_KEYS_MAX;
+    this.#unknown = new LRUCache({ max: limits.unknownMax ?? UNKNOWN_ENTRIES_MAX, ttl: ACTIVE_KEYS_TTL_MS });
   }
 
   async create(
@@ -90,6 +93,7 @@ export class ApiKeyService {
       last_used_at: null,
     };
     await apiKeyTables(trx).insertInto('api_keys').values(row).execute();
+    afterCommit(trx, () => this.#expireActive());
     return { key: toApiKey(row), secret };
   }
 
@@ -118,28 +122,31 @@ export class ApiKeyService {
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    this.#known.clear();
+    this.#expireActive();
+    afterCommit(trx, () => this.#expireActive());
     return toApiKey(row);
   }
 
   /**
-   * Whether this secret authenticated on this node in the last hour (or is the bootstrap key),
-   * without touching the database: a client whose address is over its failed-authentication
-   * budget keeps working with a real key, while guesses are refused unseen.
+   * The principal of a secret this node knows to be an active key (or the bootstrap key), without
+   * a lookup by hash: what a client over its failed-authentication budget may still use. A key
+   * created on another node is known here within ACTIVE_KEYS_TTL_MS.
    */
-  authenticatedRecently(secret: string): boolean {
+  async knownPrincipal(secret: string): Promise<Principal | null> {
     const hash = sha256Hex(secret);
-    return this.#bootstrapPrincipal(hash) !== null || this.#recentlyValid.has(hash);
+    const bootstrap = this.#bootstrapPrincipal(hash);
+    if (bootstrap) return bootstrap;
+    await this.#freshActive();
+    return this.#active.get(hash) ?? null;
   }
 
   /** The principal for a bearer secret, or null when the secret is unknown or revoked. */
   async authenticate(secret: string): Promise<Principal | null> {
-    const hash = sha256Hex(secret);
-    const bootstrap = this.#bootstrapPrincipal(hash);
-    if (bootstrap) return bootstrap;
-    const known = this.#known.get(hash);
+    const known = await this.knownPrincipal(secret);
     if (known) return known;
+    const hash = sha256Hex(secret);
     if (this.#unknown.has(hash)) return null;
+    // Created since the last reload (maybe on another node), or beyond what memory holds.
     const row = await this.#tables
       .selectFrom('api_keys')
       .select(['id', 'scopes', 'revoked_at'])
@@ -150,9 +157,36 @@ export class ApiKeyService {
       return null;
     }
     const principal: Principal = { keyId: row.id, scopes: row.scopes };
-    this.#known.set(hash, principal);
-    this.#recentlyValid.set(hash, true);
+    if (this.#active.size < this.#activeMax) this.#active.set(hash, principal);
     return principal;
+  }
+
+  #expireActive(): void {
+    this.#activeLoadedAtMs = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Reloads the active keys when stale; concurrent callers share one reload. */
+  async #freshActive(): Promise<void> {
+    if (performance.now() - this.#activeLoadedAtMs < ACTIVE_KEYS_TTL_MS) return;
+    this.#activeLoading ??= (async () => {
+      try {
+        const startedMs = performance.now();
+        const rows = await this.#tables
+          .selectFrom('api_keys')
+          .select(['id', 'secret_hash', 'scopes'])
+          .where('revoked_at', 'is', null)
+          .orderBy('id')
+          .limit(this.#activeMax)
+          .execute();
+        // More active keys than memory holds: the rest are found by a lookup on a miss.
+        this.#active = new Map(rows.map((r) => [r.secret_hash, { keyId: r.id, scopes: r.scopes }]));
+        this.#unknown.clear();
+        this.#activeLoadedAtMs = startedMs;
+      } finally {
+        this.#activeLoading = undefined;
+      }
+    })();
+    await this.#activeLoading;
   }
 
   #bootstrapPrincipal(hash: string): Principal | null {

@@ -5,6 +5,7 @@ import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.j
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
+import { looksLikeId } from '../../kernel/ids.js';
 import type { PriceVersion } from './domain/price-resolution.js';
 import type { CatalogService, Market, Plan, Product } from './service.js';
 
@@ -15,7 +16,8 @@ const code = z
   .regex(
     /^[a-z0-9][a-z0-9._-]*$/,
     'must be lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
-  );
+  )
+  .refine((v) => !looksLikeId(v), 'must not have the shape of an id (prefix_ and 26 characters)');
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in capitals, e.g. "SEK"');
 const timing = z.enum(['immediate', 'end_of_term']);
 

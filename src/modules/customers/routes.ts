@@ -7,11 +7,18 @@ import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.j
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
+import { looksLikeId } from '../../kernel/ids.js';
 import type { CatalogService } from '../catalog/service.js';
 import { type Customer, type CustomerService, PERSONAL_FIELDS } from './service.js';
 
 const customerBody = z.object({
-  externalId: z.string().min(1).max(255).describe("The identity system's user id; unique"),
+  externalId: z
+    .string()
+    .min(1)
+    .max(255)
+    .refine((v) => v.trim() === v && v !== '', 'must not be blank or start or end with whitespace')
+    .refine((v) => !looksLikeId(v), 'must not have the shape of a Reprise id (e.g. cus_ and 26 characters)')
+    .describe("The identity system's user id; unique; never shaped like a Reprise id"),
   market: z.string().min(1).max(64).describe('Market code or id'),
   email: z.email().max(320).optional(),
   name: z.string().min(1).max(200).optional(),
