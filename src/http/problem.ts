@@ -53,6 +53,49 @@ const CONTEXT_NAME: Record<string, string> = {
   headers: 'header',
 };
 
+const CODE_OF_STATUS: Record<number, ErrorCode> = {
+  400: 'validation_failed',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  431: 'headers_too_large',
+};
+
+/**
+ * Answers a request Node's HTTP parser refused before Fastify saw it (malformed request line or
+ * headers, conflicting Content-Length, headers over the limit, too slow) with a problem document,
+ * written on the socket, which is then closed.
+ */
+export function clientErrorResponse(err: NodeJS.ErrnoException): string {
+  const code: ErrorCode =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request_timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers_too_large'
+        : 'validation_failed';
+  const detail =
+    code === 'request_timeout'
+      ? 'The request did not arrive in time.'
+      : code === 'headers_too_large'
+        ? 'The request headers are larger than this server accepts.'
+        : 'The request is not well-formed HTTP.';
+  const p = problem(
+    code,
+    detail,
+    code === 'validation_failed' ? [{ path: 'request', message: 'is malformed' }] : [],
+  );
+  const body = JSON.stringify(p);
+  return (
+    `HTTP/1.1 ${p.status} ${p.title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
 /** Maps anything thrown in a request to a problem document; unknown errors are 500s and logged. */
 export function toProblem(error: unknown, request: FastifyRequest): Problem {
   if (error instanceof DomainError) return problem(error.code, error.message, error.errors, error.extra);
@@ -95,8 +138,11 @@ export function toProblem(error: unknown, request: FastifyRequest): Problem {
   if (fe.statusCode === 503)
     return problem('service_unavailable', 'The server is shutting down or not ready.');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    // Any other refusal the framework makes is still a problem document with a stable code.
+    // Any other refusal the framework or a plugin makes is still a problem document whose code
+    // agrees with its status.
     request.log.warn({ err: error }, 'framework refusal');
+    const code = CODE_OF_STATUS[fe.statusCode];
+    if (code) return problem(code, 'The request was refused.');
     return { ...problem('validation_failed', 'The request is malformed.'), status: fe.statusCode };
   }
   request.log.error({ err: error, assertion: error instanceof AssertionError }, 'unhandled error');

@@ -14,7 +14,7 @@ import { FailedAuthLimiter, installAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { installInputGuards } from './input-guards.js';
 import { installMetrics } from './metrics.js';
-import { problem, sendProblem, toProblem } from './problem.js';
+import { clientErrorResponse, problem, sendProblem, toProblem } from './problem.js';
 import './context.js';
 
 export interface ServerDeps {
@@ -76,7 +76,14 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     },
     // Errors the router raises before any route matches (bad percent-encoding) are problems too.
     frameworkErrors: (error, request, reply) => sendProblem(reply, toProblem(error, request)),
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(err));
+      socket.destroy(err);
+    },
   });
+  // Only JSON bodies: a text/plain body is 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'payload_too_large'
   | 'uri_too_long'
+  | 'request_timeout'
+  | 'headers_too_large'
   | 'unsupported_media_type'
   | 'price_not_found'
   | 'payment_declined'
@@ -43,6 +45,8 @@ const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   payload_too_large: 413,
   uri_too_long: 414,
+  request_timeout: 408,
+  headers_too_large: 431,
   unsupported_media_type: 415,
   price_not_found: 422,
   payment_declined: 402,
@@ -66,6 +70,8 @@ const TITLE: Record<ErrorCode, string> = {
   rate_limited: 'Too many requests',
   payload_too_large: 'Request body too large',
   uri_too_long: 'Request URI too long',
+  request_timeout: 'Request not received in time',
+  headers_too_large: 'Request headers too large',
   unsupported_media_type: 'Unsupported media type',
   price_not_found: 'No price for this customer',
   payment_declined: 'Payment declined',

@@ -17,7 +17,8 @@ export const AMOUNT_MINOR_MAX = Number.MAX_SAFE_INTEGER;
  * read can make (balances, trial balances over tens of millions of postings) an exact integer.
  */
 export const PAYMENT_AMOUNT_MINOR_MAX_DEFAULT = 99_999_999;
-const PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION = 999_999_999_999;
+/** The largest bound of any currency: what an API schema can state before the per-currency check. */
+export const PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION = 999_999_999_999;
 const HIGH_DENOMINATION = new Set([
   'COP',
   'GNF',

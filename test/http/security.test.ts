@@ -38,7 +38,8 @@ describe(`authentication on every spelling of a path (${ENGINE})`, () => {
   let t: TestApp;
   let port: number;
   beforeAll(async () => {
-    t = await startTestApp();
+    // Every request here comes from one address without a key: keep the failure budget out of the way.
+    t = await startTestApp({ authFailuresPerMinute: 100_000 });
     await t.markets('SE');
     const created = await t.call('POST', '/v1/customers', {
       externalId: 'victim-1',
@@ -126,6 +127,47 @@ describe(`authentication on every spelling of a path (${ENGINE})`, () => {
     // An unknown path does not say whether it exists to a caller without a key.
     expect((await rawRequest(port, 'GET /v1/nothing-here HTTP/1.1')).status).toBe(401);
     expect((await t.call('GET', '/v1/nothing-here')).statusCode).toBe(404);
+  });
+
+  it.each([
+    ['a TAB in the path', 'GET /v1/cus\ttomers HTTP/1.1', 400, 'validation_failed'],
+    [
+      'Content-Length with chunked',
+      'POST /v1/customers HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked',
+      400,
+      'validation_failed',
+    ],
+    [
+      'a NUL in a header',
+      'GET /v1/customers HTTP/1.1\r\nAuthorization: Bearer a\u0000b',
+      400,
+      'validation_failed',
+    ],
+    [
+      'headers over the limit',
+      `GET /v1/customers HTTP/1.1\r\nAuthorization: Bearer ${'k'.repeat(70_000)}`,
+      431,
+      'headers_too_large',
+    ],
+  ])('what the HTTP parser refuses (%s) is problem+json too', async (_what, head, status, code) => {
+    const res = await rawRequest(port, head, '');
+    expect(res.status, res.text.slice(0, 300)).toBe(status);
+    expect(res.text).toMatch(/content-type: application\/problem\+json/i);
+    expect(res.text).toContain(`"code":"${code}"`);
+  });
+
+  it('a plugin refusal keeps a code that agrees with its status; text/plain is 415', async () => {
+    const traversal = await rawRequest(port, 'GET /docs/static/../../v1/customers HTTP/1.1');
+    expect(traversal.text).not.toContain('victim');
+    if (traversal.status === 403) expect(traversal.text).toContain('"code":"forbidden"');
+    const res = await t.app.server.inject({
+      method: 'POST',
+      url: '/v1/customers',
+      headers: { authorization: 'Bearer test-bootstrap-key-with-every-scope', 'content-type': 'text/plain' },
+      payload: '{"externalId":"plain-1","market":"SE"}',
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.json().code).toBe('unsupported_media_type');
   });
 
   it('a unit of work without a principal is a bug, never a silent write', async () => {

@@ -64,7 +64,12 @@ const productDto = z.object({
 /** Amounts are integers in minor units; the service names a fraction finer than the currency's unit. */
 const priceBody = z.object({
   currency,
-  amount: z.number().nonnegative().describe('Integer amount in the currency minor unit (1199 USD = $11.99)'),
+  amount: z
+    .number()
+    .nonnegative()
+    .describe(
+      'Integer amount in the currency minor unit (1199 USD = $11.99); at most 99,999,999 (12 digits for low-value currencies such as IDR)',
+    ),
   market: z.string().min(1).max(64).optional().describe('Market code or id: a price for that market only'),
 });
 const priceDto = z.object({ currency: z.string(), amount: z.number().int(), market: z.string().nullable() });

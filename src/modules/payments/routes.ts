@@ -7,6 +7,7 @@ import { problemDto, problemResponses, timestamp } from '../../http/schemas.js';
 import { type Outcome, requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError } from '../../kernel/errors.js';
+import { PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION } from '../../kernel/money.js';
 import { TEST_CARDS } from '../../providers/simulator/cards.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
 import { captureWorkflow, paymentWorkflow, refundWorkflow, voidWorkflow } from '../../workflows/payments.js';
@@ -207,7 +208,14 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
           `Simulator test tokens: ${TEST_TOKENS}.`,
         body: z.object({
           customer: z.string().min(1).max(255).describe('Customer id or externalId'),
-          amount: z.number().int().positive().describe("Minor units, priced as the customer's market prices"),
+          amount: z
+            .number()
+            .int()
+            .positive()
+            .max(PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION)
+            .describe(
+              "Minor units, priced as the customer's market prices; at most 99,999,999 (12 digits for IDR, VND, COP and other low-value currencies)",
+            ),
           currency: z
             .string()
             .regex(/^[A-Z]{3}$/)
@@ -323,7 +331,13 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
           "refund's ledger transaction is filed under the refund id (`?reference=re_…`).",
         body: z.object({
           payment: z.string().min(1).max(64),
-          amount: z.number().int().positive().optional().describe('Default: what is left'),
+          amount: z
+            .number()
+            .int()
+            .positive()
+            .max(PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION)
+            .optional()
+            .describe('Default: what is left'),
         }),
         response: { 201: refundDto, 202: refundDto, ...problemResponses },
       },
