@@ -86,7 +86,9 @@ export class IdempotencyStore {
         'validation_failed',
         `Idempotency-Key must be 1 to ${KEY_LENGTH_MAX} characters.`,
         {
-          errors: [{ path: 'Idempotency-Key', message: `must be 1 to ${KEY_LENGTH_MAX} characters` }],
+          errors: [
+            { path: 'Idempotency-Key', in: 'header', message: `must be 1 to ${KEY_LENGTH_MAX} characters` },
+          ],
         },
       );
     }

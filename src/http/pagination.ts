@@ -28,7 +28,7 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   } catch {
     // fall through to the error below
   }
-  throw invalid('cursor', 'is not a cursor returned by this API');
+  throw invalid('cursor', 'is not a cursor returned by this API', 'query');
 }
 
 /** Services fetch `limit + 1` rows; the extra row tells whether there is a next page. */

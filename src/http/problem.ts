@@ -46,7 +46,7 @@ export function toFieldPath(instancePath: string): string {
   return out;
 }
 
-const CONTEXT_NAME: Record<string, string> = {
+const CONTEXT_NAME: Record<string, NonNullable<FieldError['in']>> = {
   body: 'body',
   querystring: 'query',
   params: 'path',

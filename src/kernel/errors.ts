@@ -6,6 +6,8 @@
 export interface FieldError {
   /** Where the bad value is, e.g. `prices[0].amount`. */
   path: string;
+  /** Which part of the request: body, query, path or header. */
+  in?: 'body' | 'query' | 'path' | 'header';
   message: string;
 }
 
@@ -109,8 +111,12 @@ export class DomainError extends Error {
 export const notFound = (resource: string, ref: string): DomainError =>
   new DomainError('not_found', `No ${resource} found for '${ref}'.`, { extra: { resource } });
 
-export const invalid = (path: string, message: string): DomainError =>
-  new DomainError('validation_failed', `${path}: ${message}`, { errors: [{ path, message }] });
+export const invalid = (
+  path: string,
+  message: string,
+  where: NonNullable<FieldError['in']> = 'body',
+): DomainError =>
+  new DomainError('validation_failed', `${path}: ${message}`, { errors: [{ path, in: where, message }] });
 
 export const invalidMany = (errors: FieldError[]): DomainError =>
   new DomainError('validation_failed', errors.map((e) => `${e.path}: ${e.message}`).join('; '), { errors });
@@ -119,7 +125,7 @@ export const invalidState = (detail: string): DomainError => new DomainError('in
 
 export const alreadyExists = (resource: string, field: string, value: string): DomainError =>
   new DomainError('already_exists', `A ${resource} with ${field} '${value}' already exists.`, {
-    errors: [{ path: field, message: `'${value}' is already taken` }],
+    errors: [{ path: field, in: 'body', message: `'${value}' is already taken` }],
   });
 
 export function problemTitle(code: ErrorCode): string {

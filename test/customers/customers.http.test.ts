@@ -149,7 +149,7 @@ describe(`customers (${ENGINE})`, () => {
     expect(dup.json()).toMatchObject({ code: 'already_exists', errors: [{ path: 'externalId' }] });
     const market = await t.call('POST', '/v1/customers', { externalId: 'user-x', market: 'ZZ' });
     expect(market.statusCode).toBe(400);
-    expect(market.json().errors).toEqual([{ path: 'market', message: "unknown market 'ZZ'" }]);
+    expect(market.json().errors).toEqual([{ path: 'market', in: 'body', message: "unknown market 'ZZ'" }]);
     for (const day of [0, 32, 1.5]) {
       const res = await t.call('POST', '/v1/customers', {
         externalId: 'user-y',

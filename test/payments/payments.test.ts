@@ -174,7 +174,11 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
     const tooMuch = await t.call('POST', '/v1/refunds', { payment: p.id, amount: 10568 });
     expect(tooMuch.statusCode).toBe(400);
     expect(tooMuch.json().errors).toEqual([
-      { path: 'amount', message: 'must be between 1 and 10567, what is left to refund of this payment' },
+      {
+        path: 'amount',
+        in: 'body',
+        message: 'must be between 1 and 10567, what is left to refund of this payment',
+      },
     ]);
     const rest = await t.call(
       'POST',
@@ -258,6 +262,7 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
     expect((await pay(c, 100)).json().errors).toEqual([
       {
         path: 'paymentMethod',
+        in: 'body',
         message: 'the customer has no default payment method; attach one or name one',
       },
     ]);
@@ -335,7 +340,7 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
       const res = await payIn(c, 10000, 'USD');
       expect(res.statusCode).toBe(400);
       expect(res.json().errors).toEqual([
-        { path: 'currency', message: "the customer's market SE sells in SEK; charge in SEK" },
+        { path: 'currency', in: 'body', message: "the customer's market SE sells in SEK; charge in SEK" },
       ]);
       expect((await t.call('GET', `/v1/payments?customer=${c}`)).json().data).toEqual([]);
     });
@@ -399,6 +404,7 @@ describe(`payments through the PSP simulator (${ENGINE})`, () => {
       expect(res.json().errors).toEqual([
         {
           path: 'provider',
+          in: 'body',
           message:
             "'simulator-a' is a provider instance; name its kind 'simulator' (the method is tokenized at every instance)",
         },

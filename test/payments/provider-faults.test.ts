@@ -298,7 +298,9 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       const tampered = event!.body.replace(eventId, `${eventId}x`).replace('"amount":4200', '"amount":1');
       const refused = await deliver(tampered, signature);
       expect(refused.statusCode).toBe(400);
-      expect(refused.json().errors).toEqual([{ path: 'signature', message: 'signature does not match' }]);
+      expect(refused.json().errors).toEqual([
+        { path: 'signature', in: 'header', message: 'signature does not match' },
+      ]);
 
       // The genuine event, delivered again more than 300 s after it was signed.
       vi.useFakeTimers({ toFake: ['Date'] });
@@ -309,7 +311,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
         expect(stale.json().errors[0].path).toBe('signature');
         const late = await deliver(event!.body, signature);
         expect(late.json().errors).toEqual([
-          { path: 'signature', message: 'signature timestamp outside the tolerance' },
+          { path: 'signature', in: 'header', message: 'signature timestamp outside the tolerance' },
         ]);
       } finally {
         vi.useRealTimers();

@@ -550,7 +550,7 @@ export class CatalogService {
       let start = 0;
       if (p.after) {
         start = plan.versions.findIndex((v) => v.id === p.after) + 1;
-        if (start === 0) throw invalid('cursor', 'is not a cursor of this list');
+        if (start === 0) throw invalid('cursor', 'is not a cursor of this list', 'query');
       }
       return { planId: plan.id, versions: plan.versions.slice(start, start + p.limit + 1) };
     }
@@ -569,7 +569,7 @@ export class CatalogService {
         .where('id', '=', p.after)
         .where('plan_id', '=', plan.id)
         .executeTakeFirst();
-      if (!last) throw invalid('cursor', 'is not a cursor of this list');
+      if (!last) throw invalid('cursor', 'is not a cursor of this list', 'query');
       after = last.version;
     }
     const rows = await db

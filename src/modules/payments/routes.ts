@@ -393,7 +393,7 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
           event = provider.parseWebhook(String(req.body ?? ''), req.headers);
         } catch (error) {
           throw new DomainError('validation_failed', `Webhook rejected: ${(error as Error).message}.`, {
-            errors: [{ path: 'signature', message: (error as Error).message }],
+            errors: [{ path: 'signature', in: 'header', message: (error as Error).message }],
           });
         }
         // The signature authenticated the provider: its unit of work runs under that principal.
