@@ -68,8 +68,8 @@ describe('dunning schedule', () => {
         return (e as DomainError).errors.map((x) => x.path);
       }
     };
-    expect(paths([3, 3, 1])).toEqual(['retryDays.1', 'retryDays.2']);
-    expect(paths([0, 61, 1.5])).toEqual(['retryDays.0', 'retryDays.1', 'retryDays.2']);
+    expect(paths([3, 3, 1])).toEqual(['retryDays[1]', 'retryDays[2]']);
+    expect(paths([0, 61, 1.5])).toEqual(['retryDays[0]', 'retryDays[1]', 'retryDays[2]']);
     expect(paths([])).toEqual(['retryDays']);
     expect(paths([1, 2, 3, 4, 5, 6, 7, 8, 9])).toEqual(['retryDays']);
   });

@@ -59,7 +59,6 @@ describe('partial periods', () => {
 
   it('has no fraction of a yen and three decimals of a dinar', () => {
     const s: BillingSchedule = { anchor: d('2027-01-01T00:00:00Z'), period: 'month', billingCycleDay: 1 };
-    const feb = periodAt(s, d('2027-02-11T00:00:00Z'));
     const c = planChangeLines({
       schedule: s,
       from: { name: 'Basic', priceMinor: 980 },
@@ -82,7 +81,6 @@ describe('partial periods', () => {
     const jan = periodAt(s, d('2027-01-05T00:00:00Z'));
     const fils = prorateSpan(3500, { start: d('2027-01-22T00:00:00Z'), end: jan.end }, jan, 'day');
     expect(fils).toBe(1129);
-    expect(feb.index).toBe(1);
     const kw = assembleInvoice({
       currency: 'KWD',
       tax: { rateBps: 500, inclusive: false },

@@ -18,7 +18,7 @@ export interface RetrySchedule {
   readonly retryDays: readonly number[];
 }
 
-/** Validates a configured schedule; a bad one is refused naming each bad entry (`path`.i). */
+/** Validates a configured schedule; a bad one is refused naming each bad entry (`retryDays[i]`). */
 export function retrySchedule(
   days: readonly number[] = DEFAULT_RETRY_DAYS,
   path = 'retryDays',
@@ -30,12 +30,12 @@ export function retrySchedule(
   days.slice(0, MAX_RETRIES).forEach((d, i) => {
     if (!Number.isInteger(d) || d < 1 || d > MAX_RETRY_DAY) {
       errors.push({
-        path: `${path}.${i}`,
+        path: `${path}[${i}]`,
         in: 'body',
         message: `must be a whole number of days 1..${MAX_RETRY_DAY}`,
       });
     } else if (i > 0 && d <= (days[i - 1] ?? 0)) {
-      errors.push({ path: `${path}.${i}`, in: 'body', message: 'must be later than the retry before it' });
+      errors.push({ path: `${path}[${i}]`, in: 'body', message: 'must be later than the retry before it' });
     }
   });
   if (errors.length > 0) throw invalidMany(errors);

@@ -1,5 +1,5 @@
 import { assert } from '../../../kernel/assert.js';
-import { DomainError } from '../../../kernel/errors.js';
+import { DomainError, invalid } from '../../../kernel/errors.js';
 import { graceEndsAt, type RetrySchedule } from './dunning.js';
 import type { SubscriptionState } from './lifecycle.js';
 
@@ -63,13 +63,7 @@ export function checkAddMember(input: {
 }): void {
   const { seats, members, externalId } = input;
   if (externalId === input.ownerExternalId) {
-    throw new DomainError(
-      'validation_failed',
-      'externalId: the owner is not a member of their own subscription',
-      {
-        errors: [{ path: 'externalId', in: 'body', message: 'is the subscription owner' }],
-      },
-    );
+    throw invalid('externalId', 'is the subscription owner, not a member');
   }
   if (members.includes(externalId)) {
     throw new DomainError('already_exists', `'${externalId}' is already a member of this subscription.`, {
