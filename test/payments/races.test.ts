@@ -206,3 +206,57 @@ describe(`payment races (${ENGINE})`, () => {
     expect(await trialBalanced()).toBe(true);
   });
 });
+
+describe(`failover after an ambiguous attempt (${ENGINE})`, () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // Short provider timeouts: an attempt the simulator processes but answers late is ambiguous.
+    t = await startTestApp({ providerTimeoutMs: 300, breakerHalfOpenMs: 200 });
+    await t.markets('SE');
+  });
+  afterAll(() => t.close());
+
+  const sim = (id: string) => t.app.services.providers.embedded.find((e) => e.id === id)!;
+
+  it('a payment that may be charged at one provider is never charged at another', async () => {
+    const c = (await t.call('POST', '/v1/customers', { externalId: 'ambiguous-1', market: 'SE' })).json().id;
+    await t.call('POST', `/v1/customers/${c}/payment-methods`, { provider: 'simulator', token: 'tok_visa' });
+    const headers = { 'idempotency-key': 'ambiguous-pay-1' };
+    const body = { customer: c, amount: 3000, currency: 'SEK', description: 'Ambiguous' };
+    // simulator-a charges, but its answers never arrive in time.
+    Object.assign(sim('simulator-a').state.faults, { timeoutRate: 1, timeoutMs: 1_500 });
+    const first = await t.call('POST', '/v1/payments', body, { headers });
+    expect(first.statusCode).toBe(202);
+    const id = first.json().id as string;
+    expect(first.json().provider).toBe('simulator-a');
+    // Then simulator-a goes down, and the charge's deadline passes (no attempt can still land).
+    Object.assign(sim('simulator-a').state.faults, { timeoutRate: 0, outage: true });
+    await t.app.services.db
+      .updateTable('payments')
+      .set({ charge_deadline_at: new Date(t.app.services.clock.now().getTime() - 1_000) })
+      .where('id', '=', id)
+      .execute();
+    const retry = await t.call('POST', '/v1/payments', body, { headers });
+    // simulator-a may hold the money and cannot say: the payment stays there, unknown.
+    expect(retry.statusCode).toBe(202);
+    expect(retry.json()).toMatchObject({ id, provider: 'simulator-a', status: 'processing' });
+    const chargesAt = (simId: string) =>
+      [...sim(simId).state.charges.values()].filter((x) => x.idempotencyKey === id);
+    expect(chargesAt('simulator-b')).toEqual([]);
+    // simulator-a is back: the retry converges on the charge it held; booked once.
+    sim('simulator-a').state.faults.outage = false;
+    await new Promise((r) => setTimeout(r, 1_600));
+    const last = await t.call('POST', '/v1/payments', body, { headers });
+    expect(last.statusCode).toBe(201);
+    expect(last.json()).toMatchObject({ id, status: 'succeeded', provider: 'simulator-a' });
+    expect(chargesAt('simulator-a')).toHaveLength(1);
+    expect(chargesAt('simulator-b')).toEqual([]);
+    const ledger = (await t.call('GET', `/v1/ledger/transactions?reference=${id}`)).json().data as Array<{
+      idempotencyKey: string;
+    }>;
+    expect(ledger.map((e) => e.idempotencyKey).sort()).toEqual([
+      `payment:${id}:captured`,
+      `payment:${id}:fee`,
+    ]);
+  });
+});

@@ -1,6 +1,8 @@
-import { type ChargeResult, ProviderError } from '../../../providers/port.js';
+import { transact } from '../../../db/transaction.js';
+import { type ChargeResult, ProviderError, type ProviderPaymentSnapshot } from '../../../providers/port.js';
 import type { RoutingDecision } from '../../../providers/router.js';
 import { getPayment, type Payment, type PaymentsContext } from '../context.js';
+import { applySnapshot } from '../provider-events/apply-snapshot.js';
 import { acquireLease, type ChargeLease, releaseLease } from './lease.js';
 
 export function routingOf(payment: Payment): RoutingDecision {
@@ -30,10 +32,19 @@ export async function chargePayment(
   ];
   let current = payment.provider;
   let mode: 'exclusive' | 'shared' | null = lease.heldSinceInsert ? 'exclusive' : null;
+  // A payment this worker did not create may have been charged at its provider by an earlier
+  // attempt whose answer was lost (a timeout): that provider may hold the money.
+  let mayHoldAtCurrent = !lease.heldSinceInsert;
   for (const [i, candidate] of order.entries()) {
     if (candidate !== current) {
       // Another worker's call may be in flight at `current`: charging elsewhere could charge twice.
       if (mode !== 'exclusive') break;
+      // The lease is exclusive, so no earlier call can still land; before moving, ask `current`
+      // whether one did. Only its "no such charge" lets the payment go elsewhere.
+      if (mayHoldAtCurrent && (await heldAt(ctx, payment, current)) !== 'nothing') {
+        return { payment: await getPayment(ctx, payment.id), result: null };
+      }
+      mayHoldAtCurrent = false;
       routing.attempts.push({ provider: current, outcome: 'unavailable' });
     }
     if (!(i === 0 && lease.heldSinceInsert)) {
@@ -93,4 +104,27 @@ export async function chargePayment(
   // Every call was certainly refused: nothing is in flight, another worker may try at once.
   if (mode === 'exclusive') await releaseLease(ctx, payment.id, lease);
   return { payment: await getPayment(ctx, payment.id), result: null };
+}
+
+/**
+ * Whether `provider` holds a charge of this payment: `found` (and the payment converged on it),
+ * `nothing` (certainly none: the caller holds the exclusive lease, so no earlier call is still in
+ * flight), or `unknown` (the provider cannot tell now: the payment must not move).
+ */
+async function heldAt(
+  ctx: PaymentsContext,
+  payment: Payment,
+  provider: string,
+): Promise<'found' | 'nothing' | 'unknown'> {
+  let snapshot: ProviderPaymentSnapshot | null;
+  try {
+    snapshot = await ctx.router.call(provider, (p) => p.lookup(payment.id));
+  } catch (error) {
+    if (error instanceof ProviderError) return 'unknown';
+    throw error;
+  }
+  if (!snapshot) return 'nothing';
+  const found = snapshot;
+  await transact(ctx.db, (trx) => applySnapshot(ctx, trx, provider, found));
+  return 'found';
 }
