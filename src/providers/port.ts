@@ -43,7 +43,11 @@ export interface ProviderPaymentSnapshot {
   status: 'authorized' | 'succeeded' | 'failed' | 'voided';
   declineCode: string | null;
   feeMinor: number;
-  refunds: Array<{ providerRefundId: string; amountMinor: number }>;
+  /**
+   * `idempotencyKey`: the key the refund was requested with (our refund id), null for a refund
+   * made at the provider directly. It, never the amount, links a provider refund to ours.
+   */
+  refunds: Array<{ providerRefundId: string; amountMinor: number; idempotencyKey: string | null }>;
   dispute: {
     providerDisputeId: string;
     status: 'open' | 'won' | 'lost';

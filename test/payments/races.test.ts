@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transact } from '../../src/db/transaction.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -258,5 +259,104 @@ describe(`failover after an ambiguous attempt (${ENGINE})`, () => {
       `payment:${id}:captured`,
       `payment:${id}:fee`,
     ]);
+  });
+
+  it('a provider refund is linked to ours by its key, never by its amount', async () => {
+    const c = (await t.call('POST', '/v1/customers', { externalId: 'refund-link-1', market: 'SE' })).json()
+      .id;
+    await t.call('POST', `/v1/customers/${c}/payment-methods`, { provider: 'simulator', token: 'tok_visa' });
+    const paid = await t.call('POST', '/v1/payments', {
+      customer: c,
+      amount: 10_000,
+      currency: 'SEK',
+      description: 'Refunds',
+    });
+    expect(paid.statusCode).toBe(201);
+    const payment = paid.json().id as string;
+    const provider = paid.json().provider as string;
+    // R1 never reaches the provider (outage); R2 of the same amount is processed, its answer lost.
+    sim(provider).state.faults.outage = true;
+    const r1 = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment, amount: 500 },
+      { headers: { 'idempotency-key': 'r1' } },
+    );
+    expect(r1.statusCode).toBe(202);
+    Object.assign(sim(provider).state.faults, { outage: false, timeoutRate: 1, timeoutMs: 1_500 });
+    await new Promise((r) => setTimeout(r, 300));
+    const r2 = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment, amount: 500 },
+      { headers: { 'idempotency-key': 'r2' } },
+    );
+    expect(r2.statusCode).toBe(202);
+    sim(provider).state.faults.timeoutRate = 0;
+    await new Promise((r) => setTimeout(r, 1_600));
+    // The provider's news (a webhook or the job's lookup) arrives: it names R2, not "a 500".
+    const snapshot = await t.app.services.providers.router.provider(provider).lookup(payment);
+    await transact(t.app.services.db, (trx) =>
+      t.app.services.payments.applySnapshot(trx, provider, snapshot!),
+    );
+    const status = async (id: string) => (await t.call('GET', `/v1/refunds/${id}`)).json().status;
+    expect(await status(r2.json().id)).toBe('succeeded');
+    expect(await status(r1.json().id)).toBe('pending');
+    // R2's retry answers its refund; R1's retry now reaches the provider and refunds once more.
+    const again = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment, amount: 500 },
+      { headers: { 'idempotency-key': 'r2' } },
+    );
+    expect(again.statusCode).toBe(201);
+    expect(again.json().id).toBe(r2.json().id);
+    await new Promise((r) => setTimeout(r, 300));
+    const r1again = await t.call(
+      'POST',
+      '/v1/refunds',
+      { payment, amount: 500 },
+      { headers: { 'idempotency-key': 'r1' } },
+    );
+    expect(r1again.statusCode).toBe(201);
+    expect((await t.call('GET', `/v1/payments/${payment}`)).json().amountRefunded).toBe(1_000);
+    const atProvider = [...sim(provider).state.charges.values()].find((x) => x.idempotencyKey === payment)!;
+    expect(atProvider.refunds.map((r) => r.amount)).toEqual([500, 500]);
+  });
+
+  it('a signed event of the wrong shape is refused with 400, never a 500', async () => {
+    const a = sim('simulator-a');
+    const signed = (body: string) => {
+      const ts = Math.floor(Date.now() / 1000);
+      const v1 = createHmac('sha256', a.webhookSecret).update(`${ts}.${body}`).digest('hex');
+      return { 'simulator-signature': `t=${ts},v1=${v1}`, 'content-type': 'application/json' };
+    };
+    const charge = {
+      id: 'ch_x',
+      amount: 100,
+      currency: 'SEK',
+      status: 'succeeded',
+      captured: true,
+      fee: 33,
+      declineCode: null,
+      idempotencyKey: 'pay_unknown',
+      refunds: [{ id: 're_x', amount: '100' }],
+      dispute: null,
+    };
+    for (const object of [
+      charge,
+      { ...charge, refunds: [{ id: 're_x', amount: 1e15 }] },
+      { ...charge, amount: -1 },
+    ]) {
+      const body = JSON.stringify({ id: `evt_${Math.random()}`, type: 'charge.refunded', data: { object } });
+      const res = await t.app.server.inject({
+        method: 'POST',
+        url: '/v1/providers/simulator-a/webhooks',
+        headers: signed(body),
+        payload: body,
+      });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().errors[0]).toMatchObject({ path: 'body', in: 'body' });
+    }
   });
 });

@@ -392,8 +392,13 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
         try {
           event = provider.parseWebhook(String(req.body ?? ''), req.headers);
         } catch (error) {
-          throw new DomainError('validation_failed', `Webhook rejected: ${(error as Error).message}.`, {
-            errors: [{ path: 'signature', in: 'header', message: (error as Error).message }],
+          const message = (error as Error).message;
+          // Past the signature, what is wrong is the event itself.
+          const inBody = error instanceof SyntaxError || message.startsWith('event is malformed');
+          throw new DomainError('validation_failed', `Webhook rejected: ${message}.`, {
+            errors: [
+              inBody ? { path: 'body', in: 'body', message } : { path: 'signature', in: 'header', message },
+            ],
           });
         }
         // The signature authenticated the provider: its unit of work runs under that principal.

@@ -1,5 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
 import { type Clock, systemClock } from '../../kernel/clock.js';
+import { PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION } from '../../kernel/money.js';
 import {
   type AttachResult,
   type ChargeInput,
@@ -35,7 +37,7 @@ interface SimCharge {
   fee: number;
   declineCode: string | null;
   idempotencyKey: string;
-  refunds: Array<{ id: string; amount: number }>;
+  refunds: Array<{ id: string; amount: number; idempotencyKey?: string | null }>;
   dispute: { id: string; status: 'needs_response' | 'won' | 'lost'; amount: number; fee: number } | null;
 }
 
@@ -240,10 +242,49 @@ export class SimulatorProvider implements PaymentProvider {
     const given = Buffer.from(parts.v1, 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       throw new Error('signature does not match');
-    const event = JSON.parse(rawBody) as { id: string; type: string; data: { object: SimCharge } };
+    // Signed is not well-formed: an event the provider got wrong is refused (400), never a 500.
+    const parsed = simEvent.safeParse(JSON.parse(rawBody));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new Error(
+        `event is malformed at ${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
+      );
+    }
+    const event = parsed.data;
     return { id: event.id, type: event.type, payment: toSnapshot(event.data.object) };
   }
 }
+
+const minor = z.number().int().nonnegative().max(PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION);
+const text = z.string().min(1).max(255);
+/** The shape of a simulator event, checked after its signature: amounts bounded like ours. */
+const simEvent = z.object({
+  id: text,
+  type: text,
+  data: z.object({
+    object: z.object({
+      id: text,
+      amount: minor,
+      currency: z.string().regex(/^[A-Z]{3}$/),
+      status: z.enum(['requires_capture', 'succeeded', 'failed', 'canceled']),
+      captured: z.boolean(),
+      fee: minor,
+      declineCode: text.nullable(),
+      idempotencyKey: text,
+      refunds: z
+        .array(z.object({ id: text, amount: minor, idempotencyKey: text.nullable().optional() }))
+        .max(1_000),
+      dispute: z
+        .object({
+          id: text,
+          status: z.enum(['needs_response', 'won', 'lost']),
+          amount: minor,
+          fee: minor,
+        })
+        .nullable(),
+    }),
+  }),
+});
 
 function toSnapshot(c: SimCharge): ProviderPaymentSnapshot {
   return {
@@ -254,7 +295,11 @@ function toSnapshot(c: SimCharge): ProviderPaymentSnapshot {
     status: c.status === 'requires_capture' ? 'authorized' : c.status === 'canceled' ? 'voided' : c.status,
     declineCode: c.declineCode,
     feeMinor: c.fee,
-    refunds: c.refunds.map((r) => ({ providerRefundId: r.id, amountMinor: r.amount })),
+    refunds: c.refunds.map((r) => ({
+      providerRefundId: r.id,
+      amountMinor: r.amount,
+      idempotencyKey: r.idempotencyKey ?? null,
+    })),
     dispute: c.dispute
       ? {
           providerDisputeId: c.dispute.id,

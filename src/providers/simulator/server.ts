@@ -40,7 +40,8 @@ interface Charge {
   status: 'requires_capture' | 'succeeded' | 'failed' | 'canceled';
   captured: boolean;
   amountRefunded: number;
-  refunds: Array<{ id: string; amount: number; created: number }>;
+  /** `idempotencyKey`: the caller's key of the refund request (a real PSP keeps it as metadata). */
+  refunds: Array<{ id: string; amount: number; created: number; idempotencyKey: string | null }>;
   fee: number;
   declineCode: string | null;
   idempotencyKey: string;
@@ -399,7 +400,13 @@ export async function buildSimulator(
             },
           };
         }
-        const refund = { id: id('re'), amount, created: Math.floor(Date.now() / 1000) };
+        const key = req.headers['idempotency-key'];
+        const refund = {
+          id: id('re'),
+          amount,
+          created: Math.floor(Date.now() / 1000),
+          idempotencyKey: typeof key === 'string' ? key : null,
+        };
         c.refunds.push(refund);
         c.amountRefunded += amount;
         emit('charge.refunded', c);

@@ -78,19 +78,23 @@ export async function applySnapshot(
       .where('provider_refund_id', '=', r.providerRefundId)
       .executeTakeFirst();
     if (known) continue;
-    // A refund we started whose answer we lost, or one made at the provider directly.
-    const pending = await db
-      .selectFrom('refunds')
-      .selectAll()
-      .where('payment_id', '=', payment.id)
-      .where('status', '=', 'pending')
-      .where('amount_minor', '=', r.amountMinor)
-      .orderBy('id')
-      .forUpdate()
-      .executeTakeFirst();
-    if (pending) {
-      await finishRefund(ctx, trx, pending.id, { providerRefundId: r.providerRefundId });
+    // A refund we started whose answer we lost: linked by the key we requested it with (our refund
+    // id), never by its amount (two pending refunds of one amount are not interchangeable).
+    const ours = r.idempotencyKey
+      ? await db
+          .selectFrom('refunds')
+          .selectAll()
+          .where('id', '=', r.idempotencyKey)
+          .where('payment_id', '=', payment.id)
+          .forUpdate()
+          .executeTakeFirst()
+      : undefined;
+    if (ours) {
+      if (ours.status === 'pending') {
+        await finishRefund(ctx, trx, ours.id, { providerRefundId: r.providerRefundId });
+      }
     } else {
+      // Made at the provider directly (a dashboard refund): booked as it is.
       const id = newId('refund');
       await db
         .insertInto('refunds')
