@@ -309,24 +309,27 @@ export class EventsOutbox {
     const cutoff = new Date(this.#clock.now().getTime() - this.#retentionMs);
     // The smallest id minted at the cutoff: every id minted before it sorts below.
     const cutoffId = `${ID_PREFIXES.event}_${encodeTime(cutoff.getTime(), 10)}${'0'.repeat(16)}`;
+    assert(Number.isInteger(batch) && batch >= 1 && batch <= 10_000, `prune batch ${batch}`);
+    assert(Number.isInteger(batches) && batches >= 1 && batches <= 10_000, `prune batches ${batches}`);
     const { keepAfter } = opts;
+    let old = this.#tables
+      .selectFrom('events')
+      .select('id')
+      .where('id', '<', cutoffId)
+      .where('created_at', '<', cutoff);
+    if (keepAfter) {
+      old = old.where(({ eb, refTuple, tuple }) =>
+        eb(refTuple('xact_id', 'seq'), '<=', tuple(keepAfter.xactId, keepAfter.seq)),
+      );
+    }
+    const oldest = old.orderBy('id').limit(batch).forUpdate().skipLocked();
     let deleted = 0;
     for (let i = 0; i < batches; i++) {
+      // `= ANY(ARRAY(…))`, not `IN (…)`: the planner may answer IN with a hash join over a scan
+      // of the whole table; this is one index probe per id.
       const result = await this.#tables
         .deleteFrom('events')
-        .where('id', 'in', (qb) => {
-          let old = qb
-            .selectFrom('events')
-            .select('id')
-            .where('id', '<', cutoffId)
-            .where('created_at', '<', cutoff);
-          if (keepAfter) {
-            old = old.where(({ eb, refTuple, tuple }) =>
-              eb(refTuple('xact_id', 'seq'), '<=', tuple(keepAfter.xactId, keepAfter.seq)),
-            );
-          }
-          return old.orderBy('id').limit(batch).forUpdate().skipLocked();
-        })
+        .where('id', '=', sql<string>`ANY(ARRAY(${oldest}))`)
         .executeTakeFirst();
       const n = Number(result.numDeletedRows);
       deleted += n;
