@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import type { EventTables } from '../events/tables.js';
 import type { IdempotencyTables } from '../http/tables.js';
 import type { JobTables } from '../jobs/tables.js';
 import type { ApiKeyTables } from '../modules/api-keys/tables.js';
@@ -24,7 +25,8 @@ export interface Database
     AuditTables,
     CustomerTables,
     LedgerTables,
-    PaymentTables {}
+    PaymentTables,
+    EventTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

@@ -4,6 +4,7 @@ import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQue
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { type Database, type Executor, ownTables } from '../../src/db/schema.js';
+import { eventTables } from '../../src/events/tables.js';
 import { idempotencyTables } from '../../src/http/tables.js';
 import { jobTables } from '../../src/jobs/tables.js';
 import { apiKeyTables } from '../../src/modules/api-keys/tables.js';
@@ -51,6 +52,10 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   idempotencyTables(trx).insertInto('audit_log');
   // @ts-expect-error payments do not read customers (they ask CustomerService)
   paymentTables(trx).selectFrom('customers');
+  // @ts-expect-error the events outbox does not read subscriptions' payments (it is told, in append)
+  eventTables(trx).selectFrom('payments');
+  // @ts-expect-error and no module writes the outbox but through EventsOutbox
+  paymentTables(trx).insertInto('events');
   // @ts-expect-error a join into another module's table does not compile either
   catalogTables(trx).selectFrom('plans').innerJoin('customers', 'customers.id', 'plans.id');
   // @ts-expect-error ownTables refuses a table that is not in Database

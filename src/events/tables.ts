@@ -1,0 +1,24 @@
+import type { Generated } from 'kysely';
+import { type Executor, ownTables } from '../db/schema.js';
+
+export interface EventsTable {
+  /** Global counter; with `xact_id` the commit-safe position of the event (ADR 0015). */
+  seq: Generated<number>;
+  /** `pg_current_xact_id()` of the writing transaction, set by the database. */
+  xact_id: Generated<number>;
+  id: string;
+  type: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  aggregate_version: number;
+  customer_id: string | null;
+  data: unknown;
+  created_at: Date;
+}
+
+/** The outbox's tables: only these can be queried through `eventTables(executor)`. */
+export interface EventTables {
+  events: EventsTable;
+}
+
+export const eventTables = (executor: Executor) => ownTables<EventTables>(executor);
