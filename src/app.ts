@@ -6,6 +6,8 @@ import { loadMasterKey } from './crypto/master-key.js';
 import { type DatabaseHandle, openDatabase } from './db/engine.js';
 import { migrate } from './db/migrate.js';
 import type { Db } from './db/schema.js';
+import { EventsOutbox } from './events/outbox.js';
+import { eventRoutes } from './events/routes.js';
 import { IdempotencyStore } from './http/idempotency.js';
 import { buildServer } from './http/server.js';
 import { UnitOfWork } from './http/unit-of-work.js';
@@ -42,6 +44,7 @@ export interface Services {
   testClocks: TestClockService;
   ledger: LedgerService;
   payments: PaymentService;
+  events: EventsOutbox;
   providers: Providers;
 }
 
@@ -71,6 +74,7 @@ export function createServices(
   const customers = new CustomerService(db, clock, masterKey, keyStore, catalog, testClocks);
   const ledger = new LedgerService(db, clock);
   const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
+  const events = new EventsOutbox(db, clock, { retentionDays: config.eventRetentionDays });
   return {
     db,
     clock,
@@ -84,6 +88,7 @@ export function createServices(
     testClocks,
     ledger,
     payments,
+    events,
     providers,
   };
 }
@@ -165,6 +170,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   testClockRoutes(server, { testClocks: services.testClocks, uow });
   ledgerRoutes(server, { ledger: services.ledger });
   paymentRoutes(server, { payments: services.payments, uow });
+  eventRoutes(server, { events: services.events });
   await server.ready();
 
   let pruneTimer: NodeJS.Timeout | undefined;
@@ -174,6 +180,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.idempotency
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'idempotency prune failed'));
+      services.events.prune().catch((err: unknown) => server.log.warn({ err }, 'events prune failed'));
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));

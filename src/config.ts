@@ -20,6 +20,8 @@ export interface Config {
   authFailuresPerMinute: number;
   /** A request's headers and body must arrive within this (slow clients are cut off). */
   requestTimeoutMs: number;
+  /** How long events are kept for `GET /v1/events` and replay (days). */
+  eventRetentionDays: number;
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -162,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ),
     requestTimeoutMs: int('REPRISE_REQUEST_TIMEOUT_MS', env.REPRISE_REQUEST_TIMEOUT_MS, 30_000, 500, 600_000),
     trustProxy: trustProxyOf(env.REPRISE_TRUST_PROXY),
+    eventRetentionDays: int('REPRISE_EVENT_RETENTION_DAYS', env.REPRISE_EVENT_RETENTION_DAYS, 90, 1, 3650),
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,
