@@ -248,19 +248,20 @@ export class JobScheduler {
     const cutoff = new Date(this.#clock.now().getTime() - FINISHED_RETENTION_MS);
     let deleted = 0;
     for (let i = 0; i < batches; i++) {
+      const doomed = this.#tables
+        .selectFrom('scheduled_jobs')
+        .select('id')
+        .where('state', '<>', 'pending')
+        .where('finished_at', '<', cutoff)
+        .orderBy('finished_at')
+        .limit(batch)
+        .forUpdate()
+        .skipLocked();
+      // `= ANY(ARRAY(…))` probes the primary key per id; `IN (subquery)` can be planned as a
+      // semi-join that scans the whole table on every batch.
       const result = await this.#tables
         .deleteFrom('scheduled_jobs')
-        .where('id', 'in', (qb) =>
-          qb
-            .selectFrom('scheduled_jobs')
-            .select('id')
-            .where('state', '<>', 'pending')
-            .where('finished_at', '<', cutoff)
-            .orderBy('finished_at')
-            .limit(batch)
-            .forUpdate()
-            .skipLocked(),
-        )
+        .where(sql<boolean>`id = ANY(ARRAY(${doomed}))`)
         .executeTakeFirst();
       const n = Number(result.numDeletedRows);
       deleted += n;
