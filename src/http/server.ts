@@ -128,8 +128,12 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     const claim = request.idempotency;
     if (!claim || claim.settled || !request.principal) return payload;
     try {
-      if (reply.statusCode >= 500) await deps.idempotency.release(request.principal.keyId, claim);
-      else if (typeof payload === 'string') {
+      // A handler's `idempotency_key_reused` (the first request's effect keeps this key, e.g. a
+      // payment after a 202) is not this key's answer either: stored, it would refuse the first
+      // request's own retry forever. (begin()'s own 422 comes before any claim.)
+      if (reply.statusCode >= 500 || isKeyReused(reply.statusCode, payload)) {
+        await deps.idempotency.release(request.principal.keyId, claim);
+      } else if (typeof payload === 'string') {
         await deps.idempotency.complete(deps.db, request.principal.keyId, claim, reply.statusCode, payload);
       }
     } catch (error) {
@@ -212,4 +216,13 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     return registry.metrics();
   });
   return app;
+}
+
+function isKeyReused(status: number, payload: unknown): boolean {
+  if (status !== 422 || typeof payload !== 'string') return false;
+  try {
+    return (JSON.parse(payload) as { code?: unknown }).code === 'idempotency_key_reused';
+  } catch {
+    return false;
+  }
 }
