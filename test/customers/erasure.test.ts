@@ -109,6 +109,38 @@ describe(`erasure reaches every copy (${ENGINE})`, () => {
     expect(JSON.stringify(audit)).not.toContain(email);
   });
 
+  it('a stored 409 under a second key confirms no email after erasure: personal fields are not fingerprinted', async () => {
+    const tag = unique();
+    const email = `oracle.${tag}@example.com`;
+    const body = { externalId: `oracle-${tag}`, market: 'SE', email, name: `Oracle ${tag}` };
+    const created = await t.call('POST', '/v1/customers', body, {
+      headers: { 'idempotency-key': `k1-${tag}` },
+    });
+    expect(created.statusCode).toBe(201);
+    const k2 = { 'idempotency-key': `k2-${tag}` };
+    const conflict = await t.call('POST', '/v1/customers', body, { headers: k2 });
+    expect(conflict.statusCode).toBe(409);
+    expect(conflict.json().code).toBe('already_exists');
+    expect((await t.call('POST', `/v1/customers/${created.json().id}/erase`)).statusCode).toBe(200);
+    // The right email and a guess get the same answer: the stored 409, replayed.
+    const right = await t.call('POST', '/v1/customers', body, { headers: k2 });
+    const guess = await t.call(
+      'POST',
+      '/v1/customers',
+      { ...body, email: 'someone.else@example.com', name: 'Someone Else' },
+      { headers: k2 },
+    );
+    for (const res of [right, guess]) {
+      expect(res.statusCode).toBe(409);
+      expect(res.headers['idempotent-replayed']).toBe('true');
+      expect(res.body).not.toContain(email);
+    }
+    expect(guess.body).toBe(right.body);
+    // Other fields still count: another externalId with the same key is refused.
+    const other = await t.call('POST', '/v1/customers', { ...body, externalId: `x-${tag}` }, { headers: k2 });
+    expect(other.statusCode).toBe(422);
+  });
+
   it('an erased customer is read without its key; a key lost before the row was erased is a clear error', async () => {
     const tag = unique();
     const c = (

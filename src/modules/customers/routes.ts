@@ -93,7 +93,12 @@ export function customerRoutes(
         body: customerBody,
         response: { 201: customerDto, ...problemResponses },
       },
-      config: { scope: 'customers:write', action: 'customers.create', resourceType: 'customer' },
+      config: {
+        scope: 'customers:write',
+        action: 'customers.create',
+        resourceType: 'customer',
+        personalFields: PERSONAL_FIELDS,
+      },
     },
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
