@@ -127,12 +127,20 @@ export function customerRoutes(
       config: { scope: 'customers:read' },
     },
     async (req) => {
-      const rows = await customers.list({
-        limit: req.query.limit,
-        after: decodeCursor(req.query.cursor),
-        externalId: req.query.externalId,
-        testClock: req.query.testClock,
-      });
+      const rows = await customers.list(
+        {
+          limit: req.query.limit,
+          after: decodeCursor(req.query.cursor),
+          externalId: req.query.externalId,
+          testClock: req.query.testClock,
+        },
+        // One inconsistent customer must not hide the others; the operator finds it here.
+        (customerId) =>
+          req.log.error(
+            { customerId, code: 'data_key_missing' },
+            'customer data key missing but not erased (interrupted erasure): erase it again',
+          ),
+      );
       const page = toPage(rows, req.query.limit, (c) => c);
       return { data: await toDto(page.data), nextCursor: page.nextCursor };
     },
