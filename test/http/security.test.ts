@@ -227,6 +227,26 @@ describe(`input every route refuses (${ENGINE})`, () => {
     expect(emoji.statusCode).toBe(201);
   });
 
+  it('externalId refuses invisible characters (C*, Zl, Zp) by name; inner spaces stay allowed', async () => {
+    for (const externalId of [
+      '\u200b',
+      'a\u200b',
+      'a\u0007b',
+      'a\u2028b',
+      'a\u2029b',
+      'a\ue000',
+      'a\u0378',
+      'a\u00adb',
+    ]) {
+      const res = await t.call('POST', '/v1/customers', { externalId, market: 'SE' });
+      expect(res.statusCode, JSON.stringify(externalId)).toBe(400);
+      expect(res.json().errors).toEqual([expect.objectContaining({ path: 'externalId', in: 'body' })]);
+    }
+    expect((await t.call('GET', '/v1/customers?externalId=a%E2%80%8B')).json().data).toEqual([]);
+    const spaced = await t.call('POST', '/v1/customers', { externalId: 'Jane Doe 42', market: 'SE' });
+    expect(spaced.statusCode).toBe(201);
+  });
+
   it('unknown fields are refused by name, at any depth, in body and query', async () => {
     const top = await t.call('POST', '/v1/customers', { externalId: 'u1', market: 'SE', plan: 'x' });
     expect(top.statusCode).toBe(400);
