@@ -119,6 +119,20 @@ describe(`authentication on every spelling of a path (${ENGINE})`, () => {
     expect(res.text).toContain('victim-1');
   });
 
+  it('an Expect header other than 100-continue is a 417 problem document naming the header', async () => {
+    const res = await rawRequest(port, 'GET /health HTTP/1.1\r\nExpect: banana\r\nX-Request-Id: expect-1');
+    expect(res.status).toBe(417);
+    expect(res.text).toMatch(/^content-type: application\/problem\+json/im);
+    expect(res.text).toMatch(/^request-id: expect-1\r$/im);
+    const body = JSON.parse(res.text.slice(res.text.indexOf('\r\n\r\n') + 4));
+    expect(body).toMatchObject({
+      status: 417,
+      code: 'validation_failed',
+      requestId: 'expect-1',
+      errors: [{ path: 'Expect', in: 'header', message: expect.any(String) }],
+    });
+  });
+
   it('public routes are the declared ones only: health, metrics, docs, the OpenAPI document', async () => {
     for (const path of ['/health', '/metrics', '/openapi.json', '/docs/']) {
       const res = await rawRequest(port, `GET ${path} HTTP/1.1`);
