@@ -146,7 +146,10 @@ export async function createApp(options: AppOptions): Promise<App> {
       poolStats: database.poolStats,
       engine: database.kind,
       isReady: () => ready,
-      registerMetrics: (registry) => providers.router.registerMetrics(registry),
+      registerMetrics: (registry) => {
+        providers.router.registerMetrics(registry);
+        services.jobs.registerMetrics(registry);
+      },
     },
     {
       logger: options.logger ?? false,

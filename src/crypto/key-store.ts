@@ -74,6 +74,14 @@ export class KeyStore {
         await sql`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_ID})`.execute(trx);
         for (const statement of SCHEMA) await sql.raw(statement).execute(trx);
       });
+      if (store.kind === 'pglite') {
+        // WAL segments are never renamed for reuse, so a deleted key's bytes do not survive in
+        // one (see purgeDeleted). ALTER SYSTEM persists it in postgresql.auto.conf, read at the
+        // next startup before crash recovery (which recycles too); SET covers this session,
+        // which does the checkpoints of an embedded store.
+        await sql.raw('ALTER SYSTEM SET wal_recycle = off').execute(store.#db);
+        await sql.raw('SET wal_recycle = off').execute(store.#db);
+      }
     } catch (error) {
       await handle.close();
       throw error;
@@ -155,8 +163,8 @@ export class KeyStore {
    * bytes in the table's pages and in the write-ahead log until they are overwritten, and anyone
    * holding the directory could read an erased customer's key back from them. So after an erasure
    * the embedded store rewrites the table into a new file (the old one is unlinked), checkpoints,
-   * and moves to a new WAL segment with recycling off, so the segments that held the key are
-   * unlinked rather than renamed for reuse. Cost: one table rewrite and one 16 MB segment per call.
+   * and moves to a new WAL segment with recycling off (set for good at open), so the segments
+   * that held the key are unlinked rather than renamed for reuse. Cost: one table rewrite and one 16 MB segment per call.
    *
    * A PostgreSQL key store is the operator's server: its WAL, replicas and archives follow the
    * server's settings, so this is a no-op there; ADR 0012 says what to configure.

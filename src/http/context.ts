@@ -11,6 +11,11 @@ declare module 'fastify' {
     resourceType?: string;
     /** No API key: the route authenticates its caller itself (provider webhooks verify a signature). */
     public?: boolean;
+    /**
+     * Top-level body fields holding personal data: left out of the idempotency fingerprint, so a
+     * stored answer can never confirm a guessed value (a retry differing only in them replays).
+     */
+    personalFields?: readonly string[];
   }
   interface FastifyRequest {
     principal?: Principal;

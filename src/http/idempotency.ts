@@ -30,12 +30,19 @@ declare module 'fastify' {
 }
 
 /**
- * Fingerprint of a request: method, URL and body in canonical JSON. Keyed (HMAC-SHA256) when the
- * store has a key: a body can hold an email, and a plain hash kept for days would let anyone with a
- * copy of the database confirm a guessed one after the customer was erased.
+ * Fingerprint of a request: method, URL and body in canonical JSON, without the route's personal
+ * fields (`config.personalFields`): whether a retry with another email replays or is refused must
+ * not tell which email the key was first used with, even after the customer is erased. Keyed
+ * (HMAC-SHA256) when the store has a key, as a second line: a plain hash of the other fields kept
+ * for days would still be a guessable fingerprint.
  */
 export function requestHash(request: FastifyRequest, hashKey?: Buffer): string {
-  const text = canonicalJson({ method: request.method, url: request.url, body: request.body ?? null });
+  const personal = request.routeOptions?.config?.personalFields ?? [];
+  let body = request.body ?? null;
+  if (personal.length > 0 && typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    body = Object.fromEntries(Object.entries(body).filter(([field]) => !personal.includes(field)));
+  }
+  const text = canonicalJson({ method: request.method, url: request.url, body });
   return hashKey ? createHmac('sha256', hashKey).update(text).digest('hex') : sha256Hex(text);
 }
 

@@ -98,7 +98,12 @@ export function clientErrorResponse(err: NodeJS.ErrnoException): string {
 
 /** Maps anything thrown in a request to a problem document; unknown errors are 500s and logged. */
 export function toProblem(error: unknown, request: FastifyRequest): Problem {
-  if (error instanceof DomainError) return problem(error.code, error.message, error.errors, error.extra);
+  if (error instanceof DomainError) {
+    // An expected 5xx (a lost data key, another master key) is still an operator's problem: the
+    // request id in the answer must find it in the logs.
+    if (statusOf(error.code) === 500) request.log.error({ err: error, code: error.code }, error.message);
+    return problem(error.code, error.message, error.errors, error.extra);
+  }
   if (hasZodFastifySchemaValidationErrors(error)) {
     const where = CONTEXT_NAME[(error as FastifyError).validationContext ?? 'body'] ?? 'body';
     const errors = error.validation.map((v) => {

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -14,7 +15,7 @@ import { FailedAuthLimiter, installAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { installInputGuards } from './input-guards.js';
 import { installMetrics } from './metrics.js';
-import { clientErrorResponse, problem, sendProblem, toProblem } from './problem.js';
+import { clientErrorResponse, PROBLEM_CONTENT_TYPE, problem, sendProblem, toProblem } from './problem.js';
 import './context.js';
 
 export interface ServerDeps {
@@ -58,10 +59,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     logger: options.logger,
     bodyLimit: options.bodyLimitBytes,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID_SHAPE.test(given) ? given : newId('request');
-    },
+    genReqId: requestIdOf,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // A hop count is accepted at runtime (proxy-addr) though Fastify's types omit it.
@@ -81,6 +79,22 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       if (socket.writable) socket.write(clientErrorResponse(err));
       socket.destroy(err);
     },
+  });
+  // An Expect other than 100-continue never reaches Fastify: Node would answer a bare 417.
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const p = problem('validation_failed', 'Only Expect: 100-continue is supported.', [
+      { path: 'Expect', in: 'header', message: 'must be 100-continue or absent' },
+    ]);
+    const requestId = requestIdOf(req);
+    const body = JSON.stringify({ ...p, status: 417, requestId });
+    res.writeHead(417, {
+      'content-type': PROBLEM_CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'request-id': requestId,
+      // The body the client may still send is not read: the connection is not reused.
+      connection: 'close',
+    });
+    res.end(body);
   });
   // Only JSON bodies: a text/plain body is 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -128,8 +142,12 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     const claim = request.idempotency;
     if (!claim || claim.settled || !request.principal) return payload;
     try {
-      if (reply.statusCode >= 500) await deps.idempotency.release(request.principal.keyId, claim);
-      else if (typeof payload === 'string') {
+      // A handler's `idempotency_key_reused` (the first request's effect keeps this key, e.g. a
+      // payment after a 202) is not this key's answer either: stored, it would refuse the first
+      // request's own retry forever. (begin()'s own 422 comes before any claim.)
+      if (reply.statusCode >= 500 || isKeyReused(reply.statusCode, payload)) {
+        await deps.idempotency.release(request.principal.keyId, claim);
+      } else if (typeof payload === 'string') {
         await deps.idempotency.complete(deps.db, request.principal.keyId, claim, reply.statusCode, payload);
       }
     } catch (error) {
@@ -212,4 +230,19 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     return registry.metrics();
   });
   return app;
+}
+
+/** The caller's `X-Request-Id` when it is well-formed, else a new id. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID_SHAPE.test(given) ? given : newId('request');
+}
+
+function isKeyReused(status: number, payload: unknown): boolean {
+  if (status !== 422 || typeof payload !== 'string') return false;
+  try {
+    return (JSON.parse(payload) as { code?: unknown }).code === 'idempotency_key_reused';
+  } catch {
+    return false;
+  }
 }

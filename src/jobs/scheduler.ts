@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
+import { Gauge, type Registry } from 'prom-client';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
@@ -31,13 +32,27 @@ export interface ScheduleInput {
 
 type JobRow = Pick<
   Selectable<ScheduledJobsTable>,
-  'id' | 'kind' | 'run_at' | 'customer_id' | 'test_clock_id' | 'payload' | 'attempts'
+  'id' | 'kind' | 'run_at' | 'customer_id' | 'test_clock_id' | 'payload' | 'attempts' | 'first_failed_at'
 >;
+
+export interface JobKindOptions {
+  /** See `JobScheduler.register`. */
+  external?: boolean;
+  /**
+   * Retry a failing job for this long after its first failure (then it fails for good), instead
+   * of `ATTEMPTS_MAX` attempts: for work that must converge through a long outage (money owed).
+   */
+  retryForMs?: number;
+}
 
 export const ATTEMPTS_MAX = 5;
 /** How long a claimed external job is protected from a second runner. */
 const EXTERNAL_LEASE_MS = 5 * 60_000;
 const RETRY_BASE_MS = 60_000;
+/** Longest wait between two attempts: a long retry window still retries often enough to converge soon after an outage. */
+export const RETRY_DELAY_MAX_MS = 15 * 60_000;
+/** Longest retry window a kind may ask for (a bound, like every retry). */
+export const RETRY_FOR_MAX_MS = 30 * 24 * 60 * 60_000;
 /** Bound of one advance or one poll: more jobs than this in one go means a runaway schedule. */
 export const JOBS_PER_RUN_MAX = 100_000;
 /**
@@ -64,7 +79,10 @@ export class JobScheduler {
   /** The shared database seen through the scheduler's tables, for work outside a transaction. */
   readonly #tables: Kysely<JobTables>;
   readonly #clock: Clock;
-  readonly #handlers = new Map<string, { handler: JobHandler; external: boolean }>();
+  readonly #handlers = new Map<
+    string,
+    { handler: JobHandler; external: boolean; retryForMs: number | undefined }
+  >();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
   #prunedAtMs: number | undefined;
@@ -80,10 +98,46 @@ export class JobScheduler {
    * database transaction while it waits. It is claimed for a lease in a short transaction, runs
    * with the database itself as `trx`, and is marked done afterwards; a crash re-runs it after the
    * lease, so it must be idempotent.
+   * `retryForMs`: a failing job is retried (backoff doubling from a minute, capped at
+   * `RETRY_DELAY_MAX_MS`) until this long after its first failure; by default `ATTEMPTS_MAX`
+   * attempts. A job that gives up is `failed` and counted in /metrics (`reprise_jobs_failed`).
    */
-  register(kind: string, handler: JobHandler, opts: { external?: boolean } = {}): void {
+  register(kind: string, handler: JobHandler, opts: JobKindOptions = {}): void {
     assert(!this.#handlers.has(kind), `job kind ${kind} registered twice`);
-    this.#handlers.set(kind, { handler, external: opts.external ?? false });
+    const { retryForMs } = opts;
+    assert(
+      retryForMs === undefined ||
+        (Number.isSafeInteger(retryForMs) && retryForMs > 0 && retryForMs <= RETRY_FOR_MAX_MS),
+      `job kind ${kind}: retryForMs out of range`,
+    );
+    this.#handlers.set(kind, { handler, external: opts.external ?? false, retryForMs });
+  }
+
+  /** Failed jobs (kept `FINISHED_RETENTION_MS`) by kind, for the /metrics gauge. */
+  async failedByKind(): Promise<Map<string, number>> {
+    const rows = await this.#tables
+      .selectFrom('scheduled_jobs')
+      .select(['kind', (eb) => eb.fn.countAll<string | number>().as('n')])
+      .where('state', '=', 'failed')
+      .groupBy('kind')
+      .execute();
+    return new Map(rows.map((r) => [r.kind, Number(r.n)]));
+  }
+
+  /** Adds `reprise_jobs_failed{kind}`: jobs that gave up, so operators see what did not converge. */
+  registerMetrics(registry: Registry): void {
+    const failedByKind = () => this.failedByKind();
+    new Gauge({
+      name: 'reprise_jobs_failed',
+      help: 'Scheduled jobs that gave up (state failed, kept a week) by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = await failedByKind();
+        this.reset();
+        for (const [kind, n] of counts) this.set({ kind }, n);
+      },
+    });
   }
 
   async schedule(trx: Executor, input: ScheduleInput): Promise<string> {
@@ -211,14 +265,21 @@ export class JobScheduler {
       return;
     }
     const attempts = row.attempts + 1;
+    const firstFailedAt = row.first_failed_at ?? now;
+    const retryForMs = this.#handlers.get(row.kind)?.retryForMs;
+    const givesUp =
+      retryForMs === undefined
+        ? attempts >= ATTEMPTS_MAX
+        : now.getTime() - firstFailedAt.getTime() >= retryForMs;
     await db
       .updateTable('scheduled_jobs')
       .set({
         attempts,
         last_error: failure.slice(0, 2000),
-        ...(attempts >= ATTEMPTS_MAX
+        first_failed_at: firstFailedAt,
+        ...(givesUp
           ? { state: 'failed' as const, done_at: now, finished_at: this.#clock.now() }
-          : { run_at: new Date(now.getTime() + RETRY_BASE_MS * 2 ** (attempts - 1)) }),
+          : { run_at: new Date(now.getTime() + retryDelayMs(attempts)) }),
       })
       .where('id', '=', row.id)
       .execute();
@@ -298,6 +359,11 @@ export class JobScheduler {
     this.#timer = undefined;
     await this.#running;
   }
+}
+
+/** Wait before attempt `attempts + 1`: 1, 2, 4, 8… minutes, capped (the exponent too, so it stays finite). */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(RETRY_BASE_MS * 2 ** Math.min(attempts - 1, 30), RETRY_DELAY_MAX_MS);
 }
 
 function toJob(row: JobRow): Job {

@@ -16,6 +16,8 @@ export interface ScheduledJobsTable {
   done_at: Date | null;
   /** Wall-clock time the job reached done or failed (done_at is the job's own, maybe simulated, time). */
   finished_at: Date | null;
+  /** The job's own time of its first failure; a retry window (retryForMs) counts from here. */
+  first_failed_at: Date | null;
 }
 
 /** The scheduler's tables: only these can be queried through `jobTables(executor)`. */

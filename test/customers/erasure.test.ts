@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { MasterKey, seal } from '../../src/crypto/envelope.js';
+import { KeyStore } from '../../src/crypto/key-store.js';
 import { loadMigrations, migrate } from '../../src/db/migrate.js';
 import { encodeCursor } from '../../src/http/pagination.js';
 import { newId } from '../../src/kernel/ids.js';
@@ -109,6 +114,38 @@ describe(`erasure reaches every copy (${ENGINE})`, () => {
     expect(JSON.stringify(audit)).not.toContain(email);
   });
 
+  it('a stored 409 under a second key confirms no email after erasure: personal fields are not fingerprinted', async () => {
+    const tag = unique();
+    const email = `oracle.${tag}@example.com`;
+    const body = { externalId: `oracle-${tag}`, market: 'SE', email, name: `Oracle ${tag}` };
+    const created = await t.call('POST', '/v1/customers', body, {
+      headers: { 'idempotency-key': `k1-${tag}` },
+    });
+    expect(created.statusCode).toBe(201);
+    const k2 = { 'idempotency-key': `k2-${tag}` };
+    const conflict = await t.call('POST', '/v1/customers', body, { headers: k2 });
+    expect(conflict.statusCode).toBe(409);
+    expect(conflict.json().code).toBe('already_exists');
+    expect((await t.call('POST', `/v1/customers/${created.json().id}/erase`)).statusCode).toBe(200);
+    // The right email and a guess get the same answer: the stored 409, replayed.
+    const right = await t.call('POST', '/v1/customers', body, { headers: k2 });
+    const guess = await t.call(
+      'POST',
+      '/v1/customers',
+      { ...body, email: 'someone.else@example.com', name: 'Someone Else' },
+      { headers: k2 },
+    );
+    for (const res of [right, guess]) {
+      expect(res.statusCode).toBe(409);
+      expect(res.headers['idempotent-replayed']).toBe('true');
+      expect(res.body).not.toContain(email);
+    }
+    expect(guess.body).toBe(right.body);
+    // Other fields still count: another externalId with the same key is refused.
+    const other = await t.call('POST', '/v1/customers', { ...body, externalId: `x-${tag}` }, { headers: k2 });
+    expect(other.statusCode).toBe(422);
+  });
+
   it('an erased customer is read without its key; a key lost before the row was erased is a clear error', async () => {
     const tag = unique();
     const c = (
@@ -144,6 +181,81 @@ describe(`erasure reaches every copy (${ENGINE})`, () => {
     const bare = (await t.call('POST', '/v1/customers', { externalId: `bare-${tag}`, market: 'SE' })).json();
     await t.app.keyStore.delete(bare.id);
     expect((await t.call('GET', `/v1/customers/${bare.id}`)).statusCode).toBe(200);
+  });
+
+  it('an interrupted erasure (key gone, row not erased) is logged at error level and fails no list page', async () => {
+    const lines: string[] = [];
+    const stream = { write: (line: string) => void lines.push(line) };
+    const logged = await createApp({
+      config: t.config,
+      database: t.app.database,
+      keyStore: t.app.keyStore,
+      logger: { level: 'info', stream },
+    });
+    try {
+      const tag = unique();
+      const clockId = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2030-01-01T00:00:00Z' })).json()
+        .id as string;
+      const make = async (n: number) =>
+        (
+          await t.call('POST', '/v1/customers', {
+            externalId: `half-${n}-${tag}`,
+            market: 'SE',
+            email: `half${n}.${tag}@x.io`,
+            name: `Half ${n}`,
+            testClock: clockId,
+          })
+        ).json().id as string;
+      const [a, lost, b] = [await make(1), await make(2), await make(3)];
+      // What a kill -9 between deleting the key and committing the erasure leaves.
+      await t.app.keyStore.delete(lost);
+      const as = { authorization: `Bearer ${BOOTSTRAP}` };
+
+      const read = await logged.server.inject({ method: 'GET', url: `/v1/customers/${lost}`, headers: as });
+      expect(read.statusCode).toBe(500);
+      expect(read.json().code).toBe('data_key_missing');
+      const entries = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(entries()).toContainEqual(
+        expect.objectContaining({ level: 50, reqId: read.json().requestId, code: 'data_key_missing' }),
+      );
+
+      const list = await logged.server.inject({
+        method: 'GET',
+        url: `/v1/customers?testClock=${clockId}&limit=10`,
+        headers: as,
+      });
+      expect(list.statusCode).toBe(200);
+      const byId = new Map(list.json().data.map((c: { id: string }) => [c.id, c]));
+      expect(byId.get(a)).toMatchObject({ email: `half1.${tag}@x.io`, name: 'Half 1' });
+      expect(byId.get(b)).toMatchObject({ email: `half3.${tag}@x.io`, name: 'Half 3' });
+      expect(byId.get(lost)).toMatchObject({ id: lost, email: null, name: null, erased: false });
+      const listId = list.headers['request-id'];
+      expect(entries()).toContainEqual(
+        expect.objectContaining({ level: 50, reqId: listId, customerId: lost, code: 'data_key_missing' }),
+      );
+    } finally {
+      await logged.close();
+    }
+  });
+
+  it('the embedded key store keeps WAL recycling off for good (at startup, before crash recovery)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reprise-walrecycle-'));
+    try {
+      const store = await KeyStore.open({ dataDir: dir });
+      await store.close();
+      // A bare start of the same directory (as crash recovery is) reads it from its configuration.
+      const raw = await PGlite.create({ dataDir: dir });
+      try {
+        const { rows } = await raw.query<{ setting: string; source: string }>(
+          "SELECT setting, source FROM pg_settings WHERE name = 'wal_recycle'",
+        );
+        expect(rows).toEqual([{ setting: 'off', source: 'configuration file' }]);
+      } finally {
+        await raw.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a node with another master key fails clearly on customers it cannot open', async () => {

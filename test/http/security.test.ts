@@ -119,6 +119,20 @@ describe(`authentication on every spelling of a path (${ENGINE})`, () => {
     expect(res.text).toContain('victim-1');
   });
 
+  it('an Expect header other than 100-continue is a 417 problem document naming the header', async () => {
+    const res = await rawRequest(port, 'GET /health HTTP/1.1\r\nExpect: banana\r\nX-Request-Id: expect-1');
+    expect(res.status).toBe(417);
+    expect(res.text).toMatch(/^content-type: application\/problem\+json/im);
+    expect(res.text).toMatch(/^request-id: expect-1\r$/im);
+    const body = JSON.parse(res.text.slice(res.text.indexOf('\r\n\r\n') + 4));
+    expect(body).toMatchObject({
+      status: 417,
+      code: 'validation_failed',
+      requestId: 'expect-1',
+      errors: [{ path: 'Expect', in: 'header', message: expect.any(String) }],
+    });
+  });
+
   it('public routes are the declared ones only: health, metrics, docs, the OpenAPI document', async () => {
     for (const path of ['/health', '/metrics', '/openapi.json', '/docs/']) {
       const res = await rawRequest(port, `GET ${path} HTTP/1.1`);
@@ -225,6 +239,26 @@ describe(`input every route refuses (${ENGINE})`, () => {
     // A well-formed pair (an emoji) is text like any other.
     const emoji = await t.call('POST', '/v1/customers', { externalId: 'fan-🎧', market: 'SE' });
     expect(emoji.statusCode).toBe(201);
+  });
+
+  it('externalId refuses invisible characters (C*, Zl, Zp) by name; inner spaces stay allowed', async () => {
+    for (const externalId of [
+      '\u200b',
+      'a\u200b',
+      'a\u0007b',
+      'a\u2028b',
+      'a\u2029b',
+      'a\ue000',
+      'a\u0378',
+      'a\u00adb',
+    ]) {
+      const res = await t.call('POST', '/v1/customers', { externalId, market: 'SE' });
+      expect(res.statusCode, JSON.stringify(externalId)).toBe(400);
+      expect(res.json().errors).toEqual([expect.objectContaining({ path: 'externalId', in: 'body' })]);
+    }
+    expect((await t.call('GET', '/v1/customers?externalId=a%E2%80%8B')).json().data).toEqual([]);
+    const spaced = await t.call('POST', '/v1/customers', { externalId: 'Jane Doe 42', market: 'SE' });
+    expect(spaced.statusCode).toBe(201);
   });
 
   it('unknown fields are refused by name, at any depth, in body and query', async () => {

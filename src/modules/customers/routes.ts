@@ -11,12 +11,23 @@ import { looksLikeId } from '../../kernel/ids.js';
 import type { CatalogService } from '../catalog/service.js';
 import { type Customer, type CustomerService, PERSONAL_FIELDS } from './service.js';
 
+/**
+ * Characters an externalId must not hold: Unicode categories C* (control, format such as U+200B,
+ * surrogate, private use, unassigned) and the line/paragraph separators. Two ids that look the
+ * same must be the same id. Ordinary spaces inside stay allowed.
+ */
+const INVISIBLE = /[\p{C}\p{Zl}\p{Zp}]/u;
+
 const customerBody = z.object({
   externalId: z
     .string()
     .min(1)
     .max(255)
     .refine((v) => v.trim() === v && v !== '', 'must not be blank or start or end with whitespace')
+    .refine(
+      (v) => !INVISIBLE.test(v),
+      'must not contain control, format, private-use or unassigned characters, or line/paragraph separators',
+    )
     .refine((v) => !looksLikeId(v), 'must not have the shape of a Reprise id (e.g. cus_ and 26 characters)')
     .describe("The identity system's user id; unique; never shaped like a Reprise id"),
   market: z.string().min(1).max(64).describe('Market code or id'),
@@ -93,7 +104,12 @@ export function customerRoutes(
         body: customerBody,
         response: { 201: customerDto, ...problemResponses },
       },
-      config: { scope: 'customers:write', action: 'customers.create', resourceType: 'customer' },
+      config: {
+        scope: 'customers:write',
+        action: 'customers.create',
+        resourceType: 'customer',
+        personalFields: PERSONAL_FIELDS,
+      },
     },
     (req, reply) =>
       uow.run(req, reply, async (trx) => {
@@ -122,12 +138,20 @@ export function customerRoutes(
       config: { scope: 'customers:read' },
     },
     async (req) => {
-      const rows = await customers.list({
-        limit: req.query.limit,
-        after: decodeCursor(req.query.cursor),
-        externalId: req.query.externalId,
-        testClock: req.query.testClock,
-      });
+      const rows = await customers.list(
+        {
+          limit: req.query.limit,
+          after: decodeCursor(req.query.cursor),
+          externalId: req.query.externalId,
+          testClock: req.query.testClock,
+        },
+        // One inconsistent customer must not hide the others; the operator finds it here.
+        (customerId) =>
+          req.log.error(
+            { customerId, code: 'data_key_missing' },
+            'customer data key missing but not erased (interrupted erasure): erase it again',
+          ),
+      );
       const page = toPage(rows, req.query.limit, (c) => c);
       return { data: await toDto(page.data), nextCursor: page.nextCursor };
     },

@@ -133,13 +133,20 @@ export class CustomerService {
     return (await this.#open([await this.#row(ref, trx)]))[0]!;
   }
 
-  /** Customers by id, externalId or test clock, a page at a time (`limit + 1` rows, see toPage). */
-  async list(page: {
-    limit: number;
-    after?: string | undefined;
-    externalId?: string | undefined;
-    testClock?: string | undefined;
-  }): Promise<Customer[]> {
+  /**
+   * Customers by id, externalId or test clock, a page at a time (`limit + 1` rows, see toPage).
+   * A customer whose data key is missing (an interrupted erasure) does not fail the page: its
+   * personal fields read null and `onKeyMissing` is told, to log the inconsistency.
+   */
+  async list(
+    page: {
+      limit: number;
+      after?: string | undefined;
+      externalId?: string | undefined;
+      testClock?: string | undefined;
+    },
+    onKeyMissing: (customerId: string) => void = () => {},
+  ): Promise<Customer[]> {
     let q = this.#tables
       .selectFrom('customers')
       .selectAll()
@@ -148,7 +155,7 @@ export class CustomerService {
     if (page.after) q = q.where('id', '>', page.after);
     if (page.externalId !== undefined) q = q.where('external_id', '=', page.externalId);
     if (page.testClock) q = q.where('test_clock_id', '=', page.testClock);
-    return this.#open(await q.execute());
+    return this.#open(await q.execute(), onKeyMissing);
   }
 
   /**
@@ -243,14 +250,22 @@ export class CustomerService {
     return row;
   }
 
-  /** Opens the sealed fields of these rows with one key-store read (none if nothing is sealed). */
-  async #open(rows: CustomersTable[]): Promise<Customer[]> {
+  /**
+   * Opens the sealed fields of these rows with one key-store read (none if nothing is sealed).
+   * A missing key throws `data_key_missing`, unless `onKeyMissing` is given: then that customer's
+   * personal fields are null.
+   */
+  async #open(rows: CustomersTable[], onKeyMissing?: (customerId: string) => void): Promise<Customer[]> {
     const sealed = rows.filter((r) => !r.erased_at && (r.email_cipher || r.name_cipher));
     const keys = sealed.length > 0 ? await this.#keys.get(sealed.map((r) => r.id)) : new Map();
     return rows.map((row) => {
       if (row.erased_at || !(row.email_cipher || row.name_cipher))
         return toCustomer(row, { email: null, name: null });
       const stored = keys.get(row.id);
+      if (!stored && onKeyMissing) {
+        onKeyMissing(row.id);
+        return toCustomer(row, { email: null, name: null });
+      }
       if (!stored)
         throw new DomainError(
           'data_key_missing',

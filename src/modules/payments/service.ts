@@ -24,6 +24,9 @@ import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } 
 import { type RefundInput, startRefund } from './refunds/start.js';
 import { paymentTables } from './tables.js';
 
+/** How long reconciling a payment or a refund is retried after its first failure. */
+const MONEY_RETRY_FOR_MS = 3 * 24 * 60 * 60_000;
+
 export type { ChargeLease, Payment, PaymentInput, PaymentMethod, Refund, RefundInput, RefundOutcome };
 
 /**
@@ -46,20 +49,17 @@ export class PaymentService {
     readonly jobs: JobScheduler,
   ) {
     this.ctx = { db, tables: paymentTables(db), clock, customers, catalog, ledger, router, jobs };
-    // Both talk to providers: they run outside any database transaction (external jobs).
+    // Both talk to providers: they run outside any database transaction (external jobs), and
+    // money owed must converge through a long provider outage: retried for days, not 5 times.
     jobs.register(
       'payments.reconcile',
       (job) => this.reconcile((job.payload as { payment: string }).payment),
-      {
-        external: true,
-      },
+      { external: true, retryForMs: MONEY_RETRY_FOR_MS },
     );
     jobs.register(
       'refunds.reconcile',
       (job) => retryRefund(this.ctx, (job.payload as { refund: string }).refund),
-      {
-        external: true,
-      },
+      { external: true, retryForMs: MONEY_RETRY_FOR_MS },
     );
   }
 
