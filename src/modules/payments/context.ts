@@ -83,6 +83,11 @@ export async function disputeState(
   return d?.status ?? null;
 }
 
+/** The payment row, locked for the rest of the caller's transaction (it must exist: a bug otherwise). */
+export function lockPayment(db: Kysely<PaymentTables>, id: string): Promise<Payment> {
+  return db.selectFrom('payments').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+}
+
 export async function getPayment(ctx: PaymentsContext, id: string, trx: Executor = ctx.db): Promise<Payment> {
   const row = await paymentTables(trx)
     .selectFrom('payments')

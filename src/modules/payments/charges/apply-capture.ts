@@ -1,6 +1,6 @@
 import type { Executor } from '../../../db/schema.js';
 import { newId } from '../../../kernel/ids.js';
-import { disputeState, factsOf, type PaymentsContext, statusOf } from '../context.js';
+import { disputeState, factsOf, lockPayment, type PaymentsContext, statusOf } from '../context.js';
 import { captureEntry, feeEntry } from '../domain/entries.js';
 import { baseOf } from '../domain/status.js';
 import { paymentTables, type RefundsTable } from '../tables.js';
@@ -27,12 +27,7 @@ export async function applyCapture(
 ) {
   const db = paymentTables(trx);
   const now = ctx.clock.now();
-  const current = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('id', '=', paymentId)
-    .forUpdate()
-    .executeTakeFirstOrThrow();
+  const current = await lockPayment(db, paymentId);
   const base = baseOf(current.status, current.captured);
   if (fact.captured && !current.captured) {
     const late = base === 'failed' || base === 'voided';

@@ -1,7 +1,7 @@
 import type { Executor } from '../../../db/schema.js';
 import { newId } from '../../../kernel/ids.js';
 import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
-import { factsOf, type PaymentsContext, statusOf } from '../context.js';
+import { factsOf, lockPayment, type PaymentsContext, statusOf } from '../context.js';
 import { disputeClosedEntry, disputeOpenedEntry } from '../domain/entries.js';
 import { paymentTables } from '../tables.js';
 
@@ -20,12 +20,7 @@ export async function applyDispute(
     .where('provider_dispute_id', '=', d.providerDisputeId)
     .forUpdate()
     .executeTakeFirst();
-  const payment = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('id', '=', paymentId)
-    .forUpdate()
-    .executeTakeFirstOrThrow();
+  const payment = await lockPayment(db, paymentId);
   const facts = factsOf(payment);
   if (!dispute) {
     dispute = {

@@ -7,6 +7,7 @@ import {
   disputeState,
   factsOf,
   getPayment,
+  lockPayment,
   type Payment,
   type PaymentsContext,
   type Refund,
@@ -79,12 +80,7 @@ export async function bookRefund(
   amountMinor: number,
 ): Promise<void> {
   const db = paymentTables(trx);
-  const payment = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('id', '=', paymentId)
-    .forUpdate()
-    .executeTakeFirstOrThrow();
+  const payment = await lockPayment(db, paymentId);
   const facts = factsOf(payment);
   const taxPart = refundTaxPart(
     facts,
