@@ -1,5 +1,10 @@
 import { assert } from '../kernel/assert.js';
-import type { BillingService, CheckoutInput, CheckoutOutcome, OpenedCheckout } from '../modules/billing/service.js';
+import type {
+  BillingService,
+  CheckoutInput,
+  CheckoutOutcome,
+  OpenedCheckout,
+} from '../modules/billing/service.js';
 import type { ChargeLease, Payment, PaymentService } from '../modules/payments/service.js';
 import type { ChargeResult } from '../providers/port.js';
 import type { Commit } from './commit.js';

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BOOTSTRAP_KEY_ID } from '../../src/modules/api-keys/service.js';
+import { invoicePaymentKey } from '../../src/workflows/checkout.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -45,7 +47,10 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     expect(res.statusCode).toBe(201);
     const id = res.json().id as string;
     if (token) {
-      const pm = await t.call('POST', `/v1/customers/${id}/payment-methods`, { provider: 'simulator', token });
+      const pm = await t.call('POST', `/v1/customers/${id}/payment-methods`, {
+        provider: 'simulator',
+        token,
+      });
       expect(pm.statusCode).toBe(201);
     }
     return { id, externalId };
@@ -62,7 +67,8 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       postings: Array<{ account: string; debit: number; credit: number }>;
     }>;
   const trialBalanced = async () => {
-    const currencies = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json().currencies as Array<{
+    const currencies = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json()
+      .currencies as Array<{
       debits: number;
       credits: number;
       balanced: boolean;
@@ -107,8 +113,18 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     });
     expect(invoice.number).toMatch(/^TEST-SE-2027-\d{6}$/);
     expect(invoice.lines).toEqual([
-      expect.objectContaining({ kind: 'recurring', amount: 10900, periodStart: '2027-01-15T00:00:00Z', periodEnd: '2027-02-15T00:00:00Z' }),
-      expect.objectContaining({ kind: 'tax', amount: 2180, periodStart: '2027-01-15T00:00:00Z', periodEnd: '2027-02-15T00:00:00Z' }),
+      expect.objectContaining({
+        kind: 'recurring',
+        amount: 10900,
+        periodStart: '2027-01-15T00:00:00Z',
+        periodEnd: '2027-02-15T00:00:00Z',
+      }),
+      expect.objectContaining({
+        kind: 'tax',
+        amount: 2180,
+        periodStart: '2027-01-15T00:00:00Z',
+        periodEnd: '2027-02-15T00:00:00Z',
+      }),
     ]);
     expect((await t.call('GET', `/v1/invoices/${invoice.id}`)).json()).toEqual(invoice);
     const payment = (await t.call('GET', `/v1/payments/${invoice.payment}`)).json();
@@ -147,7 +163,9 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       'invoice.paid',
       'subscription.activated',
     ]);
-    expect((await t.call('GET', `/v1/subscriptions?customer=${c.externalId}&status=active`)).json().data).toEqual([sub]);
+    expect(
+      (await t.call('GET', `/v1/subscriptions?customer=${c.externalId}&status=active`)).json().data,
+    ).toEqual([sub]);
     expect((await t.call('GET', `/v1/subscriptions/${sub.id}`)).json()).toEqual(sub);
   });
 
@@ -161,7 +179,13 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       currentPeriodEnd: '2027-02-01T00:00:00Z',
     });
     const [invoice] = await invoicesOf(sub.id);
-    expect(invoice).toMatchObject({ subtotal: 5977, tax: 1195, total: 5977, amountDue: 5977, status: 'paid' });
+    expect(invoice).toMatchObject({
+      subtotal: 5977,
+      tax: 1195,
+      total: 5977,
+      amountDue: 5977,
+      status: 'paid',
+    });
     expect(invoice.lines.map((l: { kind: string; amount: number }) => [l.kind, l.amount])).toEqual([
       ['recurring', 5977],
       ['tax', 1195],
@@ -176,9 +200,17 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     const sub = res.json();
     expect(sub).toMatchObject({ status: 'active', currency: 'USD', price: 1199 });
     const [invoice] = await invoicesOf(sub.id);
-    expect(invoice).toMatchObject({ subtotal: 1199, tax: 0, total: 1199, amountDue: 1199, taxInclusive: false });
+    expect(invoice).toMatchObject({
+      subtotal: 1199,
+      tax: 0,
+      total: 1199,
+      amountDue: 1199,
+      taxInclusive: false,
+    });
     expect(invoice.number).toMatch(/^TEST-US-2027-\d{6}$/);
-    expect(invoice.lines.map((l: { kind: string; amount: number }) => [l.kind, l.amount])).toEqual([['recurring', 1199]]);
+    expect(invoice.lines.map((l: { kind: string; amount: number }) => [l.kind, l.amount])).toEqual([
+      ['recurring', 1199],
+    ]);
     const entries = await ledgerOf(invoice.id);
     expect(legs(entries, `invoice:${invoice.id}:finalize`)).toEqual(
       [
@@ -208,8 +240,21 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       currentPeriodEnd: '2027-01-22T00:00:00Z',
     });
     const [invoice] = await invoicesOf(sub.id);
-    expect(invoice).toMatchObject({ status: 'paid', subtotal: 0, tax: 0, total: 0, amountDue: 0, payment: null });
-    expect(invoice.lines.map((l: { kind: string; amount: number; periodEnd: string }) => [l.kind, l.amount, l.periodEnd])).toEqual([
+    expect(invoice).toMatchObject({
+      status: 'paid',
+      subtotal: 0,
+      tax: 0,
+      total: 0,
+      amountDue: 0,
+      payment: null,
+    });
+    expect(
+      invoice.lines.map((l: { kind: string; amount: number; periodEnd: string }) => [
+        l.kind,
+        l.amount,
+        l.periodEnd,
+      ]),
+    ).toEqual([
       ['recurring', 0, '2027-01-22T00:00:00Z'],
       ['tax', 0, '2027-01-22T00:00:00Z'],
     ]);
@@ -225,10 +270,17 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     expect(again.statusCode).toBe(400);
     expect(again.json().errors).toEqual([expect.objectContaining({ path: 'paymentMethod' })]);
     expect((await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data).toHaveLength(1);
-    await t.call('POST', `/v1/customers/${c.id}/payment-methods`, { provider: 'simulator', token: 'tok_visa' });
+    await t.call('POST', `/v1/customers/${c.id}/payment-methods`, {
+      provider: 'simulator',
+      token: 'tok_visa',
+    });
     const paid = await subscribe({ customer: c.id, plan: 'books-trial' });
     expect(paid.statusCode).toBe(201);
-    expect(paid.json()).toMatchObject({ status: 'active', trialEnd: null, currentPeriodEnd: '2027-02-15T00:00:00Z' });
+    expect(paid.json()).toMatchObject({
+      status: 'active',
+      trialEnd: null,
+      currentPeriodEnd: '2027-02-15T00:00:00Z',
+    });
     const [second] = await invoicesOf(paid.json().id);
     expect(second).toMatchObject({ status: 'paid', total: 16900, tax: 3380 });
     expect(await trialBalanced()).toBe(true);
@@ -273,15 +325,32 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     expect(await trialBalanced()).toBe(true);
   });
 
-  it('a checkout resumed after a crash before its answer completes it once, with the same invoice and payment', async () => {
+  it('a crash after the charge, before its answer: the retry with the same key completes it once, never charging twice', async () => {
     const c = await customer('SE', 'tok_visa');
-    const { billing } = t.app.services;
-    // The first attempt opened the subscription and its invoice, then the process died.
-    const opened = await billing.openCheckout({ customer: c.id, plan: 'music-monthly' }, `crash-key-${c.id}`);
-    expect((await t.call('GET', `/v1/subscriptions/${opened.subscriptionId}`)).json().status).toBe('incomplete');
-    const again = await billing.openCheckout({ customer: c.id, plan: 'music-monthly' }, `crash-key-${c.id}`);
-    expect(again).toEqual(opened);
-    expect((await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data).toHaveLength(1);
+    const { billing, payments } = t.app.services;
+    const input = { customer: c.id, plan: 'music-monthly' };
+    const key = `crash-${c.id}`;
+    // The first attempt opened the subscription and its invoice and charged the card, then died.
+    const opened = await billing.openCheckout(input, `${BOOTSTRAP_KEY_ID}:${key}`);
+    expect(opened.charge).not.toBeNull();
+    const { payment, lease } = await payments.start(opened.charge!, invoicePaymentKey(opened.invoiceId));
+    expect((await payments.charge(payment, lease)).result?.status).toBe('succeeded');
+    expect((await t.call('GET', `/v1/subscriptions/${opened.subscriptionId}`)).json().status).toBe(
+      'incomplete',
+    );
+
+    const res = await subscribe(input, { 'idempotency-key': key });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ id: opened.subscriptionId, status: 'active' });
+    const [invoice, ...more] = await invoicesOf(opened.subscriptionId);
+    expect(more).toEqual([]);
+    expect(invoice).toMatchObject({ id: opened.invoiceId, status: 'paid', payment: payment.id });
+    expect((await t.call('GET', `/v1/payments?customer=${c.id}`)).json().data).toHaveLength(1);
+    const captures = t.app.services.providers.embedded
+      .flatMap((e) => [...e.state.charges.values()])
+      .filter((ch) => ch.idempotencyKey === payment.id && ch.captured);
+    expect(captures).toHaveLength(1);
+    expect(await trialBalanced()).toBe(true);
   });
 
   it('refuses offer and coupon by name, and an unknown plan', async () => {
@@ -298,7 +367,9 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
   it('entitlements in batch answer in the order asked; an unknown id is inactive', async () => {
     const c = await customer('US', 'tok_visa');
     expect((await subscribe({ customer: c.id, plan: 'music-monthly' })).statusCode).toBe(201);
-    const res = await t.call('POST', '/v1/entitlements/batch', { externalIds: ['nobody-here', c.externalId] });
+    const res = await t.call('POST', '/v1/entitlements/batch', {
+      externalIds: ['nobody-here', c.externalId],
+    });
     expect(res.statusCode).toBe(200);
     const data = res.json().data;
     expect(data.map((e: { externalId: string; active: boolean }) => [e.externalId, e.active])).toEqual([

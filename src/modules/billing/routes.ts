@@ -32,7 +32,15 @@ const subscriptionDto = z.object({
   createdAt: timestamp,
 });
 const lineDto = z.object({
-  kind: z.enum(['recurring', 'fixed', 'proration_credit', 'proration_charge', 'credit_applied', 'discount', 'tax']),
+  kind: z.enum([
+    'recurring',
+    'fixed',
+    'proration_credit',
+    'proration_charge',
+    'credit_applied',
+    'discount',
+    'tax',
+  ]),
   description: z.string(),
   periodStart: timestamp,
   periodEnd: timestamp,
@@ -40,7 +48,10 @@ const lineDto = z.object({
 });
 const invoiceDto = z.object({
   id: z.string(),
-  number: z.string().nullable().describe('Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock'),
+  number: z
+    .string()
+    .nullable()
+    .describe('Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock'),
   customer: z.string(),
   subscription: z.string(),
   status: z.enum(['draft', 'open', 'paid', 'void', 'uncollectible']),
@@ -138,14 +149,19 @@ export function billingRoutes(
         description:
           "Prices the plan for the customer's market (the price version in force), opens and finalises the " +
           'first invoice and charges it with the given or default payment method. 201 `active` when paid; ' +
-          "201 `trialing` on a 0 invoice when the plan has a trial the customer never had for this product (one " +
+          '201 `trialing` on a 0 invoice when the plan has a trial the customer never had for this product (one ' +
           'trial per customer and product); 402 payment_declined with `declineCode` and `subscription` (left ' +
           '`incomplete`, nothing entitled); 202 when the provider did not answer in time (retry with the same ' +
           'Idempotency-Key and body). `offer` and `coupon` are not supported yet and are refused.',
         body: z.object({
           customer: z.string().min(1).max(255).describe('Customer id or externalId'),
           plan: z.string().min(1).max(255).describe('Plan id or code'),
-          paymentMethod: z.string().min(1).max(64).optional().describe('Default: the customer default method'),
+          paymentMethod: z
+            .string()
+            .min(1)
+            .max(64)
+            .optional()
+            .describe('Default: the customer default method'),
         }),
         response: {
           201: subscriptionDto,

@@ -186,12 +186,18 @@ export class BillingService {
       if (trialEnd) {
         const claimed = await db
           .insertInto('trial_usage')
-          .values({ customer_id: customer.id, product_id: product.id, subscription_id: sub.id, created_at: now })
+          .values({
+            customer_id: customer.id,
+            product_id: product.id,
+            subscription_id: sub.id,
+            created_at: now,
+          })
           .onConflict((oc) => oc.columns(['customer_id', 'product_id']).doNothing())
           .returning('subscription_id')
           .executeTakeFirst();
         // Another checkout of the same customer and product took the trial meanwhile.
-        if (!claimed) throw invalidState('A trial of this product was just started for this customer; retry.');
+        if (!claimed)
+          throw invalidState('A trial of this product was just started for this customer; retry.');
       }
       const invoice = await this.#finalize(trx, {
         sub,
@@ -402,7 +408,9 @@ export class BillingService {
 
   async #checkMethod(customerId: string, paymentMethod: string | undefined): Promise<void> {
     const methods = await this.payments.listMethods(customerId, { limit: 100 });
-    const found = paymentMethod ? methods.some((m) => m.id === paymentMethod) : methods.some((m) => m.isDefault);
+    const found = paymentMethod
+      ? methods.some((m) => m.id === paymentMethod)
+      : methods.some((m) => m.isDefault);
     if (found) return;
     throw paymentMethod
       ? invalid('paymentMethod', `no payment method '${paymentMethod}' for this customer`)
@@ -467,7 +475,9 @@ export class BillingService {
       .insertInto('invoice_number_series')
       .values({ series: p.series, last_number: 1 })
       .onConflict((oc) =>
-        oc.column('series').doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
+        oc
+          .column('series')
+          .doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
       )
       .returning('last_number')
       .executeTakeFirstOrThrow();

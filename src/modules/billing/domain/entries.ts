@@ -68,7 +68,10 @@ export function paidEntry(
     description: `invoice ${invoice.id} paid by ${payment.id}`,
     effectiveAt: at,
     postings: [
-      { account: { type: 'revenue', currency: invoice.currency }, debit: payment.amountMinor - payment.taxMinor },
+      {
+        account: { type: 'revenue', currency: invoice.currency },
+        debit: payment.amountMinor - payment.taxMinor,
+      },
       { account: { type: 'tax_payable', currency: invoice.currency }, debit: payment.taxMinor },
       { account: receivable(invoice), credit: payment.amountMinor },
     ],
