@@ -1,4 +1,5 @@
 import { assert } from '../kernel/assert.js';
+import { invoicePaymentKey } from '../modules/billing/domain/entries.js';
 import type {
   BillingService,
   CheckoutInput,
@@ -37,8 +38,7 @@ interface Charged extends OpenedCheckout {
   result: ChargeResult | null;
 }
 
-/** The payment of an invoice is keyed by the invoice: one first charge per invoice, whoever retries. */
-export const invoicePaymentKey = (invoiceId: string): string => `invoice:${invoiceId}:charge`;
+export { invoicePaymentKey };
 
 export const checkoutWorkflow = Workflow.of<CheckoutInput, CheckoutContext>('checkout')
   .step<OpenedCheckout>({

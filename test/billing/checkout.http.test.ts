@@ -53,7 +53,11 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       });
       expect(pm.statusCode).toBe(201);
     }
-    return { id, externalId };
+    return { id, externalId, clock: clock.id as string };
+  };
+  const advance = async (clock: string, frozenTime: string) => {
+    const res = await t.call('POST', `/v1/test-clocks/${clock}/advance`, { frozenTime });
+    expect(res.statusCode).toBe(200);
   };
   const subscribe = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
     t.call('POST', '/v1/subscriptions', body, { headers });
@@ -305,6 +309,40 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       sources: [],
     });
     expect(legs(await ledgerOf(invoice.id), `invoice:${invoice.id}:paid`)).toBeUndefined();
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('an unpaid sign-up expires 23 hours after it was created: subscription expired, invoice void, booking reversed', async () => {
+    const c = await customer('SE', 'tok_chargeCustomerFail');
+    const res = await subscribe({ customer: c.id, plan: 'music-monthly' });
+    expect(res.statusCode).toBe(402);
+    const id = res.json().subscription as string;
+    await advance(c.clock, '2027-01-15T22:59:59Z');
+    expect((await t.call('GET', `/v1/subscriptions/${id}`)).json().status).toBe('incomplete');
+    await advance(c.clock, '2027-01-15T23:00:00Z');
+    expect((await t.call('GET', `/v1/subscriptions/${id}`)).json()).toMatchObject({
+      status: 'expired',
+      endedAt: '2027-01-15T23:00:00Z',
+    });
+    const [invoice] = await invoicesOf(id);
+    expect(invoice).toMatchObject({ status: 'void', total: 10900 });
+    const entries = await ledgerOf(invoice.id);
+    expect(legs(entries, `invoice:${invoice.id}:void`)).toEqual(
+      [
+        [`customer_receivable:${c.id}:SEK`, 0, 10900],
+        ['deferred_revenue:-:SEK', 8720, 0],
+        ['tax_payable:-:SEK', 2180, 0],
+      ].sort(),
+    );
+    const events = (await t.call('GET', '/v1/events?type=subscription.*&limit=100')).json().data as Array<{
+      type: string;
+      data: { object: { id: string } };
+    }>;
+    expect(events.filter((e) => e.data.object.id === id).map((e) => e.type)).toEqual([
+      'subscription.created',
+      'subscription.expired',
+    ]);
+    expect((await entitlement(c.externalId)).active).toBe(false);
     expect(await trialBalanced()).toBe(true);
   });
 

@@ -3,6 +3,7 @@ import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { JsonObject } from '../../events/types.js';
+import type { JobScheduler } from '../../jobs/scheduler.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
@@ -13,9 +14,21 @@ import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
 import { DEFAULT_RETRY_SCHEDULE } from './domain/dunning.js';
 import { validUntil } from './domain/entitlement.js';
-import { finalizeEntry, invoiceNumber, invoiceSeries, paidEntry } from './domain/entries.js';
+import {
+  finalizeEntry,
+  invoiceNumber,
+  invoicePaymentKey,
+  invoiceSeries,
+  paidEntry,
+  voidEntry,
+} from './domain/entries.js';
 import { type AssembledInvoice, assembleInvoice, type ChargeLine } from './domain/invoice.js';
-import { applyEvent, newSubscription, type SubscriptionState } from './domain/lifecycle.js';
+import {
+  applyEvent,
+  incompleteExpiresAt,
+  newSubscription,
+  type SubscriptionState,
+} from './domain/lifecycle.js';
 import { billingAnchor, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
 import {
@@ -61,6 +74,10 @@ export interface EntitlementSource {
   validUntil: Date;
 }
 
+const EXPIRE_JOB = 'billing.expire_incomplete';
+/** A first payment still in flight at expiry: look again this much later. */
+const EXPIRY_RECHECK_MS = 3_600_000;
+
 /** Subscriptions a customer or member holds that entitlements look at, at most. */
 const SOURCES_MAX = 100;
 
@@ -75,6 +92,7 @@ export class BillingService {
 
   constructor(
     db: Db,
+    readonly jobs: JobScheduler,
     readonly customers: CustomerService,
     readonly catalog: CatalogService,
     readonly ledger: LedgerService,
@@ -83,6 +101,9 @@ export class BillingService {
   ) {
     this.#db = db;
     this.#tables = billingTables(db);
+    jobs.register(EXPIRE_JOB, (job, { trx, now }) =>
+      this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
+    );
   }
 
   /**
@@ -207,6 +228,16 @@ export class BillingService {
         paid: assembled.amountDueMinor === 0,
       });
       await this.#event(trx, 'subscription.created', sub);
+      if (sub.status === 'incomplete') {
+        await this.jobs.schedule(trx, {
+          kind: EXPIRE_JOB,
+          runAt: incompleteExpiresAt(now),
+          customerId: sub.customer_id,
+          testClockId: customer.testClockId,
+          payload: { subscription: sub.id },
+          dedupeKey: `${EXPIRE_JOB}:${sub.id}`,
+        });
+      }
       return {
         subscriptionId: sub.id,
         invoiceId: invoice.id,
@@ -242,7 +273,7 @@ export class BillingService {
       .executeTakeFirstOrThrow();
     let declineCode: string | null = null;
     if (sub.status === 'incomplete' && invoice.status === 'open') {
-      const now = payment?.updated_at ?? (await this.customers.now(sub.customer_id, trx));
+      const now = await this.customers.now(sub.customer_id, trx);
       if (payment?.captured) {
         await this.#markPaid(trx, sub, invoice, payment, now);
       } else if (payment?.status === 'failed') {
@@ -260,6 +291,79 @@ export class BillingService {
       declineCode,
       payment: payment?.id ?? null,
     };
+  }
+
+  /**
+   * 23 hours after an unpaid sign-up: the subscription expires and its invoice is voided (its
+   * finalisation reversed). A first payment the provider captured meanwhile (its answer was lost,
+   * then reconciled) activates the subscription instead; one still in flight postpones this by an
+   * hour: money is never kept without a subscription.
+   */
+  async expireIncomplete(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!sub || sub.status !== 'incomplete') return;
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
+    if (payment?.captured) {
+      await this.#markPaid(trx, sub, invoice, payment, now);
+      return;
+    }
+    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
+      await this.jobs.schedule(trx, {
+        kind: EXPIRE_JOB,
+        runAt: new Date(now.getTime() + EXPIRY_RECHECK_MS),
+        customerId: sub.customer_id,
+        testClockId: (await this.customers.account(sub.customer_id, trx)).testClockId,
+        payload: { subscription: sub.id },
+        dedupeKey: `${EXPIRE_JOB}:${sub.id}:${now.getTime()}`,
+      });
+      return;
+    }
+    const state = applyEvent(stateOf(sub), { type: 'expire_incomplete', at: now });
+    const expired: SubscriptionsTable = {
+      ...sub,
+      status: state.status,
+      ended_at: state.endedAt,
+      version: sub.version + 1,
+      updated_at: now,
+    };
+    await db
+      .updateTable('subscriptions')
+      .set({ status: expired.status, ended_at: expired.ended_at, version: expired.version, updated_at: now })
+      .where('id', '=', sub.id)
+      .execute();
+    if (invoice.status === 'open') {
+      await db
+        .updateTable('invoices')
+        .set({ status: 'void', version: invoice.version + 1, updated_at: now })
+        .where('id', '=', invoice.id)
+        .execute();
+      const entry = voidEntry(
+        {
+          id: invoice.id,
+          customerId: invoice.customer_id,
+          currency: invoice.currency,
+          totalMinor: invoice.total_minor,
+          taxMinor: invoice.tax_minor,
+          netMinor: invoice.net_minor,
+        },
+        now,
+      );
+      if (entry) await this.ledger.post(trx, entry);
+    }
+    await this.#event(trx, 'subscription.expired', expired);
   }
 
   /** The checkout as it stands, without writing (an unsettled charge). */
@@ -605,7 +709,7 @@ export class BillingService {
 
   async #event(
     trx: Executor,
-    type: 'subscription.created' | 'subscription.activated',
+    type: 'subscription.created' | 'subscription.activated' | 'subscription.expired',
     sub: SubscriptionsTable,
   ): Promise<void> {
     await this.events.append(trx, {

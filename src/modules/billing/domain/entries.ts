@@ -78,6 +78,22 @@ export function paidEntry(
   });
 }
 
+/** Voiding a finalised invoice nobody paid (an expired sign-up): the finalisation, undone. Null for a 0 invoice. */
+export function voidEntry(invoice: InvoiceFacts, at: Date): TransactionSpec | null {
+  const finalized = finalizeEntry(invoice, at);
+  if (!finalized) return null;
+  return {
+    ...finalized,
+    idempotencyKey: `invoice:${invoice.id}:void`,
+    description: `invoice ${invoice.id} voided`,
+    postings: finalized.postings.map((p) =>
+      p.debit !== undefined
+        ? { account: p.account, credit: p.debit }
+        : { account: p.account, debit: p.credit ?? 0 },
+    ),
+  };
+}
+
 /** `SE-2026-000042`; customers on a test clock number in `TEST-SE-2026` so simulations never use the legal series. */
 export function invoiceSeries(marketCode: string, at: Date, testClock: boolean): string {
   return `${testClock ? 'TEST-' : ''}${marketCode}-${at.getUTCFullYear()}`;
@@ -87,3 +103,6 @@ export function invoiceNumber(series: string, n: number): string {
   assert(Number.isSafeInteger(n) && n >= 1, `invoice number ${n}`);
   return `${series}-${String(n).padStart(6, '0')}`;
 }
+
+/** The payment of an invoice is keyed by the invoice: one first charge per invoice, whoever retries. */
+export const invoicePaymentKey = (invoiceId: string): string => `invoice:${invoiceId}:charge`;
