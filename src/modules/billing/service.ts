@@ -307,7 +307,7 @@ export class BillingService {
       .where('id', '=', subscriptionId)
       .forUpdate()
       .executeTakeFirst();
-    if (!sub || sub.status !== 'incomplete') return;
+    if (sub?.status !== 'incomplete') return;
     const invoice = await db
       .selectFrom('invoices')
       .selectAll()
