@@ -391,6 +391,36 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     expect(await trialBalanced()).toBe(true);
   });
 
+  it('tok_processingError: the provider errs after charging; the checkout still charges once and activates', async () => {
+    const c = await customer('SE', 'tok_processingError');
+    const res = await subscribe({ customer: c.id, plan: 'music-monthly' });
+    expect(res.statusCode).toBe(201);
+    expect(res.json().status).toBe('active');
+    const [invoice] = await invoicesOf(res.json().id);
+    const captures = t.app.services.providers.embedded
+      .flatMap((e) => [...e.state.charges.values()])
+      .filter((ch) => ch.idempotencyKey === invoice.payment && ch.captured);
+    expect(captures).toHaveLength(1);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('scopes and unknown ids: a read-only key cannot subscribe; unknown subscription and invoice are 404', async () => {
+    const c = await customer('SE', 'tok_visa');
+    const reader = await t.keyWith('subscriptions:read');
+    const denied = await t.call(
+      'POST',
+      '/v1/subscriptions',
+      { customer: c.id, plan: 'music-monthly' },
+      { key: reader },
+    );
+    expect(denied.statusCode).toBe(403);
+    expect(
+      (await t.call('GET', `/v1/subscriptions?customer=${c.id}`, undefined, { key: reader })).json().data,
+    ).toEqual([]);
+    expect((await t.call('GET', '/v1/subscriptions/sub_01JD0000000000000000000000')).statusCode).toBe(404);
+    expect((await t.call('GET', '/v1/invoices/in_01JD0000000000000000000000')).statusCode).toBe(404);
+  });
+
   it('refuses offer and coupon by name, and an unknown plan', async () => {
     const c = await customer('SE', 'tok_visa');
     for (const field of ['offer', 'coupon']) {
