@@ -421,6 +421,32 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
     expect((await t.call('GET', '/v1/invoices/in_01JD0000000000000000000000')).statusCode).toBe(404);
   });
 
+  it('a crash after the charge and no retry: the settle job (from 15 min on the clock, retried until the payment is settled) activates it once', async () => {
+    const c = await customer('US', 'tok_visa');
+    const { billing, payments } = t.app.services;
+    const opened = await billing.openCheckout({ customer: c.id, plan: 'music-monthly' }, null);
+    const { payment, lease } = await payments.start(opened.charge!, invoicePaymentKey(opened.invoiceId));
+    expect((await payments.charge(payment, lease)).result?.status).toBe('succeeded');
+    // The request died here: the payment is still `processing` in our database, so the settle job
+    // due at 00:15 fails and is retried.
+    await advance(c.clock, '2027-01-15T00:20:00Z');
+    expect((await t.call('GET', `/v1/subscriptions/${opened.subscriptionId}`)).json().status).toBe(
+      'incomplete',
+    );
+    // The payments reconciliation job learns the capture from the provider; the retry activates.
+    await payments.reconcile(payment.id);
+    await advance(c.clock, '2027-01-15T01:00:00Z');
+    expect((await t.call('GET', `/v1/subscriptions/${opened.subscriptionId}`)).json()).toMatchObject({
+      status: 'active',
+      currentPeriodStart: '2027-01-15T00:00:00Z',
+      currentPeriodEnd: '2027-02-15T00:00:00Z',
+    });
+    const [invoice] = await invoicesOf(opened.subscriptionId);
+    expect(invoice).toMatchObject({ status: 'paid', payment: payment.id });
+    expect((await t.call('GET', `/v1/payments/${payment.id}`)).json().status).toBe('succeeded');
+    expect(await trialBalanced()).toBe(true);
+  });
+
   it('refuses offer and coupon by name, and an unknown plan', async () => {
     const c = await customer('SE', 'tok_visa');
     for (const field of ['offer', 'coupon']) {

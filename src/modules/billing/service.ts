@@ -75,6 +75,11 @@ export interface EntitlementSource {
 }
 
 const EXPIRE_JOB = 'billing.expire_incomplete';
+const SETTLE_JOB = 'billing.settle_checkout';
+/** After every charge deadline of a first payment (attempts × provider timeout + margin). */
+const SETTLE_AFTER_MS = 15 * 60_000;
+/** As long as the payments module reconciles a payment. */
+const SETTLE_RETRY_FOR_MS = 3 * 24 * 3_600_000;
 /** A first payment still in flight at expiry: look again this much later. */
 const EXPIRY_RECHECK_MS = 3_600_000;
 
@@ -103,6 +108,13 @@ export class BillingService {
     this.#tables = billingTables(db);
     jobs.register(EXPIRE_JOB, (job, { trx, now }) =>
       this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    // Retried while the first payment is in flight: the payments reconciliation converges it.
+    jobs.register(
+      SETTLE_JOB,
+      (job, { trx, now }) =>
+        this.settleCheckout(trx, (job.payload as { subscription: string }).subscription, now),
+      { retryForMs: SETTLE_RETRY_FOR_MS },
     );
   }
 
@@ -229,6 +241,15 @@ export class BillingService {
       });
       await this.#event(trx, 'subscription.created', sub);
       if (sub.status === 'incomplete') {
+        // Completes the checkout if the request dies after the charge and the client never retries.
+        await this.jobs.schedule(trx, {
+          kind: SETTLE_JOB,
+          runAt: new Date(now.getTime() + SETTLE_AFTER_MS),
+          customerId: sub.customer_id,
+          testClockId: customer.testClockId,
+          payload: { subscription: sub.id },
+          dedupeKey: `${SETTLE_JOB}:${sub.id}`,
+        });
         await this.jobs.schedule(trx, {
           kind: EXPIRE_JOB,
           runAt: incompleteExpiresAt(now),
@@ -291,6 +312,38 @@ export class BillingService {
       declineCode,
       payment: payment?.id ?? null,
     };
+  }
+
+  /**
+   * The checkout's reconciliation: a first payment captured while nobody was waiting for its
+   * answer (the request died, the provider answered late) activates the subscription; one still
+   * in flight fails this job so it is retried; a decline or no payment leaves it to the expiry.
+   */
+  async settleCheckout(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (sub?.status !== 'incomplete') return;
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    if (invoice.status !== 'open') return;
+    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
+    if (payment?.captured) {
+      await this.#markPaid(trx, sub, invoice, payment, now);
+      return;
+    }
+    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
+      throw new Error(`checkout ${sub.id}: payment ${payment.id} is still ${payment.status}`);
+    }
   }
 
   /**
