@@ -17,11 +17,15 @@ import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { AuditService } from './modules/audit/service.js';
+import { billingRoutes } from './modules/billing/routes.js';
+import { BillingService } from './modules/billing/service.js';
 import { catalogRoutes } from './modules/catalog/routes.js';
 import { CatalogService } from './modules/catalog/service.js';
 import { moveDataKeysToKeyStore } from './modules/customers/key-move.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
+import { entitlementRoutes } from './modules/entitlements/routes.js';
+import { EntitlementService } from './modules/entitlements/service.js';
 import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
 import { paymentRoutes } from './modules/payments/routes.js';
@@ -45,6 +49,8 @@ export interface Services {
   ledger: LedgerService;
   payments: PaymentService;
   events: EventsOutbox;
+  billing: BillingService;
+  entitlements: EntitlementService;
   providers: Providers;
 }
 
@@ -75,6 +81,8 @@ export function createServices(
   const ledger = new LedgerService(db, clock);
   const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
   const events = new EventsOutbox(db, clock, { retentionDays: config.eventRetentionDays });
+  const billing = new BillingService(db, jobs, customers, catalog, ledger, payments, events);
+  const entitlements = new EntitlementService(billing, customers, catalog);
   return {
     db,
     clock,
@@ -89,6 +97,8 @@ export function createServices(
     ledger,
     payments,
     events,
+    billing,
+    entitlements,
     providers,
   };
 }
@@ -174,6 +184,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   ledgerRoutes(server, { ledger: services.ledger });
   paymentRoutes(server, { payments: services.payments, uow });
   eventRoutes(server, { events: services.events });
+  billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
+  entitlementRoutes(server, { entitlements: services.entitlements });
   await server.ready();
 
   let pruneTimer: NodeJS.Timeout | undefined;

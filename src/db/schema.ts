@@ -4,6 +4,7 @@ import type { IdempotencyTables } from '../http/tables.js';
 import type { JobTables } from '../jobs/tables.js';
 import type { ApiKeyTables } from '../modules/api-keys/tables.js';
 import type { AuditTables } from '../modules/audit/tables.js';
+import type { BillingTables } from '../modules/billing/tables.js';
 import type { CatalogTables } from '../modules/catalog/tables.js';
 import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
@@ -26,7 +27,8 @@ export interface Database
     CustomerTables,
     LedgerTables,
     PaymentTables,
-    EventTables {}
+    EventTables,
+    BillingTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

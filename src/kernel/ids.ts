@@ -25,6 +25,8 @@ export const ID_PREFIXES = {
   dispute: 'dp',
   webhookEvent: 'whe',
   request: 'req',
+  subscription: 'sub',
+  invoice: 'in',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

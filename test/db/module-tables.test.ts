@@ -9,6 +9,7 @@ import { idempotencyTables } from '../../src/http/tables.js';
 import { jobTables } from '../../src/jobs/tables.js';
 import { apiKeyTables } from '../../src/modules/api-keys/tables.js';
 import { auditTables } from '../../src/modules/audit/tables.js';
+import { billingTables } from '../../src/modules/billing/tables.js';
 import type { MarketsTable } from '../../src/modules/catalog/tables.js';
 import { catalogTables } from '../../src/modules/catalog/tables.js';
 import { customerTables } from '../../src/modules/customers/tables.js';
@@ -56,6 +57,12 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   eventTables(trx).selectFrom('payments');
   // @ts-expect-error and no module writes the outbox but through EventsOutbox
   paymentTables(trx).insertInto('events');
+  // @ts-expect-error billing does not read customers (it asks CustomerService)
+  billingTables(trx).selectFrom('customers');
+  // @ts-expect-error nor payments (it asks PaymentService)
+  billingTables(trx).selectFrom('payments');
+  // @ts-expect-error and payments do not read invoices
+  paymentTables(trx).selectFrom('invoices');
   // @ts-expect-error a join into another module's table does not compile either
   catalogTables(trx).selectFrom('plans').innerJoin('customers', 'customers.id', 'plans.id');
   // @ts-expect-error ownTables refuses a table that is not in Database

@@ -117,6 +117,14 @@ export class PaymentService {
   }): Promise<Payment[]> {
     return listPayments(this.ctx, filter);
   }
+  /** The payment a request key created (e.g. an invoice's charge, `invoice:<id>:charge`), if any. */
+  async byRequestKey(requestKey: string, trx: Executor = this.db): Promise<Payment | undefined> {
+    return paymentTables(trx)
+      .selectFrom('payments')
+      .selectAll()
+      .where('request_key', '=', requestKey)
+      .executeTakeFirst();
+  }
   /** The reconciliation job's work, callable directly (tests, operators). */
   reconcile(paymentId: string): Promise<void> {
     return reconcilePayment(this.ctx, paymentId);

@@ -1,0 +1,854 @@
+import type { Kysely } from 'kysely';
+import type { Db, Executor } from '../../db/schema.js';
+import { transact } from '../../db/transaction.js';
+import type { EventsOutbox } from '../../events/outbox.js';
+import type { JsonObject } from '../../events/types.js';
+import type { JobScheduler } from '../../jobs/scheduler.js';
+import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
+import { isoSeconds } from '../../kernel/clock.js';
+import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
+import { isIdOf, newId } from '../../kernel/ids.js';
+import type { CatalogService } from '../catalog/service.js';
+import type { CustomerService } from '../customers/service.js';
+import type { LedgerService } from '../ledger/service.js';
+import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
+import { DEFAULT_RETRY_SCHEDULE } from './domain/dunning.js';
+import { validUntil } from './domain/entitlement.js';
+import {
+  finalizeEntry,
+  invoiceNumber,
+  invoicePaymentKey,
+  invoiceSeries,
+  paidEntry,
+  voidEntry,
+} from './domain/entries.js';
+import { type AssembledInvoice, assembleInvoice, type ChargeLine } from './domain/invoice.js';
+import {
+  applyEvent,
+  incompleteExpiresAt,
+  newSubscription,
+  type SubscriptionState,
+} from './domain/lifecycle.js';
+import { billingAnchor, periodByIndex, trialEndFor } from './domain/periods.js';
+import { recurringLine } from './domain/proration.js';
+import {
+  type BillingTables,
+  billingTables,
+  type InvoiceLinesTable,
+  type InvoicesTable,
+  type SubscriptionsTable,
+} from './tables.js';
+
+export type Subscription = SubscriptionsTable & { members: string[] };
+export type Invoice = InvoicesTable & { lines: InvoiceLinesTable[] };
+
+export interface CheckoutInput {
+  customer: string;
+  plan: string;
+  paymentMethod?: string | undefined;
+}
+
+/** What the checkout workflow charges next, if anything. */
+export interface OpenedCheckout {
+  subscriptionId: string;
+  invoiceId: string;
+  /** The first invoice's charge, or null when nothing is due (a trial, a 0 price) or it is settled. */
+  charge: PaymentInput | null;
+  /** What the charge must come to: the invoice's amount due. */
+  amountDueMinor: number;
+}
+
+export interface CheckoutOutcome {
+  subscription: Subscription;
+  invoice: Invoice;
+  /** The decline code when the first charge was declined (the subscription stays incomplete). */
+  declineCode: string | null;
+  payment: string | null;
+}
+
+/** A subscription's entitlement, as the entitlements module reads it. */
+export interface EntitlementSource {
+  subscription: string;
+  productId: string;
+  role: 'owner' | 'member';
+  validUntil: Date;
+}
+
+const EXPIRE_JOB = 'billing.expire_incomplete';
+const SETTLE_JOB = 'billing.settle_checkout';
+/** After every charge deadline of a first payment (attempts × provider timeout + margin). */
+const SETTLE_AFTER_MS = 15 * 60_000;
+/** As long as the payments module reconciles a payment. */
+const SETTLE_RETRY_FOR_MS = 3 * 24 * 3_600_000;
+/** A first payment still in flight at expiry: look again this much later. */
+const EXPIRY_RECHECK_MS = 3_600_000;
+
+/** Subscriptions a customer or member holds that entitlements look at, at most. */
+const SOURCES_MAX = 100;
+
+/**
+ * The billing module's door (ADR 0014): subscriptions and invoices. Checkout is a workflow
+ * (`src/workflows/checkout.ts`): `openCheckout` (its own transaction) → the payments module's
+ * start → charge → finish → `completeCheckout` (in the caller's unit of work).
+ */
+export class BillingService {
+  readonly #db: Db;
+  readonly #tables: Kysely<BillingTables>;
+
+  constructor(
+    db: Db,
+    readonly jobs: JobScheduler,
+    readonly customers: CustomerService,
+    readonly catalog: CatalogService,
+    readonly ledger: LedgerService,
+    readonly payments: PaymentService,
+    readonly events: EventsOutbox,
+  ) {
+    this.#db = db;
+    this.#tables = billingTables(db);
+    jobs.register(EXPIRE_JOB, (job, { trx, now }) =>
+      this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    // Retried while the first payment is in flight: the payments reconciliation converges it.
+    jobs.register(
+      SETTLE_JOB,
+      (job, { trx, now }) =>
+        this.settleCheckout(trx, (job.payload as { subscription: string }).subscription, now),
+      { retryForMs: SETTLE_RETRY_FOR_MS },
+    );
+  }
+
+  /**
+   * Creates the subscription and its first invoice, finalised (numbered, booked), or finds the
+   * ones this request key created (same input only). With a trial the customer never had for
+   * this product, the subscription is trialing at once on a paid 0 invoice.
+   */
+  async openCheckout(input: CheckoutInput, requestKey: string | null): Promise<OpenedCheckout> {
+    const hash = sha256Hex(canonicalJson(input));
+    if (requestKey) {
+      const existing = await this.#tables
+        .selectFrom('subscriptions')
+        .selectAll()
+        .where('request_key', '=', requestKey)
+        .executeTakeFirst();
+      if (existing) return this.#resume(existing, hash, input);
+    }
+    const customer = await this.customers.account(input.customer);
+    if (customer.erasedAt) throw invalidState(`Customer ${customer.id} was erased.`);
+    const plan = await this.catalog.getPlan(input.plan);
+    const product = await this.catalog.getProduct(plan.productId);
+    const now = await this.customers.now(customer.id);
+    const price = await this.catalog.priceFor(plan.id, { market: customer.marketId, at: now });
+    const market = price.market;
+    const hadTrial = await this.#tables
+      .selectFrom('trial_usage')
+      .select('subscription_id')
+      .where('customer_id', '=', customer.id)
+      .where('product_id', '=', product.id)
+      .executeTakeFirst();
+    const trialEnd = hadTrial ? null : trialEndFor(now, plan.trialDays);
+    if (!trialEnd) await this.#checkMethod(customer.id, input.paymentMethod);
+
+    const anchor = billingAnchor({ startedAt: now, trialEnd });
+    let line: ChargeLine;
+    if (trialEnd) {
+      line = {
+        kind: 'recurring',
+        description: `${plan.name} trial ${now.toISOString().slice(0, 10)} – ${trialEnd.toISOString().slice(0, 10)}`,
+        periodStart: now,
+        periodEnd: trialEnd,
+        amountMinor: 0,
+      };
+    } else {
+      const first = periodByIndex(
+        { anchor, period: plan.billingPeriod, billingCycleDay: customer.billingCycleDay },
+        0,
+      );
+      line = recurringLine({ name: plan.name, priceMinor: price.amountMinor }, first);
+    }
+    const assembled = assembleInvoice({
+      currency: price.currency,
+      tax: { rateBps: market.taxRateBps, inclusive: market.taxInclusive },
+      lines: [line],
+      accountCreditMinor: 0,
+    });
+    const state = newSubscription({ createdAt: now, trialEnd });
+    const sub: SubscriptionsTable = {
+      id: newId('subscription'),
+      customer_id: customer.id,
+      plan_id: plan.id,
+      product_id: product.id,
+      price_version_id: price.priceVersionId,
+      price_minor: price.amountMinor,
+      currency: price.currency,
+      status: state.status,
+      billing_period: plan.billingPeriod,
+      billing_anchor: anchor,
+      billing_cycle_day: plan.billingPeriod === 'week' ? null : customer.billingCycleDay,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
+      trial_end: trialEnd,
+      cancel_at: null,
+      ended_at: null,
+      paused_at: null,
+      past_due_since: null,
+      version: 1,
+      request_key: requestKey,
+      request_hash: requestKey ? hash : null,
+      created_at: now,
+      updated_at: now,
+    };
+    const series = invoiceSeries(market.code, now, customer.testClockId !== null);
+    return transact(this.#db, async (trx) => {
+      const db = billingTables(trx);
+      const inserted = await db
+        .insertInto('subscriptions')
+        .values(sub)
+        .onConflict((oc) => oc.column('request_key').doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      if (!inserted) {
+        // A concurrent twin of this request created it first.
+        const twin = await db
+          .selectFrom('subscriptions')
+          .selectAll()
+          .where('request_key', '=', requestKey)
+          .executeTakeFirstOrThrow();
+        return this.#resume(twin, hash, input, trx);
+      }
+      if (trialEnd) {
+        const claimed = await db
+          .insertInto('trial_usage')
+          .values({
+            customer_id: customer.id,
+            product_id: product.id,
+            subscription_id: sub.id,
+            created_at: now,
+          })
+          .onConflict((oc) => oc.columns(['customer_id', 'product_id']).doNothing())
+          .returning('subscription_id')
+          .executeTakeFirst();
+        // Another checkout of the same customer and product took the trial meanwhile.
+        if (!claimed)
+          throw invalidState('A trial of this product was just started for this customer; retry.');
+      }
+      const invoice = await this.#finalize(trx, {
+        sub,
+        assembled,
+        series,
+        at: now,
+        paid: assembled.amountDueMinor === 0,
+      });
+      await this.#event(trx, 'subscription.created', sub);
+      if (sub.status === 'incomplete') {
+        // Completes the checkout if the request dies after the charge and the client never retries.
+        await this.jobs.schedule(trx, {
+          kind: SETTLE_JOB,
+          runAt: new Date(now.getTime() + SETTLE_AFTER_MS),
+          customerId: sub.customer_id,
+          testClockId: customer.testClockId,
+          payload: { subscription: sub.id },
+          dedupeKey: `${SETTLE_JOB}:${sub.id}`,
+        });
+        await this.jobs.schedule(trx, {
+          kind: EXPIRE_JOB,
+          runAt: incompleteExpiresAt(now),
+          customerId: sub.customer_id,
+          testClockId: customer.testClockId,
+          payload: { subscription: sub.id },
+          dedupeKey: `${EXPIRE_JOB}:${sub.id}`,
+        });
+      }
+      return {
+        subscriptionId: sub.id,
+        invoiceId: invoice.id,
+        charge: this.#chargeOf(invoice, input),
+        amountDueMinor: invoice.amount_due_minor,
+      };
+    });
+  }
+
+  /**
+   * The first invoice's charge came back (or nothing was due): invoice paid and subscription
+   * active, with the ledger and events; or, declined, the subscription stays incomplete. Runs in
+   * the caller's transaction (the request's unit of work), after the payment was recorded there.
+   */
+  async completeCheckout(
+    trx: Executor,
+    subscriptionId: string,
+    invoiceId: string,
+    payment: Payment | null,
+  ): Promise<CheckoutOutcome> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('id', '=', invoiceId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    let declineCode: string | null = null;
+    if (sub.status === 'incomplete' && invoice.status === 'open') {
+      const now = await this.customers.now(sub.customer_id, trx);
+      if (payment?.captured) {
+        await this.#markPaid(trx, sub, invoice, payment, now);
+      } else if (payment?.status === 'failed') {
+        declineCode = payment.decline_code ?? 'card_declined';
+        await db
+          .updateTable('invoices')
+          .set({ payment_id: payment.id, updated_at: now })
+          .where('id', '=', invoice.id)
+          .execute();
+      }
+    }
+    return {
+      subscription: await this.getSubscription(subscriptionId, trx),
+      invoice: await this.getInvoice(invoiceId, trx),
+      declineCode,
+      payment: payment?.id ?? null,
+    };
+  }
+
+  /**
+   * The checkout's reconciliation: a first payment captured while nobody was waiting for its
+   * answer (the request died, the provider answered late) activates the subscription; one still
+   * in flight fails this job so it is retried; a decline or no payment leaves it to the expiry.
+   */
+  async settleCheckout(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (sub?.status !== 'incomplete') return;
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    if (invoice.status !== 'open') return;
+    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
+    if (payment?.captured) {
+      await this.#markPaid(trx, sub, invoice, payment, now);
+      return;
+    }
+    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
+      throw new Error(`checkout ${sub.id}: payment ${payment.id} is still ${payment.status}`);
+    }
+  }
+
+  /**
+   * 23 hours after an unpaid sign-up: the subscription expires and its invoice is voided (its
+   * finalisation reversed). A first payment the provider captured meanwhile (its answer was lost,
+   * then reconciled) activates the subscription instead; one still in flight postpones this by an
+   * hour: money is never kept without a subscription.
+   */
+  async expireIncomplete(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (sub?.status !== 'incomplete') return;
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
+    if (payment?.captured) {
+      await this.#markPaid(trx, sub, invoice, payment, now);
+      return;
+    }
+    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
+      await this.jobs.schedule(trx, {
+        kind: EXPIRE_JOB,
+        runAt: new Date(now.getTime() + EXPIRY_RECHECK_MS),
+        customerId: sub.customer_id,
+        testClockId: (await this.customers.account(sub.customer_id, trx)).testClockId,
+        payload: { subscription: sub.id },
+        dedupeKey: `${EXPIRE_JOB}:${sub.id}:${now.getTime()}`,
+      });
+      return;
+    }
+    const state = applyEvent(stateOf(sub), { type: 'expire_incomplete', at: now });
+    const expired: SubscriptionsTable = {
+      ...sub,
+      status: state.status,
+      ended_at: state.endedAt,
+      version: sub.version + 1,
+      updated_at: now,
+    };
+    await db
+      .updateTable('subscriptions')
+      .set({ status: expired.status, ended_at: expired.ended_at, version: expired.version, updated_at: now })
+      .where('id', '=', sub.id)
+      .execute();
+    if (invoice.status === 'open') {
+      await db
+        .updateTable('invoices')
+        .set({ status: 'void', version: invoice.version + 1, updated_at: now })
+        .where('id', '=', invoice.id)
+        .execute();
+      const entry = voidEntry(
+        {
+          id: invoice.id,
+          customerId: invoice.customer_id,
+          currency: invoice.currency,
+          totalMinor: invoice.total_minor,
+          taxMinor: invoice.tax_minor,
+          netMinor: invoice.net_minor,
+        },
+        now,
+      );
+      if (entry) await this.ledger.post(trx, entry);
+    }
+    await this.#event(trx, 'subscription.expired', expired);
+  }
+
+  /** The checkout as it stands, without writing (an unsettled charge). */
+  async checkoutState(subscriptionId: string, invoiceId: string, payment: Payment | null) {
+    return {
+      subscription: await this.getSubscription(subscriptionId),
+      invoice: await this.getInvoice(invoiceId),
+      declineCode: null,
+      payment: payment?.id ?? null,
+    } satisfies CheckoutOutcome;
+  }
+
+  // ---- reads
+
+  async getSubscription(id: string, trx: Executor = this.#db): Promise<Subscription> {
+    const db = billingTables(trx);
+    const row = await db.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('subscription', id);
+    const members = await db
+      .selectFrom('subscription_members')
+      .select('external_id')
+      .where('subscription_id', '=', id)
+      .orderBy('created_at')
+      .orderBy('external_id')
+      .execute();
+    return { ...row, members: members.map((m) => m.external_id) };
+  }
+
+  async listSubscriptions(filter: {
+    customer?: string | undefined;
+    status?: string | undefined;
+    limit: number;
+    after?: string | undefined;
+  }): Promise<Subscription[]> {
+    let q = this.#tables
+      .selectFrom('subscriptions')
+      .selectAll()
+      .orderBy('id')
+      .limit(filter.limit + 1);
+    if (filter.customer) q = q.where('customer_id', '=', await this.#customerId(filter.customer));
+    if (filter.status) q = q.where('status', '=', filter.status as SubscriptionsTable['status']);
+    if (filter.after) q = q.where('id', '>', filter.after);
+    const rows = await q.execute();
+    const members = await this.#membersOf(rows.map((r) => r.id));
+    return rows.map((r) => ({ ...r, members: members.get(r.id) ?? [] }));
+  }
+
+  async getInvoice(id: string, trx: Executor = this.#db): Promise<Invoice> {
+    const db = billingTables(trx);
+    const row = await db.selectFrom('invoices').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('invoice', id);
+    const lines = await db
+      .selectFrom('invoice_lines')
+      .selectAll()
+      .where('invoice_id', '=', id)
+      .orderBy('position')
+      .execute();
+    return { ...row, lines };
+  }
+
+  /** Invoices oldest first. */
+  async listInvoices(filter: {
+    customer?: string | undefined;
+    subscription?: string | undefined;
+    limit: number;
+    after?: string | undefined;
+  }): Promise<Invoice[]> {
+    let q = this.#tables
+      .selectFrom('invoices')
+      .selectAll()
+      .orderBy('id')
+      .limit(filter.limit + 1);
+    if (filter.customer) q = q.where('customer_id', '=', await this.#customerId(filter.customer));
+    if (filter.subscription) q = q.where('subscription_id', '=', filter.subscription);
+    if (filter.after) q = q.where('id', '>', filter.after);
+    const rows = await q.execute();
+    if (rows.length === 0) return [];
+    const lines = await this.#tables
+      .selectFrom('invoice_lines')
+      .selectAll()
+      .where(
+        'invoice_id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .orderBy('invoice_id')
+      .orderBy('position')
+      .execute();
+    return rows.map((r) => ({ ...r, lines: lines.filter((l) => l.invoice_id === r.id) }));
+  }
+
+  /**
+   * What entitles `externalId` at `at`: subscriptions it owns (as the customer of that external
+   * id) and those it is a member of, each with its `validUntil`; ones that entitle nobody are left out.
+   */
+  async entitlementSources(
+    externalId: string,
+    customerId: string | null,
+    at: (customerId: string) => Promise<Date>,
+  ): Promise<EntitlementSource[]> {
+    const owned = customerId
+      ? await this.#tables
+          .selectFrom('subscriptions')
+          .selectAll()
+          .where('customer_id', '=', customerId)
+          .where('status', 'in', ['trialing', 'active', 'past_due'])
+          .orderBy('id')
+          .limit(SOURCES_MAX)
+          .execute()
+      : [];
+    const memberOf = await this.#tables
+      .selectFrom('subscription_members')
+      .select('subscription_id')
+      .where('external_id', '=', externalId)
+      .limit(SOURCES_MAX)
+      .execute();
+    const shared =
+      memberOf.length === 0
+        ? []
+        : await this.#tables
+            .selectFrom('subscriptions')
+            .selectAll()
+            .where(
+              'id',
+              'in',
+              memberOf.map((m) => m.subscription_id),
+            )
+            .where('status', 'in', ['trialing', 'active', 'past_due'])
+            .execute();
+    const out: EntitlementSource[] = [];
+    for (const [role, rows] of [
+      ['owner', owned],
+      ['member', shared],
+    ] as const) {
+      for (const row of rows) {
+        const until = validUntil(stateOf(row), DEFAULT_RETRY_SCHEDULE);
+        if (until && (await at(row.customer_id)).getTime() < until.getTime()) {
+          out.push({ subscription: row.id, productId: row.product_id, role, validUntil: until });
+        }
+      }
+    }
+    return out;
+  }
+
+  // ---- internals
+
+  async #checkMethod(customerId: string, paymentMethod: string | undefined): Promise<void> {
+    const methods = await this.payments.listMethods(customerId, { limit: 100 });
+    const found = paymentMethod
+      ? methods.some((m) => m.id === paymentMethod)
+      : methods.some((m) => m.isDefault);
+    if (found) return;
+    throw paymentMethod
+      ? invalid('paymentMethod', `no payment method '${paymentMethod}' for this customer`)
+      : invalid('paymentMethod', 'the customer has no default payment method; attach one or name one');
+  }
+
+  async #resume(
+    sub: SubscriptionsTable,
+    hash: string,
+    input: CheckoutInput,
+    trx: Executor = this.#db,
+  ): Promise<OpenedCheckout> {
+    if (sub.request_hash !== null && sub.request_hash !== hash) {
+      throw new DomainError(
+        'idempotency_key_reused',
+        `This Idempotency-Key created subscription ${sub.id} with a different request; use a new key for new input.`,
+      );
+    }
+    const invoice = await billingTables(trx)
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .executeTakeFirstOrThrow();
+    return {
+      subscriptionId: sub.id,
+      invoiceId: invoice.id,
+      charge: this.#chargeOf(invoice, input),
+      amountDueMinor: invoice.amount_due_minor,
+    };
+  }
+
+  /**
+   * The payment of an open invoice. The payments module prices an amount like a catalog price of
+   * the market (tax found inside, or added on top), which reproduces the invoice's tax exactly:
+   * the same rule, once on the same base (asserted by the workflow).
+   */
+  #chargeOf(invoice: InvoicesTable, input: CheckoutInput): PaymentInput | null {
+    if (invoice.status !== 'open' || invoice.amount_due_minor === 0) return null;
+    if (invoice.amount_due_minor !== invoice.total_minor) {
+      throw new Error(`invoice ${invoice.id}: account credit at checkout is not supported yet`);
+    }
+    return {
+      customer: invoice.customer_id,
+      amount: invoice.tax_inclusive ? invoice.total_minor : invoice.subtotal_minor,
+      currency: invoice.currency,
+      paymentMethod: input.paymentMethod,
+      description: `Invoice ${invoice.number}`,
+      reference: invoice.id,
+    };
+  }
+
+  /** Stores the invoice finalised: numbered from its series, booked, `invoice.finalized` (and paid when 0). */
+  async #finalize(
+    trx: Executor,
+    p: { sub: SubscriptionsTable; assembled: AssembledInvoice; series: string; at: Date; paid: boolean },
+  ): Promise<InvoicesTable> {
+    const db = billingTables(trx);
+    const { sub, assembled: a, at } = p;
+    // The counter row stays locked until commit; a rollback gives the number back (gapless).
+    const counter = await db
+      .insertInto('invoice_number_series')
+      .values({ series: p.series, last_number: 1 })
+      .onConflict((oc) =>
+        oc
+          .column('series')
+          .doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
+      )
+      .returning('last_number')
+      .executeTakeFirstOrThrow();
+    const invoice: InvoicesTable = {
+      id: newId('invoice'),
+      series: p.series,
+      number: invoiceNumber(p.series, Number(counter.last_number)),
+      customer_id: sub.customer_id,
+      subscription_id: sub.id,
+      reason: 'subscription_create',
+      status: p.paid ? 'paid' : 'open',
+      currency: a.currency,
+      tax_rate_bps: a.taxRateBps,
+      tax_inclusive: a.taxInclusive,
+      subtotal_minor: a.subtotalMinor,
+      tax_minor: a.taxMinor,
+      total_minor: a.totalMinor,
+      net_minor: a.netMinor,
+      credit_applied_minor: a.creditAppliedMinor,
+      credit_created_minor: a.creditCreatedMinor,
+      amount_due_minor: a.amountDueMinor,
+      period_start: a.periodStart,
+      period_end: a.periodEnd,
+      payment_id: null,
+      version: p.paid ? 2 : 1,
+      finalized_at: at,
+      paid_at: p.paid ? at : null,
+      created_at: at,
+      updated_at: at,
+    };
+    await db.insertInto('invoices').values(invoice).execute();
+    await db
+      .insertInto('invoice_lines')
+      .values(
+        a.lines.map((l, position) => ({
+          invoice_id: invoice.id,
+          position,
+          kind: l.kind,
+          description: l.description,
+          period_start: l.periodStart,
+          period_end: l.periodEnd,
+          amount_minor: l.amountMinor,
+        })),
+      )
+      .execute();
+    const entry = finalizeEntry(
+      {
+        id: invoice.id,
+        customerId: sub.customer_id,
+        currency: invoice.currency,
+        totalMinor: invoice.total_minor,
+        taxMinor: invoice.tax_minor,
+        netMinor: invoice.net_minor,
+      },
+      at,
+    );
+    if (entry) await this.ledger.post(trx, entry);
+    await this.#invoiceEvent(trx, 'invoice.finalized', { ...invoice, status: 'open', version: 1 });
+    if (p.paid) await this.#invoiceEvent(trx, 'invoice.paid', invoice);
+    return invoice;
+  }
+
+  async #markPaid(
+    trx: Executor,
+    sub: SubscriptionsTable,
+    invoice: InvoicesTable,
+    payment: Payment,
+    at: Date,
+  ): Promise<void> {
+    const db = billingTables(trx);
+    const state = applyEvent(stateOf(sub), {
+      type: 'first_payment_succeeded',
+      at,
+      period: { start: invoice.period_start, end: invoice.period_end },
+    });
+    const paidInvoice: InvoicesTable = {
+      ...invoice,
+      status: 'paid',
+      payment_id: payment.id,
+      paid_at: at,
+      version: invoice.version + 1,
+      updated_at: at,
+    };
+    await db
+      .updateTable('invoices')
+      .set({
+        status: 'paid',
+        payment_id: payment.id,
+        paid_at: at,
+        version: paidInvoice.version,
+        updated_at: at,
+      })
+      .where('id', '=', invoice.id)
+      .execute();
+    const activated: SubscriptionsTable = {
+      ...sub,
+      status: state.status,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
+      version: sub.version + 1,
+      updated_at: at,
+    };
+    await db
+      .updateTable('subscriptions')
+      .set({
+        status: activated.status,
+        current_period_start: activated.current_period_start,
+        current_period_end: activated.current_period_end,
+        version: activated.version,
+        updated_at: at,
+      })
+      .where('id', '=', sub.id)
+      .execute();
+    await this.ledger.post(
+      trx,
+      paidEntry(
+        { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
+        { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+        at,
+      ),
+    );
+    await this.#invoiceEvent(trx, 'invoice.paid', paidInvoice);
+    await this.#event(trx, 'subscription.activated', activated);
+  }
+
+  async #event(
+    trx: Executor,
+    type: 'subscription.created' | 'subscription.activated' | 'subscription.expired',
+    sub: SubscriptionsTable,
+  ): Promise<void> {
+    await this.events.append(trx, {
+      type,
+      aggregate: { type: 'subscription', id: sub.id, version: sub.version },
+      customerId: sub.customer_id,
+      data: { object: subscriptionObject(sub) },
+    });
+  }
+
+  async #invoiceEvent(
+    trx: Executor,
+    type: 'invoice.finalized' | 'invoice.paid',
+    invoice: InvoicesTable,
+  ): Promise<void> {
+    await this.events.append(trx, {
+      type,
+      aggregate: { type: 'invoice', id: invoice.id, version: invoice.version },
+      customerId: invoice.customer_id,
+      data: { object: invoiceObject(invoice) },
+    });
+  }
+
+  async #customerId(ref: string): Promise<string> {
+    if (isIdOf('customer', ref)) return ref;
+    return (await this.customers.account(ref)).id;
+  }
+
+  async #membersOf(ids: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (ids.length === 0) return out;
+    const rows = await this.#tables
+      .selectFrom('subscription_members')
+      .select(['subscription_id', 'external_id'])
+      .where('subscription_id', 'in', ids)
+      .orderBy('created_at')
+      .orderBy('external_id')
+      .execute();
+    for (const r of rows) out.set(r.subscription_id, [...(out.get(r.subscription_id) ?? []), r.external_id]);
+    return out;
+  }
+}
+
+/** The lifecycle state of a stored subscription. */
+export function stateOf(row: SubscriptionsTable): SubscriptionState {
+  return {
+    status: row.status,
+    createdAt: row.created_at,
+    trialEnd: row.trial_end,
+    currentPeriodStart: row.current_period_start,
+    currentPeriodEnd: row.current_period_end,
+    cancelAt: row.cancel_at,
+    endedAt: row.ended_at,
+    pausedAt: row.paused_at,
+    pastDueSince: row.past_due_since,
+  };
+}
+
+const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
+
+/** Event payloads: ids, statuses and amounts only (events never carry personal data). */
+function subscriptionObject(s: SubscriptionsTable): JsonObject {
+  return {
+    id: s.id,
+    customer: s.customer_id,
+    plan: s.plan_id,
+    status: s.status,
+    currentPeriodStart: iso(s.current_period_start),
+    currentPeriodEnd: iso(s.current_period_end),
+    trialEnd: iso(s.trial_end),
+    cancelAt: iso(s.cancel_at),
+  };
+}
+
+function invoiceObject(i: InvoicesTable): JsonObject {
+  return {
+    id: i.id,
+    number: i.number,
+    customer: i.customer_id,
+    subscription: i.subscription_id,
+    status: i.status,
+    currency: i.currency,
+    subtotal: i.subtotal_minor,
+    tax: i.tax_minor,
+    total: i.total_minor,
+    amountDue: i.amount_due_minor,
+    payment: i.payment_id,
+  };
+}

@@ -1,0 +1,106 @@
+import { type Executor, ownTables } from '../../db/schema.js';
+import type { LineKind } from './domain/invoice.js';
+import type { SubscriptionStatus } from './domain/lifecycle.js';
+import type { BillingPeriod } from './domain/periods.js';
+
+export interface SubscriptionsTable {
+  id: string;
+  customer_id: string;
+  plan_id: string;
+  product_id: string;
+  price_version_id: string;
+  price_minor: number;
+  currency: string;
+  status: SubscriptionStatus;
+  billing_period: BillingPeriod;
+  billing_anchor: Date;
+  billing_cycle_day: number | null;
+  current_period_start: Date | null;
+  current_period_end: Date | null;
+  trial_end: Date | null;
+  cancel_at: Date | null;
+  ended_at: Date | null;
+  paused_at: Date | null;
+  past_due_since: Date | null;
+  version: number;
+  request_key: string | null;
+  request_hash: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface SubscriptionMembersTable {
+  subscription_id: string;
+  external_id: string;
+  created_at: Date;
+}
+
+export interface InvoiceNumberSeriesTable {
+  series: string;
+  last_number: number;
+}
+
+export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
+export type InvoiceReason =
+  | 'subscription_create'
+  | 'subscription_cycle'
+  | 'subscription_update'
+  | 'subscription_pause'
+  | 'subscription_resume';
+
+export interface InvoicesTable {
+  id: string;
+  series: string | null;
+  number: string | null;
+  customer_id: string;
+  subscription_id: string;
+  reason: InvoiceReason;
+  status: InvoiceStatus;
+  currency: string;
+  tax_rate_bps: number;
+  tax_inclusive: boolean;
+  subtotal_minor: number;
+  tax_minor: number;
+  total_minor: number;
+  net_minor: number;
+  credit_applied_minor: number;
+  credit_created_minor: number;
+  amount_due_minor: number;
+  period_start: Date;
+  period_end: Date;
+  payment_id: string | null;
+  version: number;
+  finalized_at: Date | null;
+  paid_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface InvoiceLinesTable {
+  invoice_id: string;
+  position: number;
+  kind: LineKind;
+  description: string;
+  period_start: Date;
+  period_end: Date;
+  amount_minor: number;
+}
+
+export interface TrialUsageTable {
+  customer_id: string;
+  product_id: string;
+  subscription_id: string;
+  created_at: Date;
+}
+
+/** The billing module's tables: only these can be queried through `billingTables(executor)`. */
+export interface BillingTables {
+  subscriptions: SubscriptionsTable;
+  subscription_members: SubscriptionMembersTable;
+  invoice_number_series: InvoiceNumberSeriesTable;
+  invoices: InvoicesTable;
+  invoice_lines: InvoiceLinesTable;
+  trial_usage: TrialUsageTable;
+}
+
+export const billingTables = (executor: Executor) => ownTables<BillingTables>(executor);
