@@ -278,4 +278,37 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
     expect(ent.active).toBe(true);
     expect(await trialBalanced()).toBe(true);
   });
+  it('a declined first charge at trial end: past_due for the first period, nothing paid, no renewal while past_due', async () => {
+    const c = await customer('US', '2027-03-01T00:00:00Z');
+    const sub = await subscribe({ customer: c.id, plan: 'books-trial' });
+    const failing = await attach(c.id, 'tok_chargeCustomerFail');
+    expect(
+      (await t.call('POST', `/v1/customers/${c.id}/payment-methods/${failing}/default`)).statusCode,
+    ).toBe(200);
+    // Past the trial end (Mar 15) and the end of the first period (Apr 15).
+    await advance(c.clock, '2027-04-20T00:00:00Z');
+    const [, first, ...more] = await invoicesOf(sub.id);
+    expect(more).toEqual([]);
+    expect(first).toMatchObject({
+      status: 'open',
+      total: 1199,
+      amountDue: 1199,
+      periodStart: '2027-03-15T00:00:00Z',
+      periodEnd: '2027-04-15T00:00:00Z',
+    });
+    expect((await t.call('GET', `/v1/payments/${first?.payment}`)).json()).toMatchObject({
+      status: 'failed',
+    });
+    expect(await getSub(sub.id)).toMatchObject({
+      status: 'past_due',
+      currentPeriodStart: '2027-03-15T00:00:00Z',
+      currentPeriodEnd: '2027-04-15T00:00:00Z',
+    });
+    expect(await eventsOf(sub.id)).toEqual([
+      'subscription.created',
+      'subscription.trial_will_end',
+      'subscription.past_due',
+    ]);
+    expect(await trialBalanced()).toBe(true);
+  });
 });

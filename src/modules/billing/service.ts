@@ -309,7 +309,7 @@ export class BillingService {
       return {
         subscriptionId: sub.id,
         invoiceId: invoice.id,
-        charge: this.#chargeOf(invoice, input),
+        charge: this.#chargeOf(invoice, input.paymentMethod),
         amountDueMinor: invoice.amount_due_minor,
       };
     });
@@ -710,7 +710,8 @@ export class BillingService {
   async chargeCycleInvoice(payload: ChargePayload): Promise<void> {
     const invoice = await this.getInvoice(payload.invoice);
     if (invoice.status !== 'open') return;
-    const input = this.#chargeOf(invoice, { customer: invoice.customer_id, plan: '' });
+    // The default payment method, as it is when the charge runs.
+    const input = this.#chargeOf(invoice, undefined);
     let payment: Payment | null = null;
     let result: ChargeResult | null = null;
     let refused: string | null = null;
@@ -910,7 +911,7 @@ export class BillingService {
     return {
       subscriptionId: sub.id,
       invoiceId: invoice.id,
-      charge: this.#chargeOf(invoice, input),
+      charge: this.#chargeOf(invoice, input.paymentMethod),
       amountDueMinor: invoice.amount_due_minor,
     };
   }
@@ -920,7 +921,7 @@ export class BillingService {
    * the market (tax found inside, or added on top), which reproduces the invoice's tax exactly:
    * the same rule, once on the same base (asserted by the workflow).
    */
-  #chargeOf(invoice: InvoicesTable, input: CheckoutInput): PaymentInput | null {
+  #chargeOf(invoice: InvoicesTable, paymentMethod: string | undefined): PaymentInput | null {
     if (invoice.status !== 'open' || invoice.amount_due_minor === 0) return null;
     if (invoice.amount_due_minor !== invoice.total_minor) {
       throw new Error(`invoice ${invoice.id}: account credit at checkout is not supported yet`);
@@ -929,7 +930,7 @@ export class BillingService {
       customer: invoice.customer_id,
       amount: invoice.tax_inclusive ? invoice.total_minor : invoice.subtotal_minor,
       currency: invoice.currency,
-      paymentMethod: input.paymentMethod,
+      paymentMethod,
       description: `Invoice ${invoice.number}`,
       reference: invoice.id,
     };
