@@ -51,10 +51,11 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
   const customer = async (market: 'SE' | 'US', at: string, extra: Record<string, unknown> = {}) => {
     const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: at })).json();
     const externalId = `renew-user-${++n}`;
-    const res = await t.call('POST', '/v1/customers', { externalId, market, testClock: clock.id, ...extra });
+    const { noCard: _, ...fields } = extra;
+    const res = await t.call('POST', '/v1/customers', { externalId, market, testClock: clock.id, ...fields });
     expect(res.statusCode).toBe(201);
     const id = res.json().id as string;
-    await attach(id, 'tok_visa');
+    if (!extra.noCard) await attach(id, 'tok_visa');
     return { id, externalId, clock: clock.id as string };
   };
   const attach = async (customerId: string, token: string) => {
@@ -192,6 +193,28 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
     for (const i of invoices.slice(1)) {
       const p = (await t.call('GET', `/v1/payments/${i.payment}`)).json();
       expect(p).toMatchObject({ status: 'succeeded', amount: 1199, reference: i.id });
+      const entries = (await t.call('GET', `/v1/ledger/transactions?reference=${i.id}`)).json()
+        .data as Array<{
+        idempotencyKey: string;
+        postings: Array<{ account: string; debit: number; credit: number }>;
+      }>;
+      const legs = (key: string) =>
+        entries
+          .find((e) => e.idempotencyKey === key)
+          ?.postings.map((x) => [x.account, x.debit, x.credit])
+          .sort();
+      expect(legs(`invoice:${i.id}:finalize`)).toEqual(
+        [
+          [`customer_receivable:${c.id}:USD`, 1199, 0],
+          ['deferred_revenue:-:USD', 0, 1199],
+        ].sort(),
+      );
+      expect(legs(`invoice:${i.id}:paid`)).toEqual(
+        [
+          ['revenue:-:USD', 1199, 0],
+          [`customer_receivable:${c.id}:USD`, 0, 1199],
+        ].sort(),
+      );
     }
     expect(await getSub(sub.id)).toMatchObject({
       status: 'active',
@@ -276,6 +299,18 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
     ]);
     const ent = (await t.call('GET', `/v1/entitlements/${c.externalId}`)).json();
     expect(ent.active).toBe(true);
+
+    // The charge job run again: the payment is found by the invoice's key, nothing changes.
+    const before = await getSub(sub.id);
+    await t.app.services.billing.chargeCycleInvoice({
+      invoice: renewal!.id,
+      priceVersionId: 'unused',
+      priceMinor: 1,
+    });
+    expect(await getSub(sub.id)).toEqual(before);
+    expect((await invoicesOf(sub.id))[1]).toEqual(renewal);
+    expect((await t.call('GET', `/v1/payments?customer=${c.id}&limit=100`)).json().data).toHaveLength(2);
+    expect(await eventsOf(sub.id)).toHaveLength(3);
     expect(await trialBalanced()).toBe(true);
   });
   it('a declined first charge at trial end: past_due for the first period, nothing paid, no renewal while past_due', async () => {
@@ -309,6 +344,28 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
       'subscription.trial_will_end',
       'subscription.past_due',
     ]);
+    expect(await trialBalanced()).toBe(true);
+  });
+  it('a trial started without a payment method: at its end the charge cannot be made → past_due, no payment', async () => {
+    const c = await customer('SE', '2027-05-01T00:00:00Z', { noCard: true });
+    const sub = await subscribe({ customer: c.id, plan: 'books-trial' });
+    expect(sub.status).toBe('trialing');
+    await advance(c.clock, '2027-05-15T00:00:00Z');
+    const [, first, ...more] = await invoicesOf(sub.id);
+    expect(more).toEqual([]);
+    expect(first).toMatchObject({
+      status: 'open',
+      total: 16900,
+      tax: 3380,
+      payment: null,
+      periodStart: '2027-05-15T00:00:00Z',
+      periodEnd: '2027-06-15T00:00:00Z',
+    });
+    expect(await getSub(sub.id)).toMatchObject({
+      status: 'past_due',
+      currentPeriodEnd: '2027-06-15T00:00:00Z',
+    });
+    expect((await t.call('GET', `/v1/payments?customer=${c.id}&limit=100`)).json().data).toEqual([]);
     expect(await trialBalanced()).toBe(true);
   });
 });

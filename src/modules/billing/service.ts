@@ -724,8 +724,10 @@ export class BillingService {
         );
         ({ payment, result } = await this.payments.charge(started.payment, started.lease));
       } catch (e) {
-        // No default method (removed since): a failed charge, as a decline is.
-        if (!(e instanceof DomainError) || e.status >= 500) throw e;
+        // No usable default method (removed since) or an erased customer: a failed charge, as a
+        // decline is. Anything else (provider down, a bug) fails the job, which is retried.
+        if (!(e instanceof DomainError) || (e.code !== 'validation_failed' && e.code !== 'invalid_state'))
+          throw e;
         refused = e.code;
       }
       if (payment && !result && payment.status === 'processing') {
