@@ -4,10 +4,12 @@ import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { JsonObject } from '../../events/types.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
+import { assert } from '../../kernel/assert.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
 import { isIdOf, newId } from '../../kernel/ids.js';
+import type { ChargeResult } from '../../providers/port.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
@@ -29,7 +31,14 @@ import {
   newSubscription,
   type SubscriptionState,
 } from './domain/lifecycle.js';
-import { billingAnchor, periodByIndex, trialEndFor } from './domain/periods.js';
+import {
+  type BillingSchedule,
+  billingAnchor,
+  DAY_MS,
+  periodAt,
+  periodByIndex,
+  trialEndFor,
+} from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
 import {
   type BillingTables,
@@ -83,6 +92,19 @@ const SETTLE_RETRY_FOR_MS = 3 * 24 * 3_600_000;
 /** A first payment still in flight at expiry: look again this much later. */
 const EXPIRY_RECHECK_MS = 3_600_000;
 
+const CYCLE_JOB = 'billing.cycle';
+const CHARGE_JOB = 'billing.charge_invoice';
+const TRIAL_WILL_END_JOB = 'billing.trial_will_end';
+/** `subscription.trial_will_end` goes out this long before the trial ends. */
+const TRIAL_NOTICE_MS = 3 * DAY_MS;
+
+/** What the charge job of a cycle invoice carries: the price it billed, stored on the subscription once paid. */
+interface ChargePayload {
+  invoice: string;
+  priceVersionId: string;
+  priceMinor: number;
+}
+
 /** Subscriptions a customer or member holds that entitlements look at, at most. */
 const SOURCES_MAX = 100;
 
@@ -116,6 +138,17 @@ export class BillingService {
         this.settleCheckout(trx, (job.payload as { subscription: string }).subscription, now),
       { retryForMs: SETTLE_RETRY_FOR_MS },
     );
+    jobs.register(TRIAL_WILL_END_JOB, (job, { trx, now }) =>
+      this.trialWillEnd(trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    jobs.register(CYCLE_JOB, (job, { trx, now }) =>
+      this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
+    jobs.register(CHARGE_JOB, (job) => this.chargeCycleInvoice(job.payload as ChargePayload), {
+      external: true,
+      retryForMs: SETTLE_RETRY_FOR_MS,
+    });
   }
 
   /**
@@ -240,6 +273,20 @@ export class BillingService {
         paid: assembled.amountDueMinor === 0,
       });
       await this.#event(trx, 'subscription.created', sub);
+      if (trialEnd) {
+        const notice = new Date(trialEnd.getTime() - TRIAL_NOTICE_MS);
+        if (notice.getTime() > now.getTime()) {
+          await this.jobs.schedule(trx, {
+            kind: TRIAL_WILL_END_JOB,
+            runAt: notice,
+            customerId: sub.customer_id,
+            testClockId: customer.testClockId,
+            payload: { subscription: sub.id },
+            dedupeKey: `${TRIAL_WILL_END_JOB}:${sub.id}`,
+          });
+        }
+        await this.#scheduleCycle(trx, sub, trialEnd, customer.testClockId);
+      }
       if (sub.status === 'incomplete') {
         // Completes the checkout if the request dies after the charge and the client never retries.
         await this.jobs.schedule(trx, {
@@ -262,7 +309,7 @@ export class BillingService {
       return {
         subscriptionId: sub.id,
         invoiceId: invoice.id,
-        charge: this.#chargeOf(invoice, input),
+        charge: this.#chargeOf(invoice, input.paymentMethod),
         amountDueMinor: invoice.amount_due_minor,
       };
     });
@@ -561,6 +608,277 @@ export class BillingService {
     return out;
   }
 
+  // ---- trial end and renewals
+
+  /** Three days before a trial ends: `subscription.trial_will_end` (nothing when it ended or was canceled). */
+  async trialWillEnd(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const sub = await billingTables(trx)
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (sub?.status !== 'trialing' || sub.cancel_at || !sub.trial_end) return;
+    if (now.getTime() >= sub.trial_end.getTime()) return;
+    // Every event of the aggregate takes the next version (ordering for consumers).
+    const noticed = { ...sub, version: sub.version + 1, updated_at: now };
+    await billingTables(trx)
+      .updateTable('subscriptions')
+      .set({ version: noticed.version, updated_at: now })
+      .where('id', '=', sub.id)
+      .execute();
+    await this.#event(trx, 'subscription.trial_will_end', noticed);
+  }
+
+  /**
+   * At a period end (the trial end first): the next period's invoice, finalised at the price in
+   * force for this subscriber (grandfathering), and its charge job, which runs outside any
+   * transaction. The unique (subscription, period start, reason) makes a second invoice of the
+   * period impossible; a second run finds the first one and schedules nothing new.
+   */
+  async invoiceCycle(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
+    const db = billingTables(trx);
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!sub || (sub.status !== 'trialing' && sub.status !== 'active') || sub.cancel_at) return;
+    const end = sub.current_period_end;
+    if (!end || now.getTime() < end.getTime()) return;
+    const customer = await this.customers.account(sub.customer_id, trx);
+    const period = periodAt(scheduleOf(sub), end);
+    const existing = await db
+      .selectFrom('invoices')
+      .select('id')
+      .where('subscription_id', '=', sub.id)
+      .where('period_start', '=', period.start)
+      .where('reason', '=', 'subscription_cycle')
+      .executeTakeFirst();
+    if (existing) return;
+    const plan = await this.catalog.getPlan(sub.plan_id, trx);
+    const price = await this.catalog.priceFor(
+      sub.plan_id,
+      { market: customer.marketId, at: period.start, subscribedAt: sub.created_at },
+      trx,
+    );
+    if (price.currency !== sub.currency) {
+      throw invalidState(
+        `Subscription ${sub.id} bills in ${sub.currency}; its market now sells in ${price.currency}.`,
+      );
+    }
+    const assembled = assembleInvoice({
+      currency: price.currency,
+      tax: { rateBps: price.market.taxRateBps, inclusive: price.market.taxInclusive },
+      lines: [recurringLine({ name: plan.name, priceMinor: price.amountMinor }, period)],
+      accountCreditMinor: 0,
+    });
+    const invoice = await this.#finalize(trx, {
+      sub,
+      assembled,
+      series: invoiceSeries(price.market.code, now, customer.testClockId !== null),
+      at: now,
+      paid: false,
+      reason: 'subscription_cycle',
+    });
+    const payload: ChargePayload = {
+      invoice: invoice.id,
+      priceVersionId: price.priceVersionId,
+      priceMinor: price.amountMinor,
+    };
+    if (invoice.amount_due_minor === 0) {
+      await this.#settleCycle(trx, payload, null, now);
+      return;
+    }
+    await this.jobs.schedule(trx, {
+      kind: CHARGE_JOB,
+      runAt: now,
+      customerId: sub.customer_id,
+      testClockId: customer.testClockId,
+      payload,
+      dedupeKey: `${CHARGE_JOB}:${invoice.id}`,
+    });
+  }
+
+  /**
+   * Charges a cycle invoice with the default payment method through the payments module (start →
+   * charge with no transaction open → finish), then settles it in one transaction. The payment is
+   * keyed by the invoice, so a re-run finds it instead of charging again; a charge still in flight
+   * fails the job so it is retried once the payments reconciliation has settled it.
+   */
+  async chargeCycleInvoice(payload: ChargePayload): Promise<void> {
+    const invoice = await this.getInvoice(payload.invoice);
+    if (invoice.status !== 'open') return;
+    // The default payment method, as it is when the charge runs.
+    const input = this.#chargeOf(invoice, undefined);
+    let payment: Payment | null = null;
+    let result: ChargeResult | null = null;
+    let refused: string | null = null;
+    if (input) {
+      try {
+        const started = await this.payments.start(input, invoicePaymentKey(invoice.id));
+        assert(
+          started.payment.amount_minor === invoice.amount_due_minor,
+          `payment ${started.payment.id} does not match invoice ${invoice.id}`,
+        );
+        ({ payment, result } = await this.payments.charge(started.payment, started.lease));
+      } catch (e) {
+        // No usable default method (removed since) or an erased customer: a failed charge, as a
+        // decline is. Anything else (provider down, a bug) fails the job, which is retried.
+        if (!(e instanceof DomainError) || (e.code !== 'validation_failed' && e.code !== 'invalid_state'))
+          throw e;
+        refused = e.code;
+      }
+      if (payment && !result && payment.status === 'processing') {
+        throw new Error(`invoice ${invoice.id}: payment ${payment.id} is still in flight`);
+      }
+    }
+    await transact(this.#db, async (trx) => {
+      let settled: Payment | null = null;
+      if (payment) {
+        settled = result
+          ? await this.payments.finish(trx, payment, result)
+          : await this.payments.get(payment.id, trx);
+        if (!settled.captured && settled.status !== 'failed') {
+          throw new Error(`invoice ${invoice.id}: payment ${settled.id} is ${settled.status}`);
+        }
+      }
+      const now = await this.customers.now(invoice.customer_id, trx);
+      await this.#settleCycle(trx, payload, settled, now, refused);
+    });
+  }
+
+  /**
+   * A cycle invoice's charge came back: paid → the new period (`subscription.activated` at a trial
+   * end, `subscription.renewed` after) and the next cycle scheduled; declined → `past_due` with the
+   * failure recorded on the invoice (dunning retries it). `payment` null with no refusal: nothing was due.
+   */
+  async #settleCycle(
+    trx: Executor,
+    payload: ChargePayload,
+    payment: Payment | null,
+    now: Date,
+    refused: string | null = null,
+  ): Promise<void> {
+    const db = billingTables(trx);
+    const { subscription_id } = await db
+      .selectFrom('invoices')
+      .select('subscription_id')
+      .where('id', '=', payload.invoice)
+      .executeTakeFirstOrThrow();
+    // Subscription before invoice, as checkout and the cycle job lock them: no deadlock.
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscription_id)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('id', '=', payload.invoice)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    if (invoice.status !== 'open' || (sub.status !== 'trialing' && sub.status !== 'active')) return;
+    const paid = payment ? payment.captured : refused === null;
+    const period = { start: invoice.period_start, end: invoice.period_end };
+    const trial = sub.status === 'trialing';
+    const state = applyEvent(stateOf(sub), {
+      type: trial ? 'trial_ended' : 'renewed',
+      at: now,
+      paid,
+      period,
+    });
+    if (paid) {
+      await db
+        .updateTable('invoices')
+        .set({
+          status: 'paid',
+          payment_id: payment?.id ?? null,
+          paid_at: now,
+          version: invoice.version + 1,
+          updated_at: now,
+        })
+        .where('id', '=', invoice.id)
+        .execute();
+      if (payment) {
+        await this.ledger.post(
+          trx,
+          paidEntry(
+            { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
+            { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+            now,
+          ),
+        );
+      }
+      await this.#invoiceEvent(trx, 'invoice.paid', {
+        ...invoice,
+        status: 'paid',
+        payment_id: payment?.id ?? null,
+        paid_at: now,
+        version: invoice.version + 1,
+        updated_at: now,
+      });
+    } else if (payment) {
+      await db
+        .updateTable('invoices')
+        .set({ payment_id: payment.id, updated_at: now })
+        .where('id', '=', invoice.id)
+        .execute();
+    }
+    const next: SubscriptionsTable = {
+      ...sub,
+      status: state.status,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
+      past_due_since: state.pastDueSince,
+      // The subscriber's price from this period on (the one the invoice billed).
+      price_version_id: payload.priceVersionId,
+      price_minor: payload.priceMinor,
+      version: sub.version + 1,
+      updated_at: now,
+    };
+    await db
+      .updateTable('subscriptions')
+      .set({
+        status: next.status,
+        current_period_start: next.current_period_start,
+        current_period_end: next.current_period_end,
+        past_due_since: next.past_due_since,
+        price_version_id: next.price_version_id,
+        price_minor: next.price_minor,
+        version: next.version,
+        updated_at: now,
+      })
+      .where('id', '=', sub.id)
+      .execute();
+    if (!paid) {
+      await this.#event(trx, 'subscription.past_due', next);
+      return;
+    }
+    await this.#event(trx, trial ? 'subscription.activated' : 'subscription.renewed', next);
+    const { testClockId } = await this.customers.account(sub.customer_id, trx);
+    await this.#scheduleCycle(trx, next, period.end, testClockId);
+  }
+
+  /** The cycle job of the period ending at `at` (one per subscription and period end). */
+  async #scheduleCycle(
+    trx: Executor,
+    sub: SubscriptionsTable,
+    at: Date,
+    testClockId: string | null,
+  ): Promise<void> {
+    await this.jobs.schedule(trx, {
+      kind: CYCLE_JOB,
+      runAt: at,
+      customerId: sub.customer_id,
+      testClockId,
+      payload: { subscription: sub.id },
+      dedupeKey: `${CYCLE_JOB}:${sub.id}:${at.getTime()}`,
+    });
+  }
+
   // ---- internals
 
   async #checkMethod(customerId: string, paymentMethod: string | undefined): Promise<void> {
@@ -595,7 +913,7 @@ export class BillingService {
     return {
       subscriptionId: sub.id,
       invoiceId: invoice.id,
-      charge: this.#chargeOf(invoice, input),
+      charge: this.#chargeOf(invoice, input.paymentMethod),
       amountDueMinor: invoice.amount_due_minor,
     };
   }
@@ -605,7 +923,7 @@ export class BillingService {
    * the market (tax found inside, or added on top), which reproduces the invoice's tax exactly:
    * the same rule, once on the same base (asserted by the workflow).
    */
-  #chargeOf(invoice: InvoicesTable, input: CheckoutInput): PaymentInput | null {
+  #chargeOf(invoice: InvoicesTable, paymentMethod: string | undefined): PaymentInput | null {
     if (invoice.status !== 'open' || invoice.amount_due_minor === 0) return null;
     if (invoice.amount_due_minor !== invoice.total_minor) {
       throw new Error(`invoice ${invoice.id}: account credit at checkout is not supported yet`);
@@ -614,7 +932,7 @@ export class BillingService {
       customer: invoice.customer_id,
       amount: invoice.tax_inclusive ? invoice.total_minor : invoice.subtotal_minor,
       currency: invoice.currency,
-      paymentMethod: input.paymentMethod,
+      paymentMethod,
       description: `Invoice ${invoice.number}`,
       reference: invoice.id,
     };
@@ -623,7 +941,14 @@ export class BillingService {
   /** Stores the invoice finalised: numbered from its series, booked, `invoice.finalized` (and paid when 0). */
   async #finalize(
     trx: Executor,
-    p: { sub: SubscriptionsTable; assembled: AssembledInvoice; series: string; at: Date; paid: boolean },
+    p: {
+      sub: SubscriptionsTable;
+      assembled: AssembledInvoice;
+      series: string;
+      at: Date;
+      paid: boolean;
+      reason?: InvoicesTable['reason'];
+    },
   ): Promise<InvoicesTable> {
     const db = billingTables(trx);
     const { sub, assembled: a, at } = p;
@@ -644,7 +969,7 @@ export class BillingService {
       number: invoiceNumber(p.series, Number(counter.last_number)),
       customer_id: sub.customer_id,
       subscription_id: sub.id,
-      reason: 'subscription_create',
+      reason: p.reason ?? 'subscription_create',
       status: p.paid ? 'paid' : 'open',
       currency: a.currency,
       tax_rate_bps: a.taxRateBps,
@@ -758,11 +1083,21 @@ export class BillingService {
     );
     await this.#invoiceEvent(trx, 'invoice.paid', paidInvoice);
     await this.#event(trx, 'subscription.activated', activated);
+    if (activated.current_period_end) {
+      const { testClockId } = await this.customers.account(sub.customer_id, trx);
+      await this.#scheduleCycle(trx, activated, activated.current_period_end, testClockId);
+    }
   }
 
   async #event(
     trx: Executor,
-    type: 'subscription.created' | 'subscription.activated' | 'subscription.expired',
+    type:
+      | 'subscription.created'
+      | 'subscription.activated'
+      | 'subscription.expired'
+      | 'subscription.trial_will_end'
+      | 'subscription.renewed'
+      | 'subscription.past_due',
     sub: SubscriptionsTable,
   ): Promise<void> {
     await this.events.append(trx, {
@@ -804,6 +1139,11 @@ export class BillingService {
     for (const r of rows) out.set(r.subscription_id, [...(out.get(r.subscription_id) ?? []), r.external_id]);
     return out;
   }
+}
+
+/** A stored subscription's billing schedule: every boundary derives from its anchor and day. */
+export function scheduleOf(row: SubscriptionsTable): BillingSchedule {
+  return { anchor: row.billing_anchor, period: row.billing_period, billingCycleDay: row.billing_cycle_day };
 }
 
 /** The lifecycle state of a stored subscription. */
