@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BOOTSTRAP_KEY_ID } from '../../src/modules/api-keys/service.js';
 import { invoicePaymentKey } from '../../src/workflows/checkout.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -157,16 +157,19 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       features: ['ad-free', 'offline'],
       sources: [{ subscription: sub.id, role: 'owner', validUntil: '2027-02-16T00:00:00Z' }],
     });
-    const events = (await t.call('GET', '/v1/events?limit=100')).json().data as Array<{
-      type: string;
-      data: { object: { id: string } };
-    }>;
-    expect(events.filter((e) => [sub.id, invoice.id].includes(e.data.object.id)).map((e) => e.type)).toEqual([
-      'invoice.finalized',
-      'subscription.created',
-      'invoice.paid',
-      'subscription.activated',
-    ]);
+    // Events are listed once every older transaction on the server has ended (commit order): wait.
+    await vi.waitFor(
+      async () => {
+        const events = (await t.call('GET', '/v1/events?limit=100')).json().data as Array<{
+          type: string;
+          data: { object: { id: string } };
+        }>;
+        expect(
+          events.filter((e) => [sub.id, invoice.id].includes(e.data.object.id)).map((e) => e.type),
+        ).toEqual(['invoice.finalized', 'subscription.created', 'invoice.paid', 'subscription.activated']);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     expect(
       (await t.call('GET', `/v1/subscriptions?customer=${c.externalId}&status=active`)).json().data,
     ).toEqual([sub]);
@@ -334,14 +337,20 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
         ['tax_payable:-:SEK', 2180, 0],
       ].sort(),
     );
-    const events = (await t.call('GET', '/v1/events?type=subscription.*&limit=100')).json().data as Array<{
-      type: string;
-      data: { object: { id: string } };
-    }>;
-    expect(events.filter((e) => e.data.object.id === id).map((e) => e.type)).toEqual([
-      'subscription.created',
-      'subscription.expired',
-    ]);
+    await vi.waitFor(
+      async () => {
+        const events = (await t.call('GET', '/v1/events?type=subscription.*&limit=100')).json()
+          .data as Array<{
+          type: string;
+          data: { object: { id: string } };
+        }>;
+        expect(events.filter((e) => e.data.object.id === id).map((e) => e.type)).toEqual([
+          'subscription.created',
+          'subscription.expired',
+        ]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     expect((await entitlement(c.externalId)).active).toBe(false);
     expect(await trialBalanced()).toBe(true);
   });
