@@ -20,6 +20,7 @@ export const EVENT_TYPES = [
   'invoice.finalized',
   'invoice.paid',
   'invoice.uncollectible',
+  'invoice.voided',
   'payment.succeeded',
   'payment.failed',
   'payment.refunded',

@@ -351,6 +351,24 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
       },
       { timeout: 10_000, interval: 50 },
     );
+    await vi.waitFor(
+      async () => {
+        const invoiceEvents = (await t.call('GET', '/v1/events?type=invoice.*&limit=100')).json()
+          .data as Array<{
+          type: string;
+          data: { object: { id: string; status: string } };
+        }>;
+        expect(
+          invoiceEvents
+            .filter((e) => e.data.object.id === invoice.id)
+            .map((e) => [e.type, e.data.object.status]),
+        ).toEqual([
+          ['invoice.finalized', 'open'],
+          ['invoice.voided', 'void'],
+        ]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     expect((await entitlement(c.externalId)).active).toBe(false);
     expect(await trialBalanced()).toBe(true);
   });

@@ -450,6 +450,12 @@ export class BillingService {
         .set({ status: 'void', version: invoice.version + 1, updated_at: now })
         .where('id', '=', invoice.id)
         .execute();
+      await this.#invoiceEvent(trx, 'invoice.voided', {
+        ...invoice,
+        status: 'void',
+        version: invoice.version + 1,
+        updated_at: now,
+      });
       const entry = voidEntry(
         {
           id: invoice.id,
@@ -1110,7 +1116,7 @@ export class BillingService {
 
   async #invoiceEvent(
     trx: Executor,
-    type: 'invoice.finalized' | 'invoice.paid',
+    type: 'invoice.finalized' | 'invoice.paid' | 'invoice.voided',
     invoice: InvoicesTable,
   ): Promise<void> {
     await this.events.append(trx, {
