@@ -108,6 +108,21 @@ interface ChargePayload {
 /** Subscriptions a customer or member holds that entitlements look at, at most. */
 const SOURCES_MAX = 100;
 
+/** The subscription row, locked for the caller's transaction (subscription before invoice, always). */
+function lockSubscription(db: Kysely<BillingTables>, id: string): Promise<SubscriptionsTable | undefined> {
+  return db.selectFrom('subscriptions').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+/** The invoice row, locked for the caller's transaction (it must exist). */
+function lockInvoice(db: Kysely<BillingTables>, id: string): Promise<InvoicesTable> {
+  return db.selectFrom('invoices').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+}
+
+function mustExist<T>(row: T | undefined): T {
+  assert(row !== undefined, 'locked row does not exist');
+  return row;
+}
+
 /**
  * The billing module's door (ADR 0014): subscriptions and invoices. Checkout is a workflow
  * (`src/workflows/checkout.ts`): `openCheckout` (its own transaction) → the payments module's
@@ -327,18 +342,8 @@ export class BillingService {
     payment: Payment | null,
   ): Promise<CheckoutOutcome> {
     const db = billingTables(trx);
-    const sub = await db
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscriptionId)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-    const invoice = await db
-      .selectFrom('invoices')
-      .selectAll()
-      .where('id', '=', invoiceId)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
+    const sub = await lockSubscription(db, subscriptionId).then(mustExist);
+    const invoice = await lockInvoice(db, invoiceId);
     let declineCode: string | null = null;
     if (sub.status === 'incomplete' && invoice.status === 'open') {
       const now = await this.customers.now(sub.customer_id, trx);
@@ -367,29 +372,11 @@ export class BillingService {
    * in flight fails this job so it is retried; a decline or no payment leaves it to the expiry.
    */
   async settleCheckout(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
-    const db = billingTables(trx);
-    const sub = await db
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscriptionId)
-      .forUpdate()
-      .executeTakeFirst();
-    if (sub?.status !== 'incomplete') return;
-    const invoice = await db
-      .selectFrom('invoices')
-      .selectAll()
-      .where('subscription_id', '=', sub.id)
-      .where('reason', '=', 'subscription_create')
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-    if (invoice.status !== 'open') return;
-    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
-    if (payment?.captured) {
-      await this.#markPaid(trx, sub, invoice, payment, now);
-      return;
-    }
-    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
-      throw new Error(`checkout ${sub.id}: payment ${payment.id} is still ${payment.status}`);
+    const signUp = await this.#unpaidSignUp(trx, subscriptionId, now);
+    if (signUp?.inFlight) {
+      throw new Error(
+        `checkout ${subscriptionId}: payment ${signUp.payment?.id} is still ${signUp.payment?.status}`,
+      );
     }
   }
 
@@ -400,27 +387,10 @@ export class BillingService {
    * hour: money is never kept without a subscription.
    */
   async expireIncomplete(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
-    const db = billingTables(trx);
-    const sub = await db
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscriptionId)
-      .forUpdate()
-      .executeTakeFirst();
-    if (sub?.status !== 'incomplete') return;
-    const invoice = await db
-      .selectFrom('invoices')
-      .selectAll()
-      .where('subscription_id', '=', sub.id)
-      .where('reason', '=', 'subscription_create')
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
-    if (payment?.captured) {
-      await this.#markPaid(trx, sub, invoice, payment, now);
-      return;
-    }
-    if (payment && (payment.status === 'processing' || payment.status === 'authorized')) {
+    const signUp = await this.#unpaidSignUp(trx, subscriptionId, now);
+    if (!signUp) return;
+    const { db, sub, invoice } = signUp;
+    if (signUp.inFlight) {
       await this.jobs.schedule(trx, {
         kind: EXPIRE_JOB,
         runAt: new Date(now.getTime() + EXPIRY_RECHECK_MS),
@@ -470,6 +440,34 @@ export class BillingService {
       if (entry) await this.ledger.post(trx, entry);
     }
     await this.#event(trx, 'subscription.expired', expired);
+  }
+
+  /**
+   * An `incomplete` sign-up, locked (subscription, then its first invoice), with its first payment.
+   * A payment the provider captured meanwhile activates it here and null is returned, as for a
+   * subscription that is no longer incomplete; `inFlight`: the payment may still be captured.
+   */
+  async #unpaidSignUp(trx: Executor, subscriptionId: string, now: Date) {
+    const db = billingTables(trx);
+    const sub = await lockSubscription(db, subscriptionId);
+    if (sub?.status !== 'incomplete') return null;
+    const invoice = await db
+      .selectFrom('invoices')
+      .selectAll()
+      .where('subscription_id', '=', sub.id)
+      .where('reason', '=', 'subscription_create')
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const payment = await this.payments.byRequestKey(invoicePaymentKey(invoice.id), trx);
+    if (payment?.captured) {
+      await this.#markPaid(trx, sub, invoice, payment, now);
+      return null;
+    }
+    const inFlight =
+      payment !== undefined &&
+      payment !== null &&
+      (payment.status === 'processing' || payment.status === 'authorized');
+    return { db, sub, invoice, payment, inFlight };
   }
 
   /** The checkout as it stands, without writing (an unsettled charge). */
@@ -618,12 +616,7 @@ export class BillingService {
 
   /** Three days before a trial ends: `subscription.trial_will_end` (nothing when it ended or was canceled). */
   async trialWillEnd(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
-    const sub = await billingTables(trx)
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscriptionId)
-      .forUpdate()
-      .executeTakeFirst();
+    const sub = await lockSubscription(billingTables(trx), subscriptionId);
     if (sub?.status !== 'trialing' || sub.cancel_at || !sub.trial_end) return;
     if (now.getTime() >= sub.trial_end.getTime()) return;
     // Every event of the aggregate takes the next version (ordering for consumers).
@@ -644,12 +637,7 @@ export class BillingService {
    */
   async invoiceCycle(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
     const db = billingTables(trx);
-    const sub = await db
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscriptionId)
-      .forUpdate()
-      .executeTakeFirst();
+    const sub = await lockSubscription(db, subscriptionId);
     if (!sub || (sub.status !== 'trialing' && sub.status !== 'active') || sub.cancel_at) return;
     const end = sub.current_period_end;
     if (!end || now.getTime() < end.getTime()) return;
@@ -774,18 +762,8 @@ export class BillingService {
       .where('id', '=', payload.invoice)
       .executeTakeFirstOrThrow();
     // Subscription before invoice, as checkout and the cycle job lock them: no deadlock.
-    const sub = await db
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('id', '=', subscription_id)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-    const invoice = await db
-      .selectFrom('invoices')
-      .selectAll()
-      .where('id', '=', payload.invoice)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
+    const sub = await lockSubscription(db, subscription_id).then(mustExist);
+    const invoice = await lockInvoice(db, payload.invoice);
     if (invoice.status !== 'open' || (sub.status !== 'trialing' && sub.status !== 'active')) return;
     const paid = payment ? payment.captured : refused === null;
     const period = { start: invoice.period_start, end: invoice.period_end };
