@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Executor } from '../../src/db/schema.js';
 import { transact } from '../../src/db/transaction.js';
 import {
@@ -47,6 +47,15 @@ describe(`events outbox (${ENGINE})`, () => {
     server.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } });
   const count = async () =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM events`.execute(db())).rows[0]!.n;
+  /**
+   * Waits until every committed event is readable. Readers stop at the oldest transaction in flight
+   * on the whole server (ADR 0015), and on PostgreSQL other test files run transactions meanwhile.
+   */
+  const settled = () =>
+    vi.waitFor(async () => expect((await events.readFrom(OUTBOX_START, 1000)).length).toBe(await count()), {
+      timeout: 10_000,
+      interval: 50,
+    });
   /** Every event the API lists for `query`, following nextCursor; asserts each page's size. */
   const listAll = async (query: string, limit: number) => {
     const ids: string[] = [];
@@ -133,6 +142,7 @@ describe(`events outbox (${ENGINE})`, () => {
   });
 
   it('lists oldest first by cursor pages, by type and by group (subscription.*)', async () => {
+    await settled();
     const start = (await events.readFrom(OUTBOX_START, 1000)).length;
     const sub = newAggregate();
     const inv = newAggregate('in');
@@ -159,6 +169,7 @@ describe(`events outbox (${ENGINE})`, () => {
       written.push(await events.append(trx, input('subscription.past_due', sub, ++subVersion)));
       written.push(await events.append(trx, input('invoice.uncollectible', inv, ++invVersion)));
     });
+    await settled();
     const all = await listAll('', 3);
     expect(all.slice(start)).toEqual(written.map((e) => e.id));
     const ofGroup = (group: string) => written.filter((e) => e.type.startsWith(group)).map((e) => e.id);
@@ -175,6 +186,7 @@ describe(`events outbox (${ENGINE})`, () => {
     const a = await append(input('subscription.created', sub, 1));
     const b = await append(input('subscription.activated', sub, 2));
     const c = await append(input('subscription.renewed', sub, 3));
+    await settled();
     const res = await get(`/v1/events?after=${a.id}`);
     expect(res.json().data.map((e: { id: string }) => e.id)).toEqual([b.id, c.id]);
     expect((await get(`/v1/events?after=${c.id}`)).json()).toEqual({ data: [], nextCursor: null });
