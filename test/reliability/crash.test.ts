@@ -17,6 +17,8 @@ const SIMULATOR_SECRETS = {
 const simAuth = { authorization: `Bearer ${SIMULATOR_SECRETS.REPRISE_SIMULATOR_API_KEY}` };
 const KILLS_MIN = 10;
 const PURCHASES = 60;
+/** Clients keep buying until the kills are done too (a fast machine finishes 60 before them), up to this. */
+const PURCHASES_MAX = 600;
 const CLIENTS = 6;
 const DEADLINE_MS = 150_000;
 
@@ -123,7 +125,11 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
       let done = false;
 
       const client = async () => {
-        while (next < PURCHASES && Date.now() - started < DEADLINE_MS) {
+        while (
+          (next < PURCHASES || kills < KILLS_MIN) &&
+          next < PURCHASES_MAX &&
+          Date.now() - started < DEADLINE_MS
+        ) {
           const i = next++;
           const key = `purchase-${i}`;
           const body = {
@@ -181,7 +187,9 @@ describe('crash test: SIGKILL under concurrent purchases (postgres)', () => {
       process.stderr.write(
         `crash test: ${kills} kills, ${interrupted} interrupted attempts, ${acknowledged.size} purchases acknowledged\n`,
       );
-      expect(acknowledged.size).toBe(PURCHASES);
+      // Every purchase a client started was acknowledged in the end, at least the planned 60.
+      expect(acknowledged.size).toBe(next);
+      expect(acknowledged.size).toBeGreaterThanOrEqual(PURCHASES);
 
       const payments: Array<{ id: string; status: string }> = [];
       let cursor: string | null = null;
