@@ -166,7 +166,13 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
         }>;
         expect(
           events.filter((e) => [sub.id, invoice.id].includes(e.data.object.id)).map((e) => e.type),
-        ).toEqual(['invoice.finalized', 'subscription.created', 'invoice.paid', 'subscription.activated']);
+        ).toEqual([
+          'invoice.created',
+          'invoice.finalized',
+          'subscription.created',
+          'invoice.paid',
+          'subscription.activated',
+        ]);
       },
       { timeout: 10_000, interval: 50 },
     );
@@ -363,6 +369,7 @@ describe(`checkout: POST /v1/subscriptions (${ENGINE})`, () => {
             .filter((e) => e.data.object.id === invoice.id)
             .map((e) => [e.type, e.data.object.status]),
         ).toEqual([
+          ['invoice.created', 'open'],
           ['invoice.finalized', 'open'],
           ['invoice.voided', 'void'],
         ]);

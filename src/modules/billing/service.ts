@@ -2,54 +2,38 @@ import type { Kysely } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
-import type { JsonObject } from '../../events/types.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { assert } from '../../kernel/assert.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
-import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
-import { isIdOf, newId } from '../../kernel/ids.js';
+import { newId } from '../../kernel/ids.js';
 import type { ChargeResult } from '../../providers/port.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
+import {
+  BillingContext,
+  type ChargePayload,
+  type Invoice,
+  JOBS,
+  lockInvoice,
+  lockSubscription,
+  mustExist,
+  type Subscription,
+  scheduleOf,
+  stateOf,
+} from './context.js';
 import { DEFAULT_RETRY_SCHEDULE } from './domain/dunning.js';
 import { validUntil } from './domain/entitlement.js';
-import {
-  finalizeEntry,
-  invoiceNumber,
-  invoicePaymentKey,
-  invoiceSeries,
-  paidEntry,
-  voidEntry,
-} from './domain/entries.js';
-import { type AssembledInvoice, assembleInvoice, type ChargeLine } from './domain/invoice.js';
-import {
-  applyEvent,
-  incompleteExpiresAt,
-  newSubscription,
-  type SubscriptionState,
-} from './domain/lifecycle.js';
-import {
-  type BillingSchedule,
-  billingAnchor,
-  DAY_MS,
-  periodAt,
-  periodByIndex,
-  trialEndFor,
-} from './domain/periods.js';
+import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
+import type { ChargeLine } from './domain/invoice.js';
+import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
+import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
-import {
-  type BillingTables,
-  billingTables,
-  type InvoiceLinesTable,
-  type InvoicesTable,
-  type SubscriptionsTable,
-} from './tables.js';
+import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
-export type Subscription = SubscriptionsTable & { members: string[] };
-export type Invoice = InvoicesTable & { lines: InvoiceLinesTable[] };
+export type { Invoice, Subscription };
 
 export interface CheckoutInput {
   customer: string;
@@ -83,8 +67,6 @@ export interface EntitlementSource {
   validUntil: Date;
 }
 
-const EXPIRE_JOB = 'billing.expire_incomplete';
-const SETTLE_JOB = 'billing.settle_checkout';
 /** After every charge deadline of a first payment (attempts × provider timeout + margin). */
 const SETTLE_AFTER_MS = 15 * 60_000;
 /** As long as the payments module reconciles a payment. */
@@ -92,36 +74,11 @@ const SETTLE_RETRY_FOR_MS = 3 * 24 * 3_600_000;
 /** A first payment still in flight at expiry: look again this much later. */
 const EXPIRY_RECHECK_MS = 3_600_000;
 
-const CYCLE_JOB = 'billing.cycle';
-const CHARGE_JOB = 'billing.charge_invoice';
-const TRIAL_WILL_END_JOB = 'billing.trial_will_end';
 /** `subscription.trial_will_end` goes out this long before the trial ends. */
 const TRIAL_NOTICE_MS = 3 * DAY_MS;
 
-/** What the charge job of a cycle invoice carries: the price it billed, stored on the subscription once paid. */
-interface ChargePayload {
-  invoice: string;
-  priceVersionId: string;
-  priceMinor: number;
-}
-
 /** Subscriptions a customer or member holds that entitlements look at, at most. */
 const SOURCES_MAX = 100;
-
-/** The subscription row, locked for the caller's transaction (subscription before invoice, always). */
-function lockSubscription(db: Kysely<BillingTables>, id: string): Promise<SubscriptionsTable | undefined> {
-  return db.selectFrom('subscriptions').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
-}
-
-/** The invoice row, locked for the caller's transaction (it must exist). */
-function lockInvoice(db: Kysely<BillingTables>, id: string): Promise<InvoicesTable> {
-  return db.selectFrom('invoices').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
-}
-
-function mustExist<T>(row: T | undefined): T {
-  assert(row !== undefined, 'locked row does not exist');
-  return row;
-}
 
 /**
  * The billing module's door (ADR 0014): subscriptions and invoices. Checkout is a workflow
@@ -131,6 +88,7 @@ function mustExist<T>(row: T | undefined): T {
 export class BillingService {
   readonly #db: Db;
   readonly #tables: Kysely<BillingTables>;
+  readonly ctx: BillingContext;
 
   constructor(
     db: Db,
@@ -143,24 +101,25 @@ export class BillingService {
   ) {
     this.#db = db;
     this.#tables = billingTables(db);
-    jobs.register(EXPIRE_JOB, (job, { trx, now }) =>
+    this.ctx = new BillingContext(db, jobs, customers, catalog, ledger, payments, events);
+    jobs.register(JOBS.expireIncomplete, (job, { trx, now }) =>
       this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
     );
     // Retried while the first payment is in flight: the payments reconciliation converges it.
     jobs.register(
-      SETTLE_JOB,
+      JOBS.settleCheckout,
       (job, { trx, now }) =>
         this.settleCheckout(trx, (job.payload as { subscription: string }).subscription, now),
       { retryForMs: SETTLE_RETRY_FOR_MS },
     );
-    jobs.register(TRIAL_WILL_END_JOB, (job, { trx, now }) =>
+    jobs.register(JOBS.trialWillEnd, (job, { trx, now }) =>
       this.trialWillEnd(trx, (job.payload as { subscription: string }).subscription, now),
     );
-    jobs.register(CYCLE_JOB, (job, { trx, now }) =>
+    jobs.register(JOBS.cycle, (job, { trx, now }) =>
       this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
     );
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
-    jobs.register(CHARGE_JOB, (job) => this.chargeCycleInvoice(job.payload as ChargePayload), {
+    jobs.register(JOBS.chargeInvoice, (job) => this.chargeCycleInvoice(job.payload as ChargePayload), {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
@@ -214,12 +173,6 @@ export class BillingService {
       );
       line = recurringLine({ name: plan.name, priceMinor: price.amountMinor }, first);
     }
-    const assembled = assembleInvoice({
-      currency: price.currency,
-      tax: { rateBps: market.taxRateBps, inclusive: market.taxInclusive },
-      lines: [line],
-      accountCreditMinor: 0,
-    });
     const state = newSubscription({ createdAt: now, trialEnd });
     const sub: SubscriptionsTable = {
       id: newId('subscription'),
@@ -246,7 +199,6 @@ export class BillingService {
       created_at: now,
       updated_at: now,
     };
-    const series = invoiceSeries(market.code, now, customer.testClockId !== null);
     return transact(this.#db, async (trx) => {
       const db = billingTables(trx);
       const inserted = await db
@@ -280,51 +232,63 @@ export class BillingService {
         if (!claimed)
           throw invalidState('A trial of this product was just started for this customer; retry.');
       }
-      const invoice = await this.#finalize(trx, {
+      const invoice = await this.ctx.finalize(trx, {
         sub,
-        assembled,
-        series,
+        lines: [line],
+        tax: { rateBps: market.taxRateBps, inclusive: market.taxInclusive },
+        marketCode: market.code,
+        testClock: customer.testClockId !== null,
         at: now,
-        paid: assembled.amountDueMinor === 0,
+        reason: 'subscription_create',
       });
-      await this.#event(trx, 'subscription.created', sub);
+      await this.ctx.subscriptionEvent(trx, 'subscription.created', sub);
+      if (sub.status === 'incomplete' && invoice.status === 'paid') {
+        // Nothing due (account credit paid it all): active at once.
+        await this.#markPaid(trx, sub, invoice, null, now);
+        return {
+          subscriptionId: sub.id,
+          invoiceId: invoice.id,
+          charge: null,
+          amountDueMinor: 0,
+        };
+      }
       if (trialEnd) {
         const notice = new Date(trialEnd.getTime() - TRIAL_NOTICE_MS);
         if (notice.getTime() > now.getTime()) {
           await this.jobs.schedule(trx, {
-            kind: TRIAL_WILL_END_JOB,
+            kind: JOBS.trialWillEnd,
             runAt: notice,
             customerId: sub.customer_id,
             testClockId: customer.testClockId,
             payload: { subscription: sub.id },
-            dedupeKey: `${TRIAL_WILL_END_JOB}:${sub.id}`,
+            dedupeKey: `${JOBS.trialWillEnd}:${sub.id}`,
           });
         }
-        await this.#scheduleCycle(trx, sub, trialEnd, customer.testClockId);
+        await this.ctx.scheduleCycle(trx, sub, trialEnd, customer.testClockId);
       }
       if (sub.status === 'incomplete') {
         // Completes the checkout if the request dies after the charge and the client never retries.
         await this.jobs.schedule(trx, {
-          kind: SETTLE_JOB,
+          kind: JOBS.settleCheckout,
           runAt: new Date(now.getTime() + SETTLE_AFTER_MS),
           customerId: sub.customer_id,
           testClockId: customer.testClockId,
           payload: { subscription: sub.id },
-          dedupeKey: `${SETTLE_JOB}:${sub.id}`,
+          dedupeKey: `${JOBS.settleCheckout}:${sub.id}`,
         });
         await this.jobs.schedule(trx, {
-          kind: EXPIRE_JOB,
+          kind: JOBS.expireIncomplete,
           runAt: incompleteExpiresAt(now),
           customerId: sub.customer_id,
           testClockId: customer.testClockId,
           payload: { subscription: sub.id },
-          dedupeKey: `${EXPIRE_JOB}:${sub.id}`,
+          dedupeKey: `${JOBS.expireIncomplete}:${sub.id}`,
         });
       }
       return {
         subscriptionId: sub.id,
         invoiceId: invoice.id,
-        charge: this.#chargeOf(invoice, input.paymentMethod),
+        charge: this.ctx.chargeOf(invoice, input.paymentMethod),
         amountDueMinor: invoice.amount_due_minor,
       };
     });
@@ -392,12 +356,12 @@ export class BillingService {
     const { db, sub, invoice } = signUp;
     if (signUp.inFlight) {
       await this.jobs.schedule(trx, {
-        kind: EXPIRE_JOB,
+        kind: JOBS.expireIncomplete,
         runAt: new Date(now.getTime() + EXPIRY_RECHECK_MS),
         customerId: sub.customer_id,
         testClockId: (await this.customers.account(sub.customer_id, trx)).testClockId,
         payload: { subscription: sub.id },
-        dedupeKey: `${EXPIRE_JOB}:${sub.id}:${now.getTime()}`,
+        dedupeKey: `${JOBS.expireIncomplete}:${sub.id}:${now.getTime()}`,
       });
       return;
     }
@@ -420,7 +384,7 @@ export class BillingService {
         .set({ status: 'void', version: invoice.version + 1, updated_at: now })
         .where('id', '=', invoice.id)
         .execute();
-      await this.#invoiceEvent(trx, 'invoice.voided', {
+      await this.ctx.invoiceEvent(trx, 'invoice.voided', {
         ...invoice,
         status: 'void',
         version: invoice.version + 1,
@@ -439,7 +403,7 @@ export class BillingService {
       );
       if (entry) await this.ledger.post(trx, entry);
     }
-    await this.#event(trx, 'subscription.expired', expired);
+    await this.ctx.subscriptionEvent(trx, 'subscription.expired', expired);
   }
 
   /**
@@ -507,7 +471,7 @@ export class BillingService {
       .selectAll()
       .orderBy('id')
       .limit(filter.limit + 1);
-    if (filter.customer) q = q.where('customer_id', '=', await this.#customerId(filter.customer));
+    if (filter.customer) q = q.where('customer_id', '=', await this.ctx.customerId(filter.customer));
     if (filter.status) q = q.where('status', '=', filter.status as SubscriptionsTable['status']);
     if (filter.after) q = q.where('id', '>', filter.after);
     const rows = await q.execute();
@@ -540,7 +504,7 @@ export class BillingService {
       .selectAll()
       .orderBy('id')
       .limit(filter.limit + 1);
-    if (filter.customer) q = q.where('customer_id', '=', await this.#customerId(filter.customer));
+    if (filter.customer) q = q.where('customer_id', '=', await this.ctx.customerId(filter.customer));
     if (filter.subscription) q = q.where('subscription_id', '=', filter.subscription);
     if (filter.after) q = q.where('id', '>', filter.after);
     const rows = await q.execute();
@@ -626,7 +590,7 @@ export class BillingService {
       .set({ version: noticed.version, updated_at: now })
       .where('id', '=', sub.id)
       .execute();
-    await this.#event(trx, 'subscription.trial_will_end', noticed);
+    await this.ctx.subscriptionEvent(trx, 'subscription.trial_will_end', noticed);
   }
 
   /**
@@ -662,18 +626,13 @@ export class BillingService {
         `Subscription ${sub.id} bills in ${sub.currency}; its market now sells in ${price.currency}.`,
       );
     }
-    const assembled = assembleInvoice({
-      currency: price.currency,
-      tax: { rateBps: price.market.taxRateBps, inclusive: price.market.taxInclusive },
-      lines: [recurringLine({ name: plan.name, priceMinor: price.amountMinor }, period)],
-      accountCreditMinor: 0,
-    });
-    const invoice = await this.#finalize(trx, {
+    const invoice = await this.ctx.finalize(trx, {
       sub,
-      assembled,
-      series: invoiceSeries(price.market.code, now, customer.testClockId !== null),
+      lines: [recurringLine({ name: plan.name, priceMinor: price.amountMinor }, period)],
+      tax: { rateBps: price.market.taxRateBps, inclusive: price.market.taxInclusive },
+      marketCode: price.market.code,
+      testClock: customer.testClockId !== null,
       at: now,
-      paid: false,
       reason: 'subscription_cycle',
     });
     const payload: ChargePayload = {
@@ -681,17 +640,18 @@ export class BillingService {
       priceVersionId: price.priceVersionId,
       priceMinor: price.amountMinor,
     };
-    if (invoice.amount_due_minor === 0) {
-      await this.#settleCycle(trx, payload, null, now);
+    if (invoice.status === 'paid') {
+      // Nothing due (a 0 price, or account credit paid it all).
+      await this.#settleCycle(trx, payload, null, now, null, true);
       return;
     }
     await this.jobs.schedule(trx, {
-      kind: CHARGE_JOB,
+      kind: JOBS.chargeInvoice,
       runAt: now,
       customerId: sub.customer_id,
       testClockId: customer.testClockId,
       payload,
-      dedupeKey: `${CHARGE_JOB}:${invoice.id}`,
+      dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
     });
   }
 
@@ -705,7 +665,7 @@ export class BillingService {
     const invoice = await this.getInvoice(payload.invoice);
     if (invoice.status !== 'open') return;
     // The default payment method, as it is when the charge runs.
-    const input = this.#chargeOf(invoice, undefined);
+    const input = this.ctx.chargeOf(invoice, undefined);
     let payment: Payment | null = null;
     let result: ChargeResult | null = null;
     let refused: string | null = null;
@@ -754,6 +714,7 @@ export class BillingService {
     payment: Payment | null,
     now: Date,
     refused: string | null = null,
+    paidAtFinalize = false,
   ): Promise<void> {
     const db = billingTables(trx);
     const { subscription_id } = await db
@@ -764,7 +725,8 @@ export class BillingService {
     // Subscription before invoice, as checkout and the cycle job lock them: no deadlock.
     const sub = await lockSubscription(db, subscription_id).then(mustExist);
     const invoice = await lockInvoice(db, payload.invoice);
-    if (invoice.status !== 'open' || (sub.status !== 'trialing' && sub.status !== 'active')) return;
+    if (invoice.status !== (paidAtFinalize ? 'paid' : 'open')) return;
+    if (sub.status !== 'trialing' && sub.status !== 'active') return;
     const paid = payment ? payment.captured : refused === null;
     const period = { start: invoice.period_start, end: invoice.period_end };
     const trial = sub.status === 'trialing';
@@ -774,18 +736,14 @@ export class BillingService {
       paid,
       period,
     });
-    if (paid) {
-      await db
-        .updateTable('invoices')
-        .set({
-          status: 'paid',
-          payment_id: payment?.id ?? null,
-          paid_at: now,
-          version: invoice.version + 1,
-          updated_at: now,
-        })
-        .where('id', '=', invoice.id)
-        .execute();
+    if (paid && !paidAtFinalize) {
+      await this.ctx.saveInvoice(
+        trx,
+        invoice,
+        { status: 'paid', payment_id: payment?.id ?? null, paid_at: now },
+        now,
+        'invoice.paid',
+      );
       if (payment) {
         await this.ledger.post(
           trx,
@@ -796,15 +754,7 @@ export class BillingService {
           ),
         );
       }
-      await this.#invoiceEvent(trx, 'invoice.paid', {
-        ...invoice,
-        status: 'paid',
-        payment_id: payment?.id ?? null,
-        paid_at: now,
-        version: invoice.version + 1,
-        updated_at: now,
-      });
-    } else if (payment) {
+    } else if (!paid && payment) {
       await db
         .updateTable('invoices')
         .set({ payment_id: payment.id, updated_at: now })
@@ -838,29 +788,12 @@ export class BillingService {
       .where('id', '=', sub.id)
       .execute();
     if (!paid) {
-      await this.#event(trx, 'subscription.past_due', next);
+      await this.ctx.subscriptionEvent(trx, 'subscription.past_due', next);
       return;
     }
-    await this.#event(trx, trial ? 'subscription.activated' : 'subscription.renewed', next);
+    await this.ctx.subscriptionEvent(trx, trial ? 'subscription.activated' : 'subscription.renewed', next);
     const { testClockId } = await this.customers.account(sub.customer_id, trx);
-    await this.#scheduleCycle(trx, next, period.end, testClockId);
-  }
-
-  /** The cycle job of the period ending at `at` (one per subscription and period end). */
-  async #scheduleCycle(
-    trx: Executor,
-    sub: SubscriptionsTable,
-    at: Date,
-    testClockId: string | null,
-  ): Promise<void> {
-    await this.jobs.schedule(trx, {
-      kind: CYCLE_JOB,
-      runAt: at,
-      customerId: sub.customer_id,
-      testClockId,
-      payload: { subscription: sub.id },
-      dedupeKey: `${CYCLE_JOB}:${sub.id}:${at.getTime()}`,
-    });
+    await this.ctx.scheduleCycle(trx, next, period.end, testClockId);
   }
 
   // ---- internals
@@ -897,217 +830,56 @@ export class BillingService {
     return {
       subscriptionId: sub.id,
       invoiceId: invoice.id,
-      charge: this.#chargeOf(invoice, input.paymentMethod),
+      charge: this.ctx.chargeOf(invoice, input.paymentMethod),
       amountDueMinor: invoice.amount_due_minor,
     };
   }
 
-  /**
-   * The payment of an open invoice. The payments module prices an amount like a catalog price of
-   * the market (tax found inside, or added on top), which reproduces the invoice's tax exactly:
-   * the same rule, once on the same base (asserted by the workflow).
-   */
-  #chargeOf(invoice: InvoicesTable, paymentMethod: string | undefined): PaymentInput | null {
-    if (invoice.status !== 'open' || invoice.amount_due_minor === 0) return null;
-    if (invoice.amount_due_minor !== invoice.total_minor) {
-      throw new Error(`invoice ${invoice.id}: account credit at checkout is not supported yet`);
-    }
-    return {
-      customer: invoice.customer_id,
-      amount: invoice.tax_inclusive ? invoice.total_minor : invoice.subtotal_minor,
-      currency: invoice.currency,
-      paymentMethod,
-      description: `Invoice ${invoice.number}`,
-      reference: invoice.id,
-    };
-  }
-
-  /** Stores the invoice finalised: numbered from its series, booked, `invoice.finalized` (and paid when 0). */
-  async #finalize(
-    trx: Executor,
-    p: {
-      sub: SubscriptionsTable;
-      assembled: AssembledInvoice;
-      series: string;
-      at: Date;
-      paid: boolean;
-      reason?: InvoicesTable['reason'];
-    },
-  ): Promise<InvoicesTable> {
-    const db = billingTables(trx);
-    const { sub, assembled: a, at } = p;
-    // The counter row stays locked until commit; a rollback gives the number back (gapless).
-    const counter = await db
-      .insertInto('invoice_number_series')
-      .values({ series: p.series, last_number: 1 })
-      .onConflict((oc) =>
-        oc
-          .column('series')
-          .doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
-      )
-      .returning('last_number')
-      .executeTakeFirstOrThrow();
-    const invoice: InvoicesTable = {
-      id: newId('invoice'),
-      series: p.series,
-      number: invoiceNumber(p.series, Number(counter.last_number)),
-      customer_id: sub.customer_id,
-      subscription_id: sub.id,
-      reason: p.reason ?? 'subscription_create',
-      status: p.paid ? 'paid' : 'open',
-      currency: a.currency,
-      tax_rate_bps: a.taxRateBps,
-      tax_inclusive: a.taxInclusive,
-      subtotal_minor: a.subtotalMinor,
-      tax_minor: a.taxMinor,
-      total_minor: a.totalMinor,
-      net_minor: a.netMinor,
-      credit_applied_minor: a.creditAppliedMinor,
-      credit_created_minor: a.creditCreatedMinor,
-      amount_due_minor: a.amountDueMinor,
-      period_start: a.periodStart,
-      period_end: a.periodEnd,
-      payment_id: null,
-      version: p.paid ? 2 : 1,
-      finalized_at: at,
-      paid_at: p.paid ? at : null,
-      created_at: at,
-      updated_at: at,
-    };
-    await db.insertInto('invoices').values(invoice).execute();
-    await db
-      .insertInto('invoice_lines')
-      .values(
-        a.lines.map((l, position) => ({
-          invoice_id: invoice.id,
-          position,
-          kind: l.kind,
-          description: l.description,
-          period_start: l.periodStart,
-          period_end: l.periodEnd,
-          amount_minor: l.amountMinor,
-        })),
-      )
-      .execute();
-    const entry = finalizeEntry(
-      {
-        id: invoice.id,
-        customerId: sub.customer_id,
-        currency: invoice.currency,
-        totalMinor: invoice.total_minor,
-        taxMinor: invoice.tax_minor,
-        netMinor: invoice.net_minor,
-      },
-      at,
-    );
-    if (entry) await this.ledger.post(trx, entry);
-    await this.#invoiceEvent(trx, 'invoice.finalized', { ...invoice, status: 'open', version: 1 });
-    if (p.paid) await this.#invoiceEvent(trx, 'invoice.paid', invoice);
-    return invoice;
-  }
-
+  /** The first invoice is paid (by `payment`, or at finalisation when nothing was due): active. */
   async #markPaid(
     trx: Executor,
     sub: SubscriptionsTable,
     invoice: InvoicesTable,
-    payment: Payment,
+    payment: Payment | null,
     at: Date,
   ): Promise<void> {
-    const db = billingTables(trx);
     const state = applyEvent(stateOf(sub), {
       type: 'first_payment_succeeded',
       at,
       period: { start: invoice.period_start, end: invoice.period_end },
     });
-    const paidInvoice: InvoicesTable = {
-      ...invoice,
-      status: 'paid',
-      payment_id: payment.id,
-      paid_at: at,
-      version: invoice.version + 1,
-      updated_at: at,
-    };
-    await db
-      .updateTable('invoices')
-      .set({
-        status: 'paid',
-        payment_id: payment.id,
-        paid_at: at,
-        version: paidInvoice.version,
-        updated_at: at,
-      })
-      .where('id', '=', invoice.id)
-      .execute();
-    const activated: SubscriptionsTable = {
-      ...sub,
-      status: state.status,
-      current_period_start: state.currentPeriodStart,
-      current_period_end: state.currentPeriodEnd,
-      version: sub.version + 1,
-      updated_at: at,
-    };
-    await db
-      .updateTable('subscriptions')
-      .set({
-        status: activated.status,
-        current_period_start: activated.current_period_start,
-        current_period_end: activated.current_period_end,
-        version: activated.version,
-        updated_at: at,
-      })
-      .where('id', '=', sub.id)
-      .execute();
-    await this.ledger.post(
-      trx,
-      paidEntry(
-        { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
-        { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+    if (payment) {
+      await this.ctx.saveInvoice(
+        trx,
+        invoice,
+        { status: 'paid', payment_id: payment.id, paid_at: at },
         at,
-      ),
+        'invoice.paid',
+      );
+      await this.ledger.post(
+        trx,
+        paidEntry(
+          { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
+          { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+          at,
+        ),
+      );
+    }
+    const activated = await this.ctx.saveSubscription(
+      trx,
+      sub,
+      {
+        status: state.status,
+        current_period_start: state.currentPeriodStart,
+        current_period_end: state.currentPeriodEnd,
+      },
+      at,
+      'subscription.activated',
     );
-    await this.#invoiceEvent(trx, 'invoice.paid', paidInvoice);
-    await this.#event(trx, 'subscription.activated', activated);
     if (activated.current_period_end) {
       const { testClockId } = await this.customers.account(sub.customer_id, trx);
-      await this.#scheduleCycle(trx, activated, activated.current_period_end, testClockId);
+      await this.ctx.scheduleCycle(trx, activated, activated.current_period_end, testClockId);
     }
-  }
-
-  async #event(
-    trx: Executor,
-    type:
-      | 'subscription.created'
-      | 'subscription.activated'
-      | 'subscription.expired'
-      | 'subscription.trial_will_end'
-      | 'subscription.renewed'
-      | 'subscription.past_due',
-    sub: SubscriptionsTable,
-  ): Promise<void> {
-    await this.events.append(trx, {
-      type,
-      aggregate: { type: 'subscription', id: sub.id, version: sub.version },
-      customerId: sub.customer_id,
-      data: { object: subscriptionObject(sub) },
-    });
-  }
-
-  async #invoiceEvent(
-    trx: Executor,
-    type: 'invoice.finalized' | 'invoice.paid' | 'invoice.voided',
-    invoice: InvoicesTable,
-  ): Promise<void> {
-    await this.events.append(trx, {
-      type,
-      aggregate: { type: 'invoice', id: invoice.id, version: invoice.version },
-      customerId: invoice.customer_id,
-      data: { object: invoiceObject(invoice) },
-    });
-  }
-
-  async #customerId(ref: string): Promise<string> {
-    if (isIdOf('customer', ref)) return ref;
-    return (await this.customers.account(ref)).id;
   }
 
   async #membersOf(ids: string[]): Promise<Map<string, string[]>> {
@@ -1123,56 +895,4 @@ export class BillingService {
     for (const r of rows) out.set(r.subscription_id, [...(out.get(r.subscription_id) ?? []), r.external_id]);
     return out;
   }
-}
-
-/** A stored subscription's billing schedule: every boundary derives from its anchor and day. */
-export function scheduleOf(row: SubscriptionsTable): BillingSchedule {
-  return { anchor: row.billing_anchor, period: row.billing_period, billingCycleDay: row.billing_cycle_day };
-}
-
-/** The lifecycle state of a stored subscription. */
-export function stateOf(row: SubscriptionsTable): SubscriptionState {
-  return {
-    status: row.status,
-    createdAt: row.created_at,
-    trialEnd: row.trial_end,
-    currentPeriodStart: row.current_period_start,
-    currentPeriodEnd: row.current_period_end,
-    cancelAt: row.cancel_at,
-    endedAt: row.ended_at,
-    pausedAt: row.paused_at,
-    pastDueSince: row.past_due_since,
-  };
-}
-
-const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
-
-/** Event payloads: ids, statuses and amounts only (events never carry personal data). */
-function subscriptionObject(s: SubscriptionsTable): JsonObject {
-  return {
-    id: s.id,
-    customer: s.customer_id,
-    plan: s.plan_id,
-    status: s.status,
-    currentPeriodStart: iso(s.current_period_start),
-    currentPeriodEnd: iso(s.current_period_end),
-    trialEnd: iso(s.trial_end),
-    cancelAt: iso(s.cancel_at),
-  };
-}
-
-function invoiceObject(i: InvoicesTable): JsonObject {
-  return {
-    id: i.id,
-    number: i.number,
-    customer: i.customer_id,
-    subscription: i.subscription_id,
-    status: i.status,
-    currency: i.currency,
-    subtotal: i.subtotal_minor,
-    tax: i.tax_minor,
-    total: i.total_minor,
-    amountDue: i.amount_due_minor,
-    payment: i.payment_id,
-  };
 }

@@ -93,6 +93,13 @@ export interface TrialUsageTable {
   created_at: Date;
 }
 
+export interface AccountCreditsTable {
+  customer_id: string;
+  currency: string;
+  balance_minor: number;
+  updated_at: Date;
+}
+
 /** The billing module's tables: only these can be queried through `billingTables(executor)`. */
 export interface BillingTables {
   subscriptions: SubscriptionsTable;
@@ -101,6 +108,7 @@ export interface BillingTables {
   invoices: InvoicesTable;
   invoice_lines: InvoiceLinesTable;
   trial_usage: TrialUsageTable;
+  account_credits: AccountCreditsTable;
 }
 
 export const billingTables = (executor: Executor) => ownTables<BillingTables>(executor);

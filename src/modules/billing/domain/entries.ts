@@ -106,3 +106,69 @@ export function invoiceNumber(series: string, n: number): string {
 
 /** The payment of an invoice is keyed by the invoice: one first charge per invoice, whoever retries. */
 export const invoicePaymentKey = (invoiceId: string): string => `invoice:${invoiceId}:charge`;
+
+const customerCredit = (i: { customerId: string; currency: string }) => ({
+  type: 'customer_credit' as const,
+  owner: i.customerId,
+  currency: i.currency,
+});
+
+/**
+ * Finalising an invoice whose total is negative (a downgrade's or a pause's unused time): the
+ * unserved revenue and its tax are taken back, and the customer is owed the total as account
+ * credit, tax included. Same key as `finalizeEntry`: one finalisation per invoice.
+ */
+export function finalizeCreditEntry(invoice: InvoiceFacts, at: Date): TransactionSpec {
+  assert(invoice.totalMinor < 0, 'only a negative invoice creates credit');
+  assert(invoice.netMinor + invoice.taxMinor === invoice.totalMinor, 'net + tax = total');
+  return nonZero({
+    idempotencyKey: `invoice:${invoice.id}:finalize`,
+    reference: invoice.id,
+    description: `invoice ${invoice.id} finalized as account credit`,
+    effectiveAt: at,
+    postings: [
+      { account: { type: 'deferred_revenue', currency: invoice.currency }, debit: -invoice.netMinor },
+      { account: { type: 'tax_payable', currency: invoice.currency }, debit: -invoice.taxMinor },
+      { account: customerCredit(invoice), credit: -invoice.totalMinor },
+    ],
+  });
+}
+
+/** Account credit paying part of an invoice: what we owed the customer settles what they owe. */
+export function creditAppliedEntry(
+  invoice: Pick<InvoiceFacts, 'id' | 'customerId' | 'currency'>,
+  amountMinor: number,
+  at: Date,
+): TransactionSpec {
+  assert(Number.isSafeInteger(amountMinor) && amountMinor > 0, 'credit applied is positive');
+  return {
+    idempotencyKey: `invoice:${invoice.id}:credit_applied`,
+    reference: invoice.id,
+    description: `account credit applied to invoice ${invoice.id}`,
+    effectiveAt: at,
+    postings: [
+      { account: customerCredit(invoice), debit: amountMinor },
+      { account: receivable(invoice), credit: amountMinor },
+    ],
+  };
+}
+
+/** An invoice whose last payment attempt failed: the receivable is written off to bad debt. */
+export function writeOffEntry(
+  invoice: Pick<InvoiceFacts, 'id' | 'customerId' | 'currency'>,
+  amountMinor: number,
+  at: Date,
+): TransactionSpec | null {
+  assert(Number.isSafeInteger(amountMinor) && amountMinor >= 0, 'write-off is not negative');
+  if (amountMinor === 0) return null;
+  return {
+    idempotencyKey: `invoice:${invoice.id}:write_off`,
+    reference: invoice.id,
+    description: `invoice ${invoice.id} uncollectible, written off`,
+    effectiveAt: at,
+    postings: [
+      { account: { type: 'bad_debt', currency: invoice.currency }, debit: amountMinor },
+      { account: receivable(invoice), credit: amountMinor },
+    ],
+  };
+}

@@ -210,3 +210,20 @@ export function lineNets(invoice: AssembledInvoice): number[] {
     return l.amountMinor - Number(share);
   });
 }
+
+/**
+ * The tax part of what is charged for an invoice: its tax in proportion of the amount due to the
+ * total (half-up), all of it when nothing was paid by credit. What a later refund returns in
+ * proportion (credit notes) derives from the same figures.
+ */
+export function taxOfAmountDue(invoice: {
+  readonly totalMinor: number;
+  readonly taxMinor: number;
+  readonly amountDueMinor: number;
+}): number {
+  const { totalMinor, taxMinor, amountDueMinor } = invoice;
+  assert(amountDueMinor >= 0 && amountDueMinor <= Math.max(0, totalMinor), 'amount due within the total');
+  if (amountDueMinor === totalMinor) return taxMinor;
+  if (amountDueMinor === 0 || totalMinor <= 0) return 0;
+  return Number(divRoundHalfUp(BigInt(taxMinor) * BigInt(amountDueMinor), BigInt(totalMinor)));
+}

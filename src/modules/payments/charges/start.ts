@@ -19,6 +19,11 @@ export interface PaymentInput {
   reference?: string | undefined;
   /** false: authorize only; capture or void later. */
   capture?: boolean | undefined;
+  /**
+   * Internal callers only (never from HTTP): `amount` is the amount charged, tax included, and
+   * this is its tax part (an invoice's amount due after account credit: the invoice decided its tax).
+   */
+  taxMinor?: number | undefined;
 }
 
 /** The reconciliation job of a payment, due when its current charge deadline has passed. */
@@ -66,7 +71,16 @@ export async function startPayment(
       `the customer's market ${market.code} sells in ${market.currency}; charge in ${market.currency}`,
     );
   }
-  const priced = taxOfOneOff(input.amount, market);
+  const priced =
+    input.taxMinor === undefined
+      ? taxOfOneOff(input.amount, market)
+      : {
+          chargedMinor: input.amount,
+          taxMinor: input.taxMinor,
+          subtotalMinor: input.amount - input.taxMinor,
+        };
+  if (priced.taxMinor < 0 || priced.taxMinor > priced.chargedMinor || !Number.isSafeInteger(priced.taxMinor))
+    throw invalid('amount', `tax ${priced.taxMinor} must lie within the amount ${priced.chargedMinor}`);
   const chargedIssue = amountProblem(priced.chargedMinor, input.currency);
   if (chargedIssue) throw invalid('amount', `with ${priced.taxMinor} tax added, the total ${chargedIssue}`);
   const method = await methodOf(ctx.tables, customer.id, input.paymentMethod);

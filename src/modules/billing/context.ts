@@ -1,0 +1,386 @@
+import type { Kysely } from 'kysely';
+import type { Db, Executor } from '../../db/schema.js';
+import type { EventsOutbox } from '../../events/outbox.js';
+import type { EventType, JsonObject } from '../../events/types.js';
+import type { JobScheduler } from '../../jobs/scheduler.js';
+import { assert } from '../../kernel/assert.js';
+import { isoSeconds } from '../../kernel/clock.js';
+import { isIdOf, newId } from '../../kernel/ids.js';
+import type { CatalogService } from '../catalog/service.js';
+import type { CustomerService } from '../customers/service.js';
+import type { LedgerService } from '../ledger/service.js';
+import type { PaymentInput, PaymentService } from '../payments/service.js';
+import {
+  creditAppliedEntry,
+  finalizeCreditEntry,
+  finalizeEntry,
+  invoiceNumber,
+  invoiceSeries,
+} from './domain/entries.js';
+import { type AssembledInvoice, assembleInvoice, type ChargeLine, taxOfAmountDue } from './domain/invoice.js';
+import type { SubscriptionState } from './domain/lifecycle.js';
+import type { BillingSchedule } from './domain/periods.js';
+import {
+  type BillingTables,
+  billingTables,
+  type InvoiceLinesTable,
+  type InvoicesTable,
+  type SubscriptionsTable,
+} from './tables.js';
+
+export type Subscription = SubscriptionsTable & { members: string[] };
+export type Invoice = InvoicesTable & { lines: InvoiceLinesTable[] };
+
+/** The job kinds of the billing module (their handlers are registered by `BillingService`). */
+export const JOBS = {
+  expireIncomplete: 'billing.expire_incomplete',
+  settleCheckout: 'billing.settle_checkout',
+  cycle: 'billing.cycle',
+  chargeInvoice: 'billing.charge_invoice',
+  trialWillEnd: 'billing.trial_will_end',
+} as const;
+
+/** What the charge job of a cycle invoice carries: the price it billed, stored on the subscription once paid. */
+export interface ChargePayload {
+  invoice: string;
+  priceVersionId: string;
+  priceMinor: number;
+}
+
+/** The subscription row, locked for the caller's transaction (subscription before invoice, always). */
+export function lockSubscription(
+  db: Kysely<BillingTables>,
+  id: string,
+): Promise<SubscriptionsTable | undefined> {
+  return db.selectFrom('subscriptions').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+/** The invoice row, locked for the caller's transaction (it must exist). */
+export function lockInvoice(db: Kysely<BillingTables>, id: string): Promise<InvoicesTable> {
+  return db.selectFrom('invoices').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+}
+
+export function mustExist<T>(row: T | undefined): T {
+  assert(row !== undefined, 'locked row does not exist');
+  return row;
+}
+
+/** The fields of a subscription a use case may change (the version and `updated_at` follow). */
+export type SubscriptionPatch = Partial<
+  Omit<SubscriptionsTable, 'id' | 'customer_id' | 'version' | 'created_at' | 'updated_at' | 'request_key'>
+>;
+
+/** The fields of an invoice a use case may change after finalisation. */
+export type InvoicePatch = Partial<Pick<InvoicesTable, 'status' | 'payment_id' | 'paid_at'>>;
+
+/**
+ * What every billing use case shares (ADR 0014): the module's tables, the modules it calls, and
+ * the steps that must be done one way only: finalising an invoice (number, account credit,
+ * ledger, events), saving a subscription or invoice with its next version and event.
+ */
+export class BillingContext {
+  readonly tables: Kysely<BillingTables>;
+
+  constructor(
+    readonly db: Db,
+    readonly jobs: JobScheduler,
+    readonly customers: CustomerService,
+    readonly catalog: CatalogService,
+    readonly ledger: LedgerService,
+    readonly payments: PaymentService,
+    readonly events: EventsOutbox,
+  ) {
+    this.tables = billingTables(db);
+  }
+
+  /**
+   * Saves a locked subscription with `patch`, its next version, and appends `event` (when given)
+   * describing the result. Returns the row as saved.
+   */
+  async saveSubscription(
+    trx: Executor,
+    sub: SubscriptionsTable,
+    patch: SubscriptionPatch,
+    at: Date,
+    event: EventType | null,
+    extra: JsonObject = {},
+  ): Promise<SubscriptionsTable> {
+    const next: SubscriptionsTable = { ...sub, ...patch, version: sub.version + 1, updated_at: at };
+    await billingTables(trx)
+      .updateTable('subscriptions')
+      .set({ ...patch, version: next.version, updated_at: at })
+      .where('id', '=', sub.id)
+      .execute();
+    if (event) await this.subscriptionEvent(trx, event, next, extra);
+    return next;
+  }
+
+  /** Saves a locked invoice with `patch` and its next version, and appends `event` when given. */
+  async saveInvoice(
+    trx: Executor,
+    invoice: InvoicesTable,
+    patch: InvoicePatch,
+    at: Date,
+    event: EventType | null,
+  ): Promise<InvoicesTable> {
+    const next: InvoicesTable = { ...invoice, ...patch, version: invoice.version + 1, updated_at: at };
+    await billingTables(trx)
+      .updateTable('invoices')
+      .set({ ...patch, version: next.version, updated_at: at })
+      .where('id', '=', invoice.id)
+      .execute();
+    if (event) await this.invoiceEvent(trx, event, next);
+    return next;
+  }
+
+  async subscriptionEvent(
+    trx: Executor,
+    type: EventType,
+    sub: SubscriptionsTable,
+    extra: JsonObject = {},
+  ): Promise<void> {
+    assert(type.startsWith('subscription.'), `${type} is not a subscription event`);
+    await this.events.append(trx, {
+      type,
+      aggregate: { type: 'subscription', id: sub.id, version: sub.version },
+      customerId: sub.customer_id,
+      data: { object: subscriptionObject(sub), ...extra },
+    });
+  }
+
+  async invoiceEvent(trx: Executor, type: EventType, invoice: InvoicesTable): Promise<void> {
+    assert(type.startsWith('invoice.'), `${type} is not an invoice event`);
+    await this.events.append(trx, {
+      type,
+      aggregate: { type: 'invoice', id: invoice.id, version: invoice.version },
+      customerId: invoice.customer_id,
+      data: { object: invoiceObject(invoice) },
+    });
+  }
+
+  /** The customer's account credit in `currency` (tax included), locked until commit when asked. */
+  async accountCredit(trx: Executor, customerId: string, currency: string, lock = false): Promise<number> {
+    let q = billingTables(trx)
+      .selectFrom('account_credits')
+      .select('balance_minor')
+      .where('customer_id', '=', customerId)
+      .where('currency', '=', currency);
+    if (lock) q = q.forUpdate();
+    return (await q.executeTakeFirst())?.balance_minor ?? 0;
+  }
+
+  /**
+   * Assembles and stores an invoice, finalised: the customer's account credit applied first (or
+   * created by a negative total), numbered from its series (the counter row stays locked until
+   * commit, so a rollback gives the number back: gapless), booked, `invoice.created` and
+   * `invoice.finalized` (and `invoice.paid` when nothing is due or `paid` says it is settled).
+   */
+  async finalize(
+    trx: Executor,
+    p: {
+      sub: SubscriptionsTable;
+      lines: readonly ChargeLine[];
+      tax: { rateBps: number; inclusive: boolean };
+      marketCode: string;
+      testClock: boolean;
+      at: Date;
+      reason: InvoicesTable['reason'];
+      /** Apply the customer's account credit (default true). */
+      useCredit?: boolean;
+    },
+  ): Promise<InvoicesTable> {
+    const db = billingTables(trx);
+    const { sub, at } = p;
+    const credit =
+      p.useCredit === false ? 0 : await this.accountCredit(trx, sub.customer_id, sub.currency, true);
+    const a: AssembledInvoice = assembleInvoice({
+      currency: sub.currency,
+      tax: p.tax,
+      lines: p.lines,
+      accountCreditMinor: credit,
+    });
+    const series = invoiceSeries(p.marketCode, at, p.testClock);
+    const counter = await db
+      .insertInto('invoice_number_series')
+      .values({ series, last_number: 1 })
+      .onConflict((oc) =>
+        oc
+          .column('series')
+          .doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
+      )
+      .returning('last_number')
+      .executeTakeFirstOrThrow();
+    const paid = a.amountDueMinor === 0;
+    const invoice: InvoicesTable = {
+      id: newId('invoice'),
+      series,
+      number: invoiceNumber(series, Number(counter.last_number)),
+      customer_id: sub.customer_id,
+      subscription_id: sub.id,
+      reason: p.reason,
+      status: paid ? 'paid' : 'open',
+      currency: a.currency,
+      tax_rate_bps: a.taxRateBps,
+      tax_inclusive: a.taxInclusive,
+      subtotal_minor: a.subtotalMinor,
+      tax_minor: a.taxMinor,
+      total_minor: a.totalMinor,
+      net_minor: a.netMinor,
+      credit_applied_minor: a.creditAppliedMinor,
+      credit_created_minor: a.creditCreatedMinor,
+      amount_due_minor: a.amountDueMinor,
+      period_start: a.periodStart,
+      period_end: a.periodEnd,
+      payment_id: null,
+      // invoice.created (1), invoice.finalized (2), invoice.paid (3) when nothing is due.
+      version: paid ? 3 : 2,
+      finalized_at: at,
+      paid_at: paid ? at : null,
+      created_at: at,
+      updated_at: at,
+    };
+    await db.insertInto('invoices').values(invoice).execute();
+    await db
+      .insertInto('invoice_lines')
+      .values(
+        a.lines.map((l, position) => ({
+          invoice_id: invoice.id,
+          position,
+          kind: l.kind,
+          description: l.description,
+          period_start: l.periodStart,
+          period_end: l.periodEnd,
+          amount_minor: l.amountMinor,
+        })),
+      )
+      .execute();
+    const facts = {
+      id: invoice.id,
+      customerId: sub.customer_id,
+      currency: invoice.currency,
+      totalMinor: invoice.total_minor,
+      taxMinor: invoice.tax_minor,
+      netMinor: invoice.net_minor,
+    };
+    const entry = a.totalMinor < 0 ? finalizeCreditEntry(facts, at) : finalizeEntry(facts, at);
+    if (entry) await this.ledger.post(trx, entry);
+    if (a.creditAppliedMinor > 0)
+      await this.ledger.post(trx, creditAppliedEntry(facts, a.creditAppliedMinor, at));
+    if (a.accountCreditAfterMinor !== credit) {
+      await db
+        .insertInto('account_credits')
+        .values({
+          customer_id: sub.customer_id,
+          currency: sub.currency,
+          balance_minor: a.accountCreditAfterMinor,
+          updated_at: at,
+        })
+        .onConflict((oc) =>
+          oc
+            .columns(['customer_id', 'currency'])
+            .doUpdateSet({ balance_minor: a.accountCreditAfterMinor, updated_at: at }),
+        )
+        .execute();
+    }
+    const open = { ...invoice, status: 'open' as const, paid_at: null };
+    await this.invoiceEvent(trx, 'invoice.created', { ...open, version: 1 });
+    await this.invoiceEvent(trx, 'invoice.finalized', { ...open, version: 2 });
+    if (paid) await this.invoiceEvent(trx, 'invoice.paid', invoice);
+    return invoice;
+  }
+
+  /**
+   * The payment of an open invoice: its amount due, tax part in proportion (the invoice decided its
+   * tax; account credit paid the rest). Null when nothing is due.
+   */
+  chargeOf(invoice: InvoicesTable, paymentMethod: string | undefined): PaymentInput | null {
+    if (invoice.status !== 'open' || invoice.amount_due_minor === 0) return null;
+    return {
+      customer: invoice.customer_id,
+      amount: invoice.amount_due_minor,
+      taxMinor: taxOfAmountDue({
+        totalMinor: invoice.total_minor,
+        taxMinor: invoice.tax_minor,
+        amountDueMinor: invoice.amount_due_minor,
+      }),
+      currency: invoice.currency,
+      paymentMethod,
+      description: `Invoice ${invoice.number}`,
+      reference: invoice.id,
+    };
+  }
+
+  /** The cycle job of the period ending at `at` (one per subscription and period end). */
+  async scheduleCycle(
+    trx: Executor,
+    sub: SubscriptionsTable,
+    at: Date,
+    testClockId: string | null,
+  ): Promise<void> {
+    await this.jobs.schedule(trx, {
+      kind: JOBS.cycle,
+      runAt: at,
+      customerId: sub.customer_id,
+      testClockId,
+      payload: { subscription: sub.id },
+      dedupeKey: `${JOBS.cycle}:${sub.id}:${at.getTime()}`,
+    });
+  }
+
+  async customerId(ref: string): Promise<string> {
+    if (isIdOf('customer', ref)) return ref;
+    return (await this.customers.account(ref)).id;
+  }
+}
+
+/** A stored subscription's billing schedule: every boundary derives from its anchor and day. */
+export function scheduleOf(row: SubscriptionsTable): BillingSchedule {
+  return { anchor: row.billing_anchor, period: row.billing_period, billingCycleDay: row.billing_cycle_day };
+}
+
+/** The lifecycle state of a stored subscription. */
+export function stateOf(row: SubscriptionsTable): SubscriptionState {
+  return {
+    status: row.status,
+    createdAt: row.created_at,
+    trialEnd: row.trial_end,
+    currentPeriodStart: row.current_period_start,
+    currentPeriodEnd: row.current_period_end,
+    cancelAt: row.cancel_at,
+    endedAt: row.ended_at,
+    pausedAt: row.paused_at,
+    pastDueSince: row.past_due_since,
+  };
+}
+
+const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
+
+/** Event payloads: ids, statuses and amounts only (events never carry personal data). */
+export function subscriptionObject(s: SubscriptionsTable): JsonObject {
+  return {
+    id: s.id,
+    customer: s.customer_id,
+    plan: s.plan_id,
+    status: s.status,
+    currentPeriodStart: iso(s.current_period_start),
+    currentPeriodEnd: iso(s.current_period_end),
+    trialEnd: iso(s.trial_end),
+    cancelAt: iso(s.cancel_at),
+  };
+}
+
+export function invoiceObject(i: InvoicesTable): JsonObject {
+  return {
+    id: i.id,
+    number: i.number,
+    customer: i.customer_id,
+    subscription: i.subscription_id,
+    status: i.status,
+    currency: i.currency,
+    subtotal: i.subtotal_minor,
+    tax: i.tax_minor,
+    total: i.total_minor,
+    amountDue: i.amount_due_minor,
+    payment: i.payment_id,
+  };
+}
