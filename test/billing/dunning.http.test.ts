@@ -158,6 +158,28 @@ describe(`billing: dunning and invoice pay (${ENGINE})`, () => {
       'subscription.past_due',
       'subscription.canceled',
     ]);
+    // entitlement.updated on each change of what it entitles: activated, renewed (past_due: the
+    // grace), canceled (nothing).
+    await vi.waitFor(
+      async () => {
+        const ents = (
+          (await t.call('GET', '/v1/events?type=entitlement.updated&limit=100')).json().data as Array<{
+            data: {
+              object: { subscription: string; owner: string; active: boolean; validUntil: string | null };
+            };
+          }>
+        )
+          .map((e) => e.data.object)
+          .filter((o) => o.subscription === sub.id);
+        expect(ents.map((o) => [o.owner, o.active, o.validUntil])).toEqual([
+          [c.externalId, true, '2027-02-16T00:00:00Z'],
+          // past_due from Feb 15: the grace ends with the last retry (Feb 22) plus the renewal margin.
+          [c.externalId, true, '2027-02-23T00:00:00Z'],
+          [c.externalId, false, null],
+        ]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     await expectEvents(renewal.id, 'invoice', [
       'invoice.created',
       'invoice.finalized',

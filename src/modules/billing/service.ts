@@ -251,6 +251,7 @@ export class BillingService {
         reason: 'subscription_create',
       });
       await this.ctx.subscriptionEvent(trx, 'subscription.created', sub);
+      if (sub.status === 'trialing') await this.ctx.entitlementEvent(trx, sub);
       if (sub.status === 'incomplete' && invoice.status === 'paid') {
         // Nothing due (account credit paid it all): active at once.
         await this.#markPaid(trx, sub, invoice, null, now);
