@@ -5,7 +5,14 @@ export const LIST_LIMIT_MAX = 100;
 
 /** `limit` and `cursor` of every list endpoint. */
 export const pageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(LIST_LIMIT_MAX).default(20).describe('Page size, 1 to 100'),
+  // Digits only: `1e1`, `0x10`, ` 5` or `5.0` are not a page size (Number() would take them).
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,3}$/, 'must be a whole number from 1 to 100')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(LIST_LIMIT_MAX))
+    .default(20)
+    .describe('Page size, 1 to 100'),
   cursor: z.string().max(200).optional().describe('The `nextCursor` of the previous page'),
 });
 

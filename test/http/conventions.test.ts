@@ -91,6 +91,12 @@ describe(`HTTP conventions of API.md (${ENGINE})`, () => {
       const q = await t.call('GET', '/v1/markets?limit=1000');
       expect(q.statusCode).toBe(400);
       expect(q.json().errors).toEqual([expect.objectContaining({ path: 'limit', in: 'query' })]);
+      // Only digits: forms Number() would read are not a page size.
+      for (const limit of ['1e1', '0x10', '5.0', '+5', '%205', '0', '']) {
+        const odd = await t.call('GET', `/v1/markets?limit=${limit}`);
+        expect(odd.statusCode, `limit=${limit}`).toBe(400);
+      }
+      expect((await t.call('GET', '/v1/markets?limit=7')).statusCode).toBe(200);
       const c = await t.call('GET', '/v1/markets?cursor=garbage');
       expect(c.statusCode).toBe(400);
       expect(c.json().errors[0].path).toBe('cursor');
