@@ -1,14 +1,21 @@
 import type { Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { JsonObject } from '../../events/types.js';
-import { isoSeconds } from '../../kernel/clock.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
+import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
 import type { Payment, PaymentInput } from '../payments/service.js';
-import { type BillingContext, lockInvoice, lockSubscription, mustExist, scheduleOf, stateOf } from './context.js';
-import { paidEntry } from './domain/entries.js';
+import {
+  type BillingContext,
+  lockInvoice,
+  lockSubscription,
+  mustExist,
+  scheduleOf,
+  stateOf,
+} from './context.js';
 import type { ChangeTiming } from './domain/change-timing.js';
+import { paidEntry } from './domain/entries.js';
 import { type AssembledInvoice, assembleInvoice } from './domain/invoice.js';
 import { changeBillingCycleDay, type PlannedChange, planChange } from './domain/plan-change.js';
 import type { ProrationUnit } from './domain/proration.js';
@@ -94,7 +101,10 @@ async function plan(
   // when the customer's market has none).
   const price = await ctx.catalog.priceFor(target.id, { market: customer.marketId, at }, trx);
   if (price.currency !== sub.currency) {
-    throw invalid('plan', `is priced in ${price.currency} for this market; the subscription bills in ${sub.currency}`);
+    throw invalid(
+      'plan',
+      `is priced in ${price.currency} for this market; the subscription bills in ${sub.currency}`,
+    );
   }
   const members = await billingTables(trx)
     .selectFrom('subscription_members')
@@ -107,7 +117,11 @@ async function plan(
   );
   let termEndPrice: { priceMinor: number; priceVersionId: string } | null = null;
   if (withRenewal && sub.status === 'active' && sub.current_period_end) {
-    const p = await ctx.catalog.priceFor(target.id, { market: customer.marketId, at: sub.current_period_end }, trx);
+    const p = await ctx.catalog.priceFor(
+      target.id,
+      { market: customer.marketId, at: sub.current_period_end },
+      trx,
+    );
     termEndPrice = { priceMinor: p.amountMinor, priceVersionId: p.priceVersionId };
   }
   const planned = planChange({
@@ -178,15 +192,24 @@ export async function previewChange(
 ): Promise<ChangePreview> {
   return transact(ctx.db, async (trx) => {
     const db = billingTables(trx);
-    const sub = await db.selectFrom('subscriptions').selectAll().where('id', '=', subscriptionId).executeTakeFirst();
-    if (!sub) throw new DomainError('not_found', `No subscription found for '${subscriptionId}'.`, {
-      extra: { resource: 'subscription' },
-    });
+    const sub = await db
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('id', '=', subscriptionId)
+      .executeTakeFirst();
+    if (!sub)
+      throw new DomainError('not_found', `No subscription found for '${subscriptionId}'.`, {
+        extra: { resource: 'subscription' },
+      });
     const at = await ctx.customers.now(sub.customer_id, trx);
     const facts = await plan(ctx, trx, sub, input, at, true);
     const { planned } = facts;
     const lines =
-      planned.kind === 'immediate' ? planned.lines : planned.kind === 'end_of_term' ? planned.renewalLines : null;
+      planned.kind === 'immediate'
+        ? planned.lines
+        : planned.kind === 'end_of_term'
+          ? planned.renewalLines
+          : null;
     let invoice: PreviewInvoice | null = null;
     if (lines) {
       const a = assembleInvoice({
@@ -247,9 +270,10 @@ export async function openChange(
       }
     }
     const sub = await lockSubscription(db, subscriptionId);
-    if (!sub) throw new DomainError('not_found', `No subscription found for '${subscriptionId}'.`, {
-      extra: { resource: 'subscription' },
-    });
+    if (!sub)
+      throw new DomainError('not_found', `No subscription found for '${subscriptionId}'.`, {
+        extra: { resource: 'subscription' },
+      });
     const at = await ctx.customers.now(sub.customer_id, trx);
     const facts = await plan(ctx, trx, sub, input, at, false);
     const invoice = await apply(ctx, trx, facts);
@@ -329,7 +353,9 @@ async function apply(ctx: BillingContext, trx: Executor, f: Facts): Promise<Invo
       return null;
     case 'trial':
       // Free: no invoice, the trial end (and so the anchor) does not move.
-      await ctx.saveSubscription(trx, sub, swap, at, 'subscription.changed', { previousAttributes: previous });
+      await ctx.saveSubscription(trx, sub, swap, at, 'subscription.changed', {
+        previousAttributes: previous,
+      });
       return null;
     case 'end_of_term':
       await ctx.saveSubscription(
@@ -473,7 +499,13 @@ export async function settleChange(
     .where('id', '=', invoice.id)
     .execute();
   if (sub.status === 'active') {
-    await ctx.saveSubscription(trx, sub, { status: 'past_due', past_due_since: now }, now, 'subscription.past_due');
+    await ctx.saveSubscription(
+      trx,
+      sub,
+      { status: 'past_due', past_due_since: now },
+      now,
+      'subscription.past_due',
+    );
   }
   return { declineCode: payment.decline_code ?? 'card_declined' };
 }

@@ -38,8 +38,8 @@ import { validUntil } from './domain/entitlement.js';
 import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
 import type { ChargeLine } from './domain/invoice.js';
 import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
-import { periodFrom } from './domain/plan-change.js';
 import { billingAnchor, DAY_MS, periodByIndex, trialEndFor } from './domain/periods.js';
+import { periodFrom } from './domain/plan-change.js';
 import { recurringLine } from './domain/proration.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 

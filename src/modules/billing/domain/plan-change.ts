@@ -4,7 +4,7 @@ import { checkSeatsForPlanChange } from './entitlement.js';
 import type { ChargeLine } from './invoice.js';
 import { applyEvent, type SubscriptionState } from './lifecycle.js';
 import { type BillingPeriod, type BillingSchedule, type Period, periodAt } from './periods.js';
-import { planChangeLines, type ProrationUnit, recurringLine } from './proration.js';
+import { type ProrationUnit, planChangeLines, recurringLine } from './proration.js';
 
 /**
  * A plan change, planned (ADR 0014, "Plan changes"): the one pure function behind both
@@ -143,7 +143,13 @@ export function planChange(input: PlanChangeInput): PlannedChange {
     to: target,
   });
   if (decision.free) {
-    return { kind: 'trial', timing: 'immediate', reason: decision.reason, effectiveAt: at, nextRenewal: termEnd };
+    return {
+      kind: 'trial',
+      timing: 'immediate',
+      reason: decision.reason,
+      effectiveAt: at,
+      nextRenewal: termEnd,
+    };
   }
   const newSchedule: BillingSchedule = { ...input.schedule, period: target.billingPeriod };
   if (decision.timing === 'end_of_term') {
