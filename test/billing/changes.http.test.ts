@@ -127,8 +127,14 @@ describe(`billing: plan changes (${ENGINE})`, () => {
     expect(await invoicesOf(sub.id)).toHaveLength(1);
     expect((await getSub(sub.id)).plan).toBe(planIds.basic);
 
-    const res = await change(sub.id, { plan: 'premium' });
+    const key = { headers: { 'idempotency-key': `upgrade-${sub.id}` } };
+    const res = await t.call('POST', `/v1/subscriptions/${sub.id}/change`, { plan: 'premium' }, key);
     expect(res.statusCode).toBe(200);
+    // A retry with the same key replays the answer: one change, one charge.
+    const replay = await t.call('POST', `/v1/subscriptions/${sub.id}/change`, { plan: 'premium' }, key);
+    expect(replay.statusCode).toBe(200);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.json()).toEqual(res.json());
     expect(res.json()).toMatchObject({
       status: 'active',
       plan: planIds.premium,
@@ -417,6 +423,12 @@ describe(`billing: plan changes (${ENGINE})`, () => {
     expect(typeof res.json().declineCode).toBe('string');
     expect(update).toMatchObject({ status: 'open', total: 4259, amountDue: 4259 });
     expect(await getSub(sub.id)).toMatchObject({ status: 'past_due', plan: planIds.premium, price: 16900 });
+    await expectEvents(sub.id, [
+      'subscription.created',
+      'subscription.activated',
+      'subscription.changed',
+      'subscription.past_due',
+    ]);
 
     const refused = await change(sub.id, { plan: 'basic' });
     expect(refused.statusCode).toBe(409);

@@ -4,11 +4,12 @@ import { z } from 'zod';
 import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
 import { problemDto, problemResponses, timestamp } from '../../http/schemas.js';
 import { type Outcome, requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
-import { type ChangeOutcome, changePlanWorkflow } from '../../workflows/change-plan.js';
-import { commitThroughUnitOfWork } from '../../workflows/commit.js';
+import type { Commit } from '../../workflows/commit.js';
+import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { PaymentService } from '../payments/service.js';
+import type { InvoicePaymentOutcome } from './invoice-payments.js';
 import { subscriptionDto, toSubscriptionDto } from './routes.js';
-import type { BillingService } from './service.js';
+import type { BillingService, Subscription } from './service.js';
 
 /**
  * `POST /v1/subscriptions/{id}/change` and `/change/preview` (ADR 0014, "Plan changes"), registered
@@ -63,26 +64,27 @@ export function changeRoutes(
   const { billing, payments, uow } = deps;
   const params = z.object({ id: z.string().min(1).max(64) });
 
-  const outcome = (out: ChangeOutcome): Outcome => {
-    if (out.declineCode !== null) {
+  /** 200 with the subscription, or 402 when the change's invoice was declined (the change stays). */
+  const outcome = (sub: Subscription, paid: InvoicePaymentOutcome | null): Outcome => {
+    if (paid && paid.declineCode !== null) {
       return {
         status: 402,
         body: problem(
           'payment_declined',
-          `The plan was changed, but its invoice's payment was declined (${out.declineCode}); the subscription is past_due until it is paid.`,
+          `The plan was changed, but its invoice's payment was declined (${paid.declineCode}); the subscription is past_due until it is paid.`,
           [],
           {
-            declineCode: out.declineCode,
-            subscription: out.subscription.id,
-            invoice: out.invoice?.id ?? null,
-            payment: out.payment,
+            declineCode: paid.declineCode,
+            subscription: sub.id,
+            invoice: paid.invoice.id,
+            payment: paid.payment,
           },
         ),
-        resourceId: out.subscription.id,
+        resourceId: sub.id,
         contentType: PROBLEM_CONTENT_TYPE,
       };
     }
-    return { status: 200, body: toDto(out.subscription), resourceId: out.subscription.id };
+    return { status: 200, body: toDto(sub), resourceId: sub.id };
   };
 
   r.post(
@@ -111,16 +113,29 @@ export function changeRoutes(
       config: { scope: 'subscriptions:write', action: 'subscriptions.change', resourceType: 'subscription' },
     },
     async (req, reply) => {
-      const out = await changePlanWorkflow.run(
-        { subscription: req.params.id, ...req.body },
-        {
-          billing,
-          payments,
-          requestKey: requestKeyOf(req),
-          commit: commitThroughUnitOfWork(uow, req, reply, outcome),
-        },
+      // The change commits on its own (a retry with the same Idempotency-Key finds it by its
+      // request key); its invoice's amount due is then charged with no transaction open and
+      // settled in this request's unit of work, with the answer stored for replay.
+      const opened = await billing.openChange(req.params.id, req.body, requestKeyOf(req));
+      const commit: Commit<InvoicePaymentOutcome | null> = async (work) => {
+        let value: InvoicePaymentOutcome | null = null;
+        await uow.run(req, reply, async (trx) => {
+          value = await work(trx);
+          return outcome(await billing.getSubscription(opened.subscriptionId, trx), value);
+        });
+        return value;
+      };
+      if (!opened.charge || !opened.invoiceId) {
+        await commit(async () => null);
+        return;
+      }
+      const out = await payInvoiceWorkflow.run(
+        { invoice: opened.invoiceId, cause: { retry: null } },
+        { billing, payments, commit: commit as Commit<InvoicePaymentOutcome> },
       );
-      if (!out.settled) return uow.unsettled(req, reply, 202, toDto(out.value.subscription));
+      if (!out.settled) {
+        return uow.unsettled(req, reply, 202, toDto(await billing.getSubscription(opened.subscriptionId)));
+      }
     },
   );
 

@@ -5,17 +5,9 @@ import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
-import type { Payment, PaymentInput } from '../payments/service.js';
-import {
-  type BillingContext,
-  lockInvoice,
-  lockSubscription,
-  mustExist,
-  scheduleOf,
-  stateOf,
-} from './context.js';
+import type { PaymentInput } from '../payments/service.js';
+import { type BillingContext, lockSubscription, scheduleOf, stateOf } from './context.js';
 import type { ChangeTiming } from './domain/change-timing.js';
-import { paidEntry } from './domain/entries.js';
 import { type AssembledInvoice, assembleInvoice } from './domain/invoice.js';
 import { changeBillingCycleDay, type PlannedChange, planChange } from './domain/plan-change.js';
 import type { ProrationUnit } from './domain/proration.js';
@@ -455,57 +447,4 @@ export async function applyPendingChange(
       },
     },
   );
-}
-
-/**
- * The charge of a change's invoice came back (in the request's unit of work): captured → the
- * invoice is paid; declined → the change stays applied and the subscription goes `past_due` on
- * that invoice (Stripe's default), the failed payment recorded on it.
- */
-export async function settleChange(
-  ctx: BillingContext,
-  trx: Executor,
-  subscriptionId: string,
-  invoiceId: string,
-  payment: Payment | null,
-): Promise<{ declineCode: string | null }> {
-  const db = billingTables(trx);
-  const sub = await lockSubscription(db, subscriptionId).then(mustExist);
-  const invoice = await lockInvoice(db, invoiceId);
-  if (invoice.status !== 'open' || !payment) return { declineCode: null };
-  const now = await ctx.customers.now(sub.customer_id, trx);
-  if (payment.captured) {
-    await ctx.saveInvoice(
-      trx,
-      invoice,
-      { status: 'paid', payment_id: payment.id, paid_at: now },
-      now,
-      'invoice.paid',
-    );
-    await ctx.ledger.post(
-      trx,
-      paidEntry(
-        { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
-        { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
-        now,
-      ),
-    );
-    return { declineCode: null };
-  }
-  if (payment.status !== 'failed') return { declineCode: null };
-  await db
-    .updateTable('invoices')
-    .set({ payment_id: payment.id, updated_at: now })
-    .where('id', '=', invoice.id)
-    .execute();
-  if (sub.status === 'active') {
-    await ctx.saveSubscription(
-      trx,
-      sub,
-      { status: 'past_due', past_due_since: now },
-      now,
-      'subscription.past_due',
-    );
-  }
-  return { declineCode: payment.decline_code ?? 'card_declined' };
 }

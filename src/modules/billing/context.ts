@@ -10,6 +10,7 @@ import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { PaymentInput, PaymentService } from '../payments/service.js';
+import { DEFAULT_RETRY_SCHEDULE, type RetrySchedule } from './domain/dunning.js';
 import {
   creditAppliedEntry,
   finalizeCreditEntry,
@@ -89,6 +90,8 @@ export class BillingContext {
     readonly ledger: LedgerService,
     readonly payments: PaymentService,
     readonly events: EventsOutbox,
+    /** When a failed renewal is retried (ADR 0014; `REPRISE_DUNNING_RETRY_DAYS`). */
+    readonly dunning: RetrySchedule = DEFAULT_RETRY_SCHEDULE,
   ) {
     this.tables = billingTables(db);
   }
@@ -232,6 +235,8 @@ export class BillingContext {
       period_start: a.periodStart,
       period_end: a.periodEnd,
       payment_id: null,
+      attempts: 0,
+      scheduled_attempts: 0,
       // invoice.created (1), invoice.finalized (2), invoice.paid (3) when nothing is due.
       version: paid ? 3 : 2,
       finalized_at: at,
