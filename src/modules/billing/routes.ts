@@ -10,12 +10,13 @@ import { checkoutWorkflow } from '../../workflows/checkout.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
 import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { PaymentService } from '../payments/service.js';
+import { changeRoutes } from './change-routes.js';
 import type { InvoicePaymentOutcome } from './invoice-payments.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
 
-const subscriptionDto = z.object({
+export const subscriptionDto = z.object({
   id: z.string(),
   customer: z.string(),
   status: z.enum(STATUSES),
@@ -32,6 +33,10 @@ const subscriptionDto = z.object({
   endedAt: timestamp.nullable(),
   members: z.array(z.string()).describe('External ids of the members (family and duo plans)'),
   createdAt: timestamp,
+  pendingChange: z
+    .object({ plan: z.string(), effectiveAt: timestamp })
+    .nullable()
+    .describe('A plan change waiting for the term end (applied and billed at effectiveAt)'),
 });
 const lineDto = z.object({
   kind: z.enum([
@@ -90,6 +95,10 @@ export const toSubscriptionDto = (s: Subscription): z.infer<typeof subscriptionD
   endedAt: iso(s.ended_at),
   members: s.members,
   createdAt: isoSeconds(s.created_at),
+  pendingChange:
+    s.pending_plan_id && s.pending_change_at
+      ? { plan: s.pending_plan_id, effectiveAt: isoSeconds(s.pending_change_at) }
+      : null,
 });
 
 export const toInvoiceDto = (i: Invoice): z.infer<typeof invoiceDto> => ({
@@ -332,4 +341,5 @@ export function billingRoutes(
       }
     },
   );
+  changeRoutes(app, deps);
 }

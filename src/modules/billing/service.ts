@@ -13,6 +13,14 @@ import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
 import {
+  applyPendingChange,
+  type ChangeInput,
+  type ChangePreview,
+  type OpenedChange,
+  openChange,
+  previewChange,
+} from './changes.js';
+import {
   BillingContext,
   type Invoice,
   JOBS,
@@ -28,7 +36,8 @@ import { validUntil } from './domain/entitlement.js';
 import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
 import type { ChargeLine } from './domain/invoice.js';
 import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
-import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
+import { billingAnchor, DAY_MS, periodByIndex, trialEndFor } from './domain/periods.js';
+import { periodFrom } from './domain/plan-change.js';
 import { recurringLine } from './domain/proration.js';
 import {
   type ChargeCause,
@@ -207,6 +216,9 @@ export class BillingService {
       request_hash: requestKey ? hash : null,
       created_at: now,
       updated_at: now,
+      pending_plan_id: null,
+      pending_change_at: null,
+      plan_started_at: null,
     };
     return transact(this.#db, async (trx) => {
       const db = billingTables(trx);
@@ -611,12 +623,18 @@ export class BillingService {
    */
   async invoiceCycle(trx: Executor, subscriptionId: string, now: Date): Promise<void> {
     const db = billingTables(trx);
-    const sub = await lockSubscription(db, subscriptionId);
-    if (!sub || (sub.status !== 'trialing' && sub.status !== 'active') || sub.cancel_at) return;
-    const end = sub.current_period_end;
+    const locked = await lockSubscription(db, subscriptionId);
+    if (!locked || (locked.status !== 'trialing' && locked.status !== 'active') || locked.cancel_at) return;
+    // Only at or after the current period end: a job left at an old period end (the period was
+    // moved by an immediate plan change) finds the end elsewhere and does nothing.
+    const end = locked.current_period_end;
     if (!end || now.getTime() < end.getTime()) return;
+    // A pending end-of-term plan change takes effect now; the renewal bills the new plan.
+    const sub = await applyPendingChange(this.ctx, trx, locked, now);
     const customer = await this.customers.account(sub.customer_id, trx);
-    const period = periodAt(scheduleOf(sub), end);
+    // From the period end (on an unchanged grid a boundary, so a full period; after an end-of-term
+    // change to another billing period, the part of the new grid's period from there, prorated).
+    const period = periodFrom(scheduleOf(sub), end);
     const existing = await db
       .selectFrom('invoices')
       .select('id')
@@ -628,7 +646,8 @@ export class BillingService {
     const plan = await this.catalog.getPlan(sub.plan_id, trx);
     const price = await this.catalog.priceFor(
       sub.plan_id,
-      { market: customer.marketId, at: period.start, subscribedAt: sub.created_at },
+      // Grandfathering from the day the subscriber moved to this plan (a change restarts it).
+      { market: customer.marketId, at: period.start, subscribedAt: sub.plan_started_at ?? sub.created_at },
       trx,
     );
     if (price.currency !== sub.currency) {
@@ -738,6 +757,18 @@ export class BillingService {
       declineCode: null,
       payment: payment?.id ?? null,
     };
+  }
+
+  // ---- plan changes (changes.ts)
+
+  /** What a plan change would do now, writing nothing. */
+  previewChange(subscriptionId: string, input: ChangeInput): Promise<ChangePreview> {
+    return previewChange(this.ctx, subscriptionId, input);
+  }
+
+  /** Applies a plan change (own transaction) or resumes the one of this request key. */
+  openChange(subscriptionId: string, input: ChangeInput, requestKey: string | null): Promise<OpenedChange> {
+    return openChange(this.ctx, subscriptionId, input, requestKey);
   }
 
   // ---- internals

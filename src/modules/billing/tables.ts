@@ -27,6 +27,11 @@ export interface SubscriptionsTable {
   request_hash: string | null;
   created_at: Date;
   updated_at: Date;
+  /** A change waiting for the term end (migration 0047): the plan, and when it takes effect. */
+  pending_plan_id: string | null;
+  pending_change_at: Date | null;
+  /** When the subscriber moved to its current plan (null: at creation); grandfathering starts there. */
+  plan_started_at: Date | null;
 }
 
 export interface SubscriptionMembersTable {
@@ -104,6 +109,20 @@ export interface AccountCreditsTable {
   updated_at: Date;
 }
 
+/** An accepted plan change request (migration 0047): resumed by its request key. */
+export interface SubscriptionChangesTable {
+  id: string;
+  subscription_id: string;
+  request_key: string | null;
+  request_hash: string | null;
+  from_plan_id: string;
+  to_plan_id: string;
+  timing: 'immediate' | 'end_of_term';
+  effective_at: Date;
+  invoice_id: string | null;
+  created_at: Date;
+}
+
 /** The billing module's tables: only these can be queried through `billingTables(executor)`. */
 export interface BillingTables {
   subscriptions: SubscriptionsTable;
@@ -113,6 +132,7 @@ export interface BillingTables {
   invoice_lines: InvoiceLinesTable;
   trial_usage: TrialUsageTable;
   account_credits: AccountCreditsTable;
+  subscription_changes: SubscriptionChangesTable;
 }
 
 export const billingTables = (executor: Executor) => ownTables<BillingTables>(executor);

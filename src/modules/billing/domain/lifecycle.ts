@@ -85,7 +85,8 @@ export function incompleteExpiresAt(createdAt: Date): Date {
 const refuse = (state: SubscriptionState, event: SubscriptionEvent, detail: string): Transition => ({
   ok: false,
   error: new DomainError('invalid_state', detail, {
-    extra: { status: state.status, operation: event.type },
+    // Not `status`: that member of a problem document is the HTTP status.
+    extra: { subscriptionStatus: state.status, operation: event.type },
   }),
 });
 const to = (state: SubscriptionState, patch: Partial<SubscriptionState>): Transition => ({
