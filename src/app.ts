@@ -83,6 +83,8 @@ export function createServices(
   const events = new EventsOutbox(db, clock, { retentionDays: config.eventRetentionDays });
   const billing = new BillingService(db, jobs, customers, catalog, ledger, payments, events, {
     retryDays: config.dunningRetryDays,
+    clock,
+    numberBlock: config.invoiceNumberBlock,
   });
   const entitlements = new EntitlementService(billing, customers, catalog);
   return {
@@ -221,6 +223,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       await services.jobs.stop();
       await server.close();
       await providers.close();
+      // Unused invoice numbers go back to the pool at once (else when their lease lapses).
+      await services.billing.numbers.release().catch(() => undefined);
       if (!options.database) await database.close();
       if (!options.keyStore) await keyStore.close();
     },

@@ -24,6 +24,8 @@ export interface Config {
   eventRetentionDays: number;
   /** Dunning: days after a renewal's first failed charge when it is retried (default 1, 3, 5, 7). */
   dunningRetryDays: number[];
+  /** Invoice numbers a node takes at once per series (gapless either way; 1 keeps them in time order). */
+  invoiceNumberBlock: number;
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -184,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: trustProxyOf(env.REPRISE_TRUST_PROXY),
     eventRetentionDays: int('REPRISE_EVENT_RETENTION_DAYS', env.REPRISE_EVENT_RETENTION_DAYS, 90, 1, 3650),
     dunningRetryDays: retryDaysOf(env.REPRISE_DUNNING_RETRY_DAYS),
+    invoiceNumberBlock: int('REPRISE_INVOICE_NUMBER_BLOCK', env.REPRISE_INVOICE_NUMBER_BLOCK, 50, 1, 10_000),
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

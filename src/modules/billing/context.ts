@@ -22,6 +22,7 @@ import {
 import { type AssembledInvoice, assembleInvoice, type ChargeLine, taxOfAmountDue } from './domain/invoice.js';
 import type { SubscriptionState } from './domain/lifecycle.js';
 import type { BillingSchedule } from './domain/periods.js';
+import type { InvoiceNumbers } from './invoice-numbers.js';
 import {
   type BillingTables,
   billingTables,
@@ -91,6 +92,8 @@ export class BillingContext {
     readonly ledger: LedgerService,
     readonly payments: PaymentService,
     readonly events: EventsOutbox,
+    /** Gapless invoice numbers, taken in blocks. */
+    readonly numbers: InvoiceNumbers,
     /** When a failed renewal is retried (ADR 0014; `REPRISE_DUNNING_RETRY_DAYS`). */
     readonly dunning: RetrySchedule = DEFAULT_RETRY_SCHEDULE,
   ) {
@@ -222,8 +225,8 @@ export class BillingContext {
 
   /**
    * Assembles and stores an invoice, finalised: the customer's account credit applied first (or
-   * created by a negative total), numbered from its series (the counter row stays locked until
-   * commit, so a rollback gives the number back: gapless), booked, `invoice.created` and
+   * created by a negative total), numbered from its series (`InvoiceNumbers`: gapless, taken in
+   * blocks), booked, `invoice.created` and
    * `invoice.finalized` (and `invoice.paid` when nothing is due or `paid` says it is settled).
    */
   async finalize(
@@ -251,21 +254,12 @@ export class BillingContext {
       accountCreditMinor: credit,
     });
     const series = invoiceSeries(p.marketCode, at, p.testClock);
-    const counter = await db
-      .insertInto('invoice_number_series')
-      .values({ series, last_number: 1 })
-      .onConflict((oc) =>
-        oc
-          .column('series')
-          .doUpdateSet((eb) => ({ last_number: eb('invoice_number_series.last_number', '+', 1) })),
-      )
-      .returning('last_number')
-      .executeTakeFirstOrThrow();
+    const number = await this.numbers.next(trx, series);
     const paid = a.amountDueMinor === 0;
     const invoice: InvoicesTable = {
       id: newId('invoice'),
       series,
-      number: invoiceNumber(series, Number(counter.last_number)),
+      number: invoiceNumber(series, number),
       customer_id: sub.customer_id,
       subscription_id: sub.id,
       reason: p.reason,

@@ -4,6 +4,7 @@ import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
+import { type Clock, systemClock } from '../../kernel/clock.js';
 import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
 import { commitInTransaction } from '../../workflows/commit.js';
@@ -39,6 +40,7 @@ import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifec
 import { billingAnchor, DAY_MS, periodByIndex, trialEndFor } from './domain/periods.js';
 import { periodFrom } from './domain/plan-change.js';
 import { recurringLine } from './domain/proration.js';
+import { InvoiceNumbers } from './invoice-numbers.js';
 import {
   type ChargeCause,
   type ChargeClaim,
@@ -105,6 +107,8 @@ export class BillingService {
   readonly #db: Db;
   readonly #tables: Kysely<BillingTables>;
   readonly ctx: BillingContext;
+  /** Gapless invoice numbers in blocks; `release()` them on shutdown. */
+  readonly numbers: InvoiceNumbers;
 
   constructor(
     db: Db,
@@ -114,12 +118,27 @@ export class BillingService {
     readonly ledger: LedgerService,
     readonly payments: PaymentService,
     readonly events: EventsOutbox,
-    opts: { retryDays?: readonly number[] } = {},
+    opts: {
+      retryDays?: readonly number[] | undefined;
+      clock?: Clock | undefined;
+      numberBlock?: number | undefined;
+    } = {},
   ) {
     this.#db = db;
     this.#tables = billingTables(db);
     const dunning = retrySchedule(opts.retryDays ?? DEFAULT_RETRY_DAYS, 'REPRISE_DUNNING_RETRY_DAYS');
-    this.ctx = new BillingContext(db, jobs, customers, catalog, ledger, payments, events, dunning);
+    this.numbers = new InvoiceNumbers(db, opts.clock ?? systemClock, { blockSize: opts.numberBlock });
+    this.ctx = new BillingContext(
+      db,
+      jobs,
+      customers,
+      catalog,
+      ledger,
+      payments,
+      events,
+      this.numbers,
+      dunning,
+    );
     jobs.register(JOBS.expireIncomplete, (job, { trx, now }) =>
       this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
     );

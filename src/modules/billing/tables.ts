@@ -45,6 +45,13 @@ export interface InvoiceNumberSeriesTable {
   last_number: number;
 }
 
+export interface InvoiceNumberPoolTable {
+  series: string;
+  number: number;
+  owner: string;
+  lease_until: Date;
+}
+
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export type InvoiceReason =
   | 'subscription_create'
@@ -128,6 +135,7 @@ export interface BillingTables {
   subscriptions: SubscriptionsTable;
   subscription_members: SubscriptionMembersTable;
   invoice_number_series: InvoiceNumberSeriesTable;
+  invoice_number_pool: InvoiceNumberPoolTable;
   invoices: InvoicesTable;
   invoice_lines: InvoiceLinesTable;
   trial_usage: TrialUsageTable;
