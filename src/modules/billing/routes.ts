@@ -9,11 +9,12 @@ import { isoSeconds } from '../../kernel/clock.js';
 import { checkoutWorkflow } from '../../workflows/checkout.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
 import type { PaymentService } from '../payments/service.js';
+import { lifecycleRoutes } from './lifecycle-routes.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
 
-const subscriptionDto = z.object({
+export const subscriptionDto = z.object({
   id: z.string(),
   customer: z.string(),
   status: z.enum(STATUSES),
@@ -260,4 +261,5 @@ export function billingRoutes(
         toInvoiceDto,
       ),
   );
+  lifecycleRoutes(app, { billing, uow });
 }

@@ -13,6 +13,17 @@ import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
 import {
+  CANCEL_JOBS,
+  type CancelInput,
+  type CancelRefund,
+  type Canceled,
+  cancelDue,
+  cancelSubscription,
+  reactivateSubscription,
+  refundCancel,
+  refundCancelJob,
+} from './cancel.js';
+import {
   BillingContext,
   type ChargePayload,
   type Invoice,
@@ -31,6 +42,7 @@ import type { ChargeLine } from './domain/invoice.js';
 import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
 import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
+import { addMember, removeMember } from './members.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -123,6 +135,42 @@ export class BillingService {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
+    jobs.register(CANCEL_JOBS.due, (job, { trx, now }) =>
+      cancelDue(this.ctx, trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    // Calls the provider: no transaction held; retried while the refund's outcome is unknown.
+    jobs.register(CANCEL_JOBS.refund, (job) => refundCancelJob(this.ctx, job.payload as CancelRefund), {
+      external: true,
+      retryForMs: SETTLE_RETRY_FOR_MS,
+    });
+  }
+
+  // ---- cancel, reactivate, members (cancel.ts, members.ts)
+
+  /** Cancels now or at the term end, in the caller's transaction; a refund owed is run by `refundCancel`. */
+  cancel(trx: Executor, id: string, input: CancelInput): Promise<Canceled> {
+    return cancelSubscription(this.ctx, trx, id, input);
+  }
+
+  /** Cancels in a transaction of its own (the first step of the cancel workflow). */
+  cancelNow(id: string, input: CancelInput): Promise<Canceled> {
+    return transact(this.#db, (trx) => cancelSubscription(this.ctx, trx, id, input));
+  }
+
+  refundCancel(refund: CancelRefund) {
+    return refundCancel(this.ctx, refund);
+  }
+
+  reactivate(trx: Executor, id: string) {
+    return reactivateSubscription(this.ctx, trx, id);
+  }
+
+  addMember(trx: Executor, id: string, externalId: string): Promise<void> {
+    return addMember(this.ctx, trx, id, externalId);
+  }
+
+  removeMember(trx: Executor, id: string, externalId: string): Promise<void> {
+    return removeMember(this.ctx, trx, id, externalId);
   }
 
   /**

@@ -1,0 +1,139 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemResponses } from '../../http/schemas.js';
+import type { UnitOfWork } from '../../http/unit-of-work.js';
+import { cancelWorkflow } from '../../workflows/cancel.js';
+import { commitThroughUnitOfWork } from '../../workflows/commit.js';
+import { subscriptionDto, toSubscriptionDto } from './routes.js';
+import type { BillingService, Subscription } from './service.js';
+
+/**
+ * Cancel, reactivate and members of a subscription (ADR 0014, "Cancel, pause, members"). Each
+ * answers the subscription as it is after the change.
+ */
+export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingService; uow: UnitOfWork }) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { billing, uow } = deps;
+  const tags = ['Subscriptions'];
+  const params = z.object({ id: z.string().min(1).max(64) });
+  const respond = (status: number) => (s: Subscription) => ({
+    status,
+    body: toSubscriptionDto(s),
+    resourceId: s.id,
+  });
+
+  r.post(
+    '/v1/subscriptions/:id/cancel',
+    {
+      schema: {
+        tags,
+        summary: 'Cancel a subscription, now or at the end of its term',
+        description:
+          "`timing` defaults to the plan's `cancelTiming`, else `end_of_term`: the subscription keeps its " +
+          'status and access until the period end (the trial end while trialing, never charged), `cancelAt` ' +
+          'says when, `reactivate` undoes it until then. `immediate` ends it now; `refund: "prorated"` ' +
+          '(immediate only, else 400) refunds the unused part of the paid period to the payment that paid ' +
+          'it. past_due and paused subscriptions end now whatever the timing, and their open invoices are ' +
+          'voided. 409 invalid_state for a canceled, expired or incomplete subscription (an unpaid sign-up ' +
+          'expires by itself).',
+        params,
+        body: z
+          .object({
+            timing: z.enum(['immediate', 'end_of_term']).optional(),
+            refund: z.enum(['none', 'prorated']).optional().describe('Default none'),
+          })
+          .optional(),
+        response: { 200: subscriptionDto, ...problemResponses },
+      },
+      config: { scope: 'subscriptions:write', action: 'subscriptions.cancel', resourceType: 'subscription' },
+    },
+    async (req, reply) => {
+      const input = { timing: req.body?.timing, refund: req.body?.refund };
+      if (input.refund === 'prorated') {
+        await cancelWorkflow.run(
+          { id: req.params.id, input },
+          { billing, commit: commitThroughUnitOfWork(uow, req, reply, respond(200)) },
+        );
+        return;
+      }
+      await uow.run(req, reply, async (trx) => {
+        const { subscription } = await billing.cancel(trx, req.params.id, input);
+        return respond(200)(await billing.getSubscription(subscription.id, trx));
+      });
+    },
+  );
+
+  r.post(
+    '/v1/subscriptions/:id/reactivate',
+    {
+      schema: {
+        tags,
+        summary: 'Undo a scheduled cancel before it takes effect',
+        description: '409 invalid_state when no cancel is scheduled or it has taken effect.',
+        params,
+        response: { 200: subscriptionDto, ...problemResponses },
+      },
+      config: {
+        scope: 'subscriptions:write',
+        action: 'subscriptions.reactivate',
+        resourceType: 'subscription',
+      },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const sub = await billing.reactivate(trx, req.params.id);
+        return respond(200)(await billing.getSubscription(sub.id, trx));
+      }),
+  );
+
+  r.post(
+    '/v1/subscriptions/:id/members',
+    {
+      schema: {
+        tags,
+        summary: 'Add a member to a family or duo subscription',
+        description:
+          "The product's seats hold the owner and up to seats − 1 members: one more is 409 invalid_state " +
+          "naming the seats; a member already there 409 already_exists; the owner's own externalId 400. " +
+          'Only while trialing, active or past_due (else 409).',
+        params,
+        body: z.object({ externalId: z.string().min(1).max(255) }),
+        response: { 201: subscriptionDto, ...problemResponses },
+      },
+      config: {
+        scope: 'subscriptions:write',
+        action: 'subscriptions.members.add',
+        resourceType: 'subscription',
+      },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        await billing.addMember(trx, req.params.id, req.body.externalId);
+        return respond(201)(await billing.getSubscription(req.params.id, trx));
+      }),
+  );
+
+  r.delete(
+    '/v1/subscriptions/:id/members/:externalId',
+    {
+      schema: {
+        tags,
+        summary: 'Remove a member (their access ends at once)',
+        description: '404 when the external id is not a member of this subscription.',
+        params: params.extend({ externalId: z.string().min(1).max(255) }),
+        response: { 200: subscriptionDto, ...problemResponses },
+      },
+      config: {
+        scope: 'subscriptions:write',
+        action: 'subscriptions.members.remove',
+        resourceType: 'subscription',
+      },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        await billing.removeMember(trx, req.params.id, req.params.externalId);
+        return respond(200)(await billing.getSubscription(req.params.id, trx));
+      }),
+  );
+}
