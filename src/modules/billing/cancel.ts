@@ -65,7 +65,7 @@ export async function cancelSubscription(
     throw new DomainError(
       'invalid_state',
       'An incomplete subscription is not canceled: it expires 23 hours after sign-up unless its first payment succeeds.',
-      { extra: { status: sub.status, operation: 'cancel' } },
+      { extra: { subscriptionStatus: sub.status, operation: 'cancel' } },
     );
   }
   const now = await ctx.customers.now(sub.customer_id, trx);

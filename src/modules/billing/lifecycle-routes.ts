@@ -43,7 +43,7 @@ export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingSe
             timing: z.enum(['immediate', 'end_of_term']).optional(),
             refund: z.enum(['none', 'prorated']).optional().describe('Default none'),
           })
-          .optional(),
+          .nullish(),
         response: { 200: subscriptionDto, ...problemResponses },
       },
       config: { scope: 'subscriptions:write', action: 'subscriptions.cancel', resourceType: 'subscription' },

@@ -36,7 +36,7 @@ export async function addMember(
     throw new DomainError(
       'invalid_state',
       `Members can be added to a trialing, active or past_due subscription; this one is ${sub.status}.`,
-      { extra: { status: sub.status, operation: 'add_member' } },
+      { extra: { subscriptionStatus: sub.status, operation: 'add_member' } },
     );
   }
   const [product, owner, members] = await Promise.all([

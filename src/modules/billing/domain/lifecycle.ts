@@ -85,7 +85,7 @@ export function incompleteExpiresAt(createdAt: Date): Date {
 const refuse = (state: SubscriptionState, event: SubscriptionEvent, detail: string): Transition => ({
   ok: false,
   error: new DomainError('invalid_state', detail, {
-    extra: { status: state.status, operation: event.type },
+    extra: { subscriptionStatus: state.status, operation: event.type },
   }),
 });
 const to = (state: SubscriptionState, patch: Partial<SubscriptionState>): Transition => ({
