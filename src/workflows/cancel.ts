@@ -1,4 +1,4 @@
-import type { CancelInput, Canceled } from '../modules/billing/cancel.js';
+import type { Canceled, CancelInput } from '../modules/billing/cancel.js';
 import type { BillingService, Subscription } from '../modules/billing/service.js';
 import type { Commit } from './commit.js';
 import { Workflow } from './runner.js';
@@ -38,5 +38,6 @@ export const cancelWorkflow = Workflow.of<{ id: string; input: CancelInput }, Ca
   })
   .step<Subscription>({
     name: 'answer',
-    invoke: (canceled, ctx) => ctx.commit((trx) => ctx.billing.getSubscription(canceled.subscription.id, trx)),
+    invoke: (canceled, ctx) =>
+      ctx.commit((trx) => ctx.billing.getSubscription(canceled.subscription.id, trx)),
   });

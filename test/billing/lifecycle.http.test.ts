@@ -94,9 +94,9 @@ describe(`billing: cancel, reactivate, members, pause and resume (${ENGINE})`, (
     (await t.call('GET', `/v1/entitlements/${encodeURIComponent(externalId)}`)).json();
   type Event = { type: string; data: { object: { id: string }; previousAttributes?: unknown } };
   const eventsOf = async (id: string) =>
-    (
-      (await t.call('GET', '/v1/events?type=subscription.*&limit=100')).json().data as Event[]
-    ).filter((e) => e.data.object.id === id);
+    ((await t.call('GET', '/v1/events?type=subscription.*&limit=100')).json().data as Event[]).filter(
+      (e) => e.data.object.id === id,
+    );
   /** Events are readable once every older transaction ended (server-wide on PostgreSQL): wait for them. */
   const expectEvents = (id: string, types: string[]) =>
     vi.waitFor(async () => expect((await eventsOf(id)).map((e) => e.type)).toEqual(types), {
@@ -289,18 +289,23 @@ describe(`billing: cancel, reactivate, members, pause and resume (${ENGINE})`, (
     const d = await customer('SE', '2027-01-15T00:00:00Z');
     const sub = await subscribe({ customer: d.id, plan: 'lc-music-monthly' });
     const failing = await attach(d.id, 'tok_chargeCustomerFail');
-    expect((await t.call('POST', `/v1/customers/${d.id}/payment-methods/${failing}/default`)).statusCode).toBe(
-      200,
-    );
+    expect(
+      (await t.call('POST', `/v1/customers/${d.id}/payment-methods/${failing}/default`)).statusCode,
+    ).toBe(200);
     await advance(d.clock, '2027-02-16T00:00:00Z');
     expect((await getSub(sub.id)).status).toBe('past_due');
     // end_of_term has no term to run out while past_due: it ends now.
     const ended = await post(sub.id, 'cancel', { timing: 'end_of_term' });
     expect(ended.statusCode).toBe(200);
-    expect(ended.json()).toMatchObject({ status: 'canceled', endedAt: '2027-02-16T00:00:00Z', cancelAt: null });
+    expect(ended.json()).toMatchObject({
+      status: 'canceled',
+      endedAt: '2027-02-16T00:00:00Z',
+      cancelAt: null,
+    });
     const [, renewal] = await invoicesOf(sub.id);
     expect(renewal).toMatchObject({ status: 'void', total: 10900, periodStart: '2027-02-15T00:00:00Z' });
-    const voided = (await t.call('GET', `/v1/ledger/transactions?reference=${renewal?.id}`)).json().data as Array<{
+    const voided = (await t.call('GET', `/v1/ledger/transactions?reference=${renewal?.id}`)).json()
+      .data as Array<{
       idempotencyKey: string;
     }>;
     expect(voided.map((e) => e.idempotencyKey)).toContain(`invoice:${renewal?.id}:void`);
@@ -396,5 +401,185 @@ describe(`billing: cancel, reactivate, members, pause and resume (${ENGINE})`, (
     expect((await entitlement('kid-b')).active).toBe(false);
     expect((await entitlement('kid-c')).active).toBe(false);
     expect((await add('kid-d')).statusCode).toBe(409);
+  });
+
+  const lines = (invoice: { lines: Array<Record<string, unknown>> } | undefined) =>
+    invoice?.lines.map((l) => [l.kind, l.amount, l.periodStart, l.periodEnd]);
+
+  it('pause Jan 20 of [Jan 15, Feb 15), resume Mar 3 (SE, 10900 SEK): exact credit, resume invoice and next renewal', async () => {
+    const c = await customer('SE', '2027-01-15T00:00:00Z');
+    const sub = await subscribe({ customer: c.id, plan: 'lc-music-monthly' });
+    await advance(c.clock, '2027-01-20T00:00:00Z');
+
+    const paused = await post(sub.id, 'pause', {});
+    expect(paused.statusCode).toBe(200);
+    expect(paused.json()).toMatchObject({
+      status: 'paused',
+      currentPeriodStart: '2027-01-15T00:00:00Z',
+      currentPeriodEnd: '2027-02-15T00:00:00Z',
+    });
+    expect((await entitlement(c.externalId)).active).toBe(false);
+    const [, pause] = await invoicesOf(sub.id);
+    // [Jan 20, Feb 15) of [Jan 15, Feb 15): 10900 × 26/31 = 9141.94 → 9142; tax 9142 / 5 = 1828.4 → 1828.
+    expect(pause).toMatchObject({
+      status: 'paid',
+      subtotal: -9142,
+      tax: -1828,
+      total: -9142,
+      amountDue: 0,
+      periodStart: '2027-01-20T00:00:00Z',
+      periodEnd: '2027-02-15T00:00:00Z',
+    });
+    expect(lines(pause)).toEqual([
+      ['proration_credit', -9142, '2027-01-20T00:00:00Z', '2027-02-15T00:00:00Z'],
+      ['tax', -1828, '2027-01-20T00:00:00Z', '2027-02-15T00:00:00Z'],
+    ]);
+    expect((await post(sub.id, 'pause')).statusCode).toBe(409);
+
+    // No renewal while paused.
+    await advance(c.clock, '2027-03-03T00:00:00Z');
+    expect(await invoicesOf(sub.id)).toHaveLength(2);
+    expect((await getSub(sub.id)).status).toBe('paused');
+
+    const resumed = await post(sub.id, 'resume');
+    expect(resumed.statusCode).toBe(200);
+    expect(resumed.json()).toMatchObject({
+      status: 'active',
+      currentPeriodStart: '2027-03-03T00:00:00Z',
+      currentPeriodEnd: '2027-03-15T00:00:00Z',
+    });
+    const [, , resume] = await invoicesOf(sub.id);
+    // [Mar 3, Mar 15) of [Feb 15, Mar 15): 10900 × 12/28 = 4671.43 → 4671, paid from the 9142 of credit.
+    expect(resume).toMatchObject({
+      status: 'paid',
+      subtotal: 4671,
+      tax: 934,
+      total: 4671,
+      amountDue: 0,
+      payment: null,
+      periodStart: '2027-03-03T00:00:00Z',
+      periodEnd: '2027-03-15T00:00:00Z',
+    });
+    expect(lines(resume)).toEqual(
+      expect.arrayContaining([
+        ['recurring', 4671, '2027-03-03T00:00:00Z', '2027-03-15T00:00:00Z'],
+        ['credit_applied', -4671, '2027-03-03T00:00:00Z', '2027-03-15T00:00:00Z'],
+        ['tax', 934, '2027-03-03T00:00:00Z', '2027-03-15T00:00:00Z'],
+      ]),
+    );
+    expect(resume?.lines).toHaveLength(3);
+    expect(await entitlement(c.externalId)).toMatchObject({
+      active: true,
+      sources: [{ subscription: sub.id, role: 'owner', validUntil: '2027-03-16T00:00:00Z' }],
+    });
+
+    // The next renewal is a full period on the same grid; the 4471 of credit left pays first.
+    await advance(c.clock, '2027-03-15T00:00:00Z');
+    const [, , , renewal] = await invoicesOf(sub.id);
+    expect(renewal).toMatchObject({
+      status: 'paid',
+      total: 10900,
+      amountDue: 6429,
+      periodStart: '2027-03-15T00:00:00Z',
+      periodEnd: '2027-04-15T00:00:00Z',
+    });
+    expect((await t.call('GET', `/v1/payments/${renewal?.payment}`)).json()).toMatchObject({
+      status: 'succeeded',
+      amount: 6429,
+    });
+    await expectEvents(sub.id, [
+      'subscription.created',
+      'subscription.activated',
+      'subscription.paused',
+      'subscription.resumed',
+      'subscription.renewed',
+    ]);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('resume with something due is charged; declined → 402 and past_due on the resume invoice', async () => {
+    const c = await customer('SE', '2027-01-15T00:00:00Z');
+    const sub = await subscribe({ customer: c.id, plan: 'lc-music-monthly' });
+    await advance(c.clock, '2027-02-10T00:00:00Z');
+    // [Feb 10, Feb 15): 10900 × 5/31 = 1758.06 → 1758 of credit.
+    expect((await post(sub.id, 'pause')).json().status).toBe('paused');
+    await advance(c.clock, '2027-03-03T00:00:00Z');
+    const res = await post(sub.id, 'resume', {});
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ status: 'active', currentPeriodEnd: '2027-03-15T00:00:00Z' });
+    const resume = (await invoicesOf(sub.id))[2];
+    expect(resume).toMatchObject({ status: 'paid', total: 4671, amountDue: 2913 });
+    expect((await t.call('GET', `/v1/payments/${resume?.payment}`)).json()).toMatchObject({
+      status: 'succeeded',
+      amount: 2913,
+      reference: resume?.id,
+    });
+
+    const d = await customer('SE', '2027-01-15T00:00:00Z');
+    const other = await subscribe({ customer: d.id, plan: 'lc-music-monthly' });
+    await advance(d.clock, '2027-02-10T00:00:00Z');
+    await post(other.id, 'pause');
+    const failing = await attach(d.id, 'tok_chargeCustomerFail');
+    expect(
+      (await t.call('POST', `/v1/customers/${d.id}/payment-methods/${failing}/default`)).statusCode,
+    ).toBe(200);
+    await advance(d.clock, '2027-03-03T00:00:00Z');
+    const declined = await post(other.id, 'resume');
+    expect(declined.statusCode).toBe(402);
+    const invoice = (await invoicesOf(other.id))[2];
+    expect(declined.json()).toMatchObject({
+      code: 'payment_declined',
+      subscription: other.id,
+      invoice: invoice?.id,
+    });
+    expect(invoice).toMatchObject({ status: 'open', amountDue: 2913 });
+    expect(await getSub(other.id)).toMatchObject({
+      status: 'past_due',
+      currentPeriodStart: '2027-03-03T00:00:00Z',
+      currentPeriodEnd: '2027-03-15T00:00:00Z',
+    });
+    await expectEvents(other.id, [
+      'subscription.created',
+      'subscription.activated',
+      'subscription.paused',
+      'subscription.past_due',
+    ]);
+    expect(await trialBalanced()).toBe(true);
+  });
+
+  it('pause and resume: refused states, a scheduled pause and resume, `at` in the past', async () => {
+    const b = await customer('SE', '2027-01-15T00:00:00Z');
+    const trial = await subscribe({ customer: b.id, plan: 'lc-books-trial' });
+    const tp = await post(trial.id, 'pause');
+    expect(tp.statusCode).toBe(409);
+    // Another customer: account credit is the customer's, and would pay the trial's first invoice.
+    const c = await customer('SE', '2027-01-15T00:00:00Z');
+    const sub = await subscribe({ customer: c.id, plan: 'lc-music-monthly' });
+    expect((await post(sub.id, 'resume')).statusCode).toBe(409);
+
+    const past = await post(sub.id, 'pause', { at: '2027-01-14T00:00:00Z' });
+    expect(past.statusCode).toBe(400);
+    expect(past.json().errors).toEqual([expect.objectContaining({ path: 'at' })]);
+
+    const later = await post(sub.id, 'pause', { at: '2027-01-20T00:00:00Z' });
+    expect(later.statusCode).toBe(200);
+    expect(later.json().status).toBe('active');
+    await advance(c.clock, '2027-01-19T23:59:59Z');
+    expect((await getSub(sub.id)).status).toBe('active');
+    await advance(c.clock, '2027-01-21T00:00:00Z');
+    expect(await getSub(sub.id)).toMatchObject({ status: 'paused' });
+    expect((await invoicesOf(sub.id))[1]).toMatchObject({
+      total: -9142,
+      periodStart: '2027-01-20T00:00:00Z',
+    });
+
+    expect((await post(sub.id, 'resume', { at: '2027-03-03T00:00:00Z' })).json().status).toBe('paused');
+    await advance(c.clock, '2027-03-04T00:00:00Z');
+    expect(await getSub(sub.id)).toMatchObject({
+      status: 'active',
+      currentPeriodStart: '2027-03-03T00:00:00Z',
+      currentPeriodEnd: '2027-03-15T00:00:00Z',
+    });
+    expect((await invoicesOf(sub.id))[2]).toMatchObject({ status: 'paid', total: 4671, amountDue: 0 });
   });
 });

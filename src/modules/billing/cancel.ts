@@ -43,7 +43,8 @@ export interface Canceled {
 }
 
 /** The refund of a cancel is keyed by its subscription: a subscription is canceled once. */
-export const cancelRefundKey = (subscriptionId: string): string => `subscription:${subscriptionId}:cancel_refund`;
+export const cancelRefundKey = (subscriptionId: string): string =>
+  `subscription:${subscriptionId}:cancel_refund`;
 
 const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
 
@@ -225,7 +226,9 @@ async function voidInvoice(ctx: BillingContext, trx: Executor, invoice: Invoices
         updated_at: now,
       })
       .onConflict((oc) =>
-        oc.columns(['customer_id', 'currency']).doUpdateSet({ balance_minor: balance + credit, updated_at: now }),
+        oc
+          .columns(['customer_id', 'currency'])
+          .doUpdateSet({ balance_minor: balance + credit, updated_at: now }),
       )
       .execute();
   }

@@ -1,15 +1,44 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemResponses } from '../../http/schemas.js';
-import type { UnitOfWork } from '../../http/unit-of-work.js';
+import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
+import { problemDto, problemResponses } from '../../http/schemas.js';
+import type { Outcome, UnitOfWork } from '../../http/unit-of-work.js';
 import { cancelWorkflow } from '../../workflows/cancel.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
+import { type ResumeOutcome, resumeWorkflow } from '../../workflows/resume.js';
 import { subscriptionDto, toSubscriptionDto } from './routes.js';
 import type { BillingService, Subscription } from './service.js';
 
+function resumeOutcome(out: ResumeOutcome): Outcome {
+  if (out.declineCode !== null) {
+    return {
+      status: 402,
+      body: problem('payment_declined', `The resume charge was declined (${out.declineCode}).`, [], {
+        declineCode: out.declineCode,
+        subscription: out.subscription.id,
+        invoice: out.invoice,
+        payment: out.payment,
+      }),
+      resourceId: out.subscription.id,
+      contentType: PROBLEM_CONTENT_TYPE,
+    };
+  }
+  return { status: 200, body: toSubscriptionDto(out.subscription), resourceId: out.subscription.id };
+}
+
+const atBody = z
+  .object({
+    at: z
+      .string()
+      .max(40)
+      .optional()
+      .describe("ISO-8601 instant, not before the customer's now (default: now); a later one is scheduled"),
+  })
+  .nullish();
+
 /**
- * Cancel, reactivate and members of a subscription (ADR 0014, "Cancel, pause, members"). Each
+ * Cancel, reactivate, members, pause and resume of a subscription (ADR 0014, "Cancel, pause, members"). Each
  * answers the subscription as it is after the change.
  */
 export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingService; uow: UnitOfWork }) {
@@ -135,5 +164,61 @@ export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingSe
         await billing.removeMember(trx, req.params.id, req.params.externalId);
         return respond(200)(await billing.getSubscription(req.params.id, trx));
       }),
+  );
+
+  r.post(
+    '/v1/subscriptions/:id/pause',
+    {
+      schema: {
+        tags,
+        summary: 'Pause an active subscription, now or at `at`',
+        description:
+          'The unused part of the current period becomes account credit (tax included) on an invoice of ' +
+          'its own (`subscription_pause`); the subscription is `paused` (its last period kept) and entitles ' +
+          'nobody. Only `active` without a scheduled cancel (else 409), `at` inside the current period. A ' +
+          'future `at` is checked now and scheduled: the answer is the subscription unchanged.',
+        params,
+        body: atBody,
+        response: { 200: subscriptionDto, ...problemResponses },
+      },
+      config: { scope: 'subscriptions:write', action: 'subscriptions.pause', resourceType: 'subscription' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const sub = await billing.pause(trx, req.params.id, req.body?.at);
+        return respond(200)(await billing.getSubscription(sub.id, trx));
+      }),
+  );
+
+  r.post(
+    '/v1/subscriptions/:id/resume',
+    {
+      schema: {
+        tags,
+        summary: 'Resume a paused subscription, now or at `at`',
+        description:
+          'A period [r, next boundary of the same grid), prorated, on a `subscription_resume` invoice that ' +
+          'spends the account credit first; what is left is charged to the default payment method. Paid → ' +
+          '`active`; declined → 402 payment_declined with `declineCode`, `subscription` (now `past_due`), ' +
+          '`invoice` and `payment`. 202 when the provider did not answer in time (retry with the same ' +
+          'Idempotency-Key). Only `paused` (else 409). A future `at` is scheduled.',
+        params,
+        body: atBody,
+        response: {
+          200: subscriptionDto,
+          202: subscriptionDto,
+          ...problemResponses,
+          402: problemDto.describe('payment_declined, with declineCode and subscription'),
+        },
+      },
+      config: { scope: 'subscriptions:write', action: 'subscriptions.resume', resourceType: 'subscription' },
+    },
+    async (req, reply) => {
+      const out = await resumeWorkflow.run(
+        { id: req.params.id, at: req.body?.at },
+        { billing, commit: commitThroughUnitOfWork(uow, req, reply, resumeOutcome) },
+      );
+      if (!out.settled) return uow.unsettled(req, reply, 202, toSubscriptionDto(out.value.subscription));
+    },
   );
 }

@@ -14,9 +14,9 @@ import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
 import {
   CANCEL_JOBS,
+  type Canceled,
   type CancelInput,
   type CancelRefund,
-  type Canceled,
   cancelDue,
   cancelSubscription,
   reactivateSubscription,
@@ -43,6 +43,17 @@ import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifec
 import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
 import { addMember, removeMember } from './members.js';
+import {
+  chargeResume,
+  finishResume,
+  type OpenedResume,
+  openResume,
+  PAUSE_JOBS,
+  type PauseJob,
+  pauseDue,
+  requestPause,
+  resumeDue,
+} from './pause-resume.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -143,9 +154,34 @@ export class BillingService {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
+    jobs.register(PAUSE_JOBS.pause, (job, { trx }) => pauseDue(this.ctx, trx, job.payload as PauseJob));
+    // May charge the resume invoice: no transaction held while the provider answers.
+    jobs.register(PAUSE_JOBS.resume, (job) => resumeDue(this.ctx, job.payload as PauseJob), {
+      external: true,
+      retryForMs: SETTLE_RETRY_FOR_MS,
+    });
   }
 
-  // ---- cancel, reactivate, members (cancel.ts, members.ts)
+  /** Pauses now, or schedules a pause at `at` (checked now and again then). */
+  pause(trx: Executor, id: string, at: string | null | undefined) {
+    return requestPause(this.ctx, trx, id, at);
+  }
+
+  /** The resume's first step, in a transaction of its own: its invoice finalised, or a resume scheduled. */
+  openResume(id: string, at: string | null | undefined): Promise<OpenedResume> {
+    return transact(this.#db, (trx) => openResume(this.ctx, trx, id, at));
+  }
+
+  chargeResume(opened: OpenedResume) {
+    return chargeResume(this.ctx, opened);
+  }
+
+  /** The resume's charge settled in the caller's transaction; the decline code when it failed. */
+  finishResume(trx: Executor, opened: OpenedResume, charged: Awaited<ReturnType<typeof chargeResume>>) {
+    return finishResume(this.ctx, trx, opened, charged);
+  }
+
+  // ---- cancel, reactivate, members, pause, resume (cancel.ts, members.ts, pause-resume.ts)
 
   /** Cancels now or at the term end, in the caller's transaction; a refund owed is run by `refundCancel`. */
   cancel(trx: Executor, id: string, input: CancelInput): Promise<Canceled> {
