@@ -58,7 +58,7 @@ async function instant(
   return { now, at: when.getTime() < now.getTime() ? now : when };
 }
 
-async function locked(ctx: BillingContext, trx: Executor, id: string): Promise<SubscriptionsTable> {
+async function locked(trx: Executor, id: string): Promise<SubscriptionsTable> {
   const sub = await lockSubscription(billingTables(trx), id);
   if (!sub) throw notFound('subscription', id);
   return sub;
@@ -93,7 +93,7 @@ export async function requestPause(
   id: string,
   atInput: string | null | undefined,
 ): Promise<SubscriptionsTable> {
-  const sub = await locked(ctx, trx, id);
+  const sub = await locked(trx, id);
   const { now, at } = await instant(ctx, trx, sub, atInput);
   if (at.getTime() > now.getTime()) {
     applyEvent(stateOf(sub), { type: 'pause', at });
@@ -173,7 +173,7 @@ export async function openResume(
   id: string,
   atInput: string | null | undefined,
 ): Promise<OpenedResume> {
-  const sub = await locked(ctx, trx, id);
+  const sub = await locked(trx, id);
   const pending = await openResumeInvoice(trx, sub);
   if (pending) return { subscription: sub.id, invoice: pending.id, charge: ctx.chargeOf(pending, undefined) };
   const { now, at } = await instant(ctx, trx, sub, atInput);
