@@ -81,7 +81,9 @@ export function createServices(
   const ledger = new LedgerService(db, clock);
   const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
   const events = new EventsOutbox(db, clock, { retentionDays: config.eventRetentionDays });
-  const billing = new BillingService(db, jobs, customers, catalog, ledger, payments, events);
+  const billing = new BillingService(db, jobs, customers, catalog, ledger, payments, events, {
+    retryDays: config.dunningRetryDays,
+  });
   const entitlements = new EntitlementService(billing, customers, catalog);
   return {
     db,

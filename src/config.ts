@@ -22,6 +22,8 @@ export interface Config {
   requestTimeoutMs: number;
   /** How long events are kept for `GET /v1/events` and replay (days). */
   eventRetentionDays: number;
+  /** Dunning: days after a renewal's first failed charge when it is retried (default 1, 3, 5, 7). */
+  dunningRetryDays: number[];
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -52,6 +54,22 @@ function int(name: string, value: string | undefined, fallback: number, min: num
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got '${value}'`);
   }
   return n;
+}
+
+/** `REPRISE_DUNNING_RETRY_DAYS`: comma-separated days, strictly increasing, 1..60, at most 8. */
+function retryDaysOf(value: string | undefined): number[] {
+  if (value === undefined || value.trim() === '') return [1, 3, 5, 7];
+  const days = value.split(',').map((d) => Number(d.trim()));
+  const ok =
+    days.length >= 1 &&
+    days.length <= 8 &&
+    days.every((d, i) => Number.isInteger(d) && d >= 1 && d <= 60 && (i === 0 || d > (days[i - 1] ?? 0)));
+  if (!ok) {
+    throw new ConfigError(
+      `REPRISE_DUNNING_RETRY_DAYS must list 1 to 8 increasing whole days from 1 to 60 (e.g. 1,3,5,7), got '${value}'`,
+    );
+  }
+  return days;
 }
 
 /**
@@ -165,6 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: int('REPRISE_REQUEST_TIMEOUT_MS', env.REPRISE_REQUEST_TIMEOUT_MS, 30_000, 500, 600_000),
     trustProxy: trustProxyOf(env.REPRISE_TRUST_PROXY),
     eventRetentionDays: int('REPRISE_EVENT_RETENTION_DAYS', env.REPRISE_EVENT_RETENTION_DAYS, 90, 1, 3650),
+    dunningRetryDays: retryDaysOf(env.REPRISE_DUNNING_RETRY_DAYS),
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

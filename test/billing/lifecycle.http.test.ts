@@ -544,6 +544,20 @@ describe(`billing: cancel, reactivate, members, pause and resume (${ENGINE})`, (
       'subscription.paused',
       'subscription.past_due',
     ]);
+    expect((await entitlement(d.externalId)).active).toBe(true);
+
+    // Dunning retries the resume invoice a day later with the new default card: active, period kept.
+    const visa = await attach(d.id, 'tok_visa');
+    expect((await t.call('POST', `/v1/customers/${d.id}/payment-methods/${visa}/default`)).statusCode).toBe(
+      200,
+    );
+    await advance(d.clock, '2027-03-04T00:00:01Z');
+    expect(await getSub(other.id)).toMatchObject({
+      status: 'active',
+      currentPeriodStart: '2027-03-03T00:00:00Z',
+      currentPeriodEnd: '2027-03-15T00:00:00Z',
+    });
+    expect((await invoicesOf(other.id))[2]).toMatchObject({ status: 'paid', amountDue: 2913 });
     expect(await trialBalanced()).toBe(true);
   });
 

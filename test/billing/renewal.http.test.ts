@@ -241,7 +241,7 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
     await transact(t.app.database.db, (trx) =>
       billing.invoiceCycle(trx, sub.id, new Date('2028-04-30T00:00:00Z')),
     );
-    await billing.chargeCycleInvoice({ invoice: last.id, priceVersionId: 'x', priceMinor: 1 });
+    await billing.chargeInvoiceJob({ invoice: last.id });
     expect(await invoicesOf(sub.id)).toEqual(invoices);
     expect((await getSub(sub.id)).currentPeriodEnd).toBe('2028-05-31T00:00:00Z');
     expect((await t.call('GET', `/v1/payments?customer=${c.id}&limit=100`)).json().data).toHaveLength(4);
@@ -281,7 +281,8 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
     const def = await t.call('POST', `/v1/customers/${c.id}/payment-methods/${failing}/default`);
     expect(def.statusCode).toBe(200);
 
-    await advance(c.clock, '2027-02-20T00:00:00Z');
+    // Before the first dunning retry (Feb 16).
+    await advance(c.clock, '2027-02-15T12:00:00Z');
     const [, renewal, ...more] = await invoicesOf(sub.id);
     expect(more).toEqual([]);
     expect(renewal).toMatchObject({
@@ -304,26 +305,22 @@ describe(`billing: trial end and renewals (${ENGINE})`, () => {
 
     // The charge job run again: the payment is found by the invoice's key, nothing changes.
     const before = await getSub(sub.id);
-    await t.app.services.billing.chargeCycleInvoice({
-      invoice: renewal!.id,
-      priceVersionId: 'unused',
-      priceMinor: 1,
-    });
+    await t.app.services.billing.chargeInvoiceJob({ invoice: renewal!.id });
     expect(await getSub(sub.id)).toEqual(before);
     expect((await invoicesOf(sub.id))[1]).toEqual(renewal);
     expect((await t.call('GET', `/v1/payments?customer=${c.id}&limit=100`)).json().data).toHaveLength(2);
     await expectEvents(sub.id, ['subscription.created', 'subscription.activated', 'subscription.past_due']);
     expect(await trialBalanced()).toBe(true);
   });
-  it('a declined first charge at trial end: past_due for the first period, nothing paid, no renewal while past_due', async () => {
+  it('a declined first charge at trial end: past_due for the first period, nothing paid', async () => {
     const c = await customer('US', '2027-03-01T00:00:00Z');
     const sub = await subscribe({ customer: c.id, plan: 'books-trial' });
     const failing = await attach(c.id, 'tok_chargeCustomerFail');
     expect(
       (await t.call('POST', `/v1/customers/${c.id}/payment-methods/${failing}/default`)).statusCode,
     ).toBe(200);
-    // Past the trial end (Mar 15) and the end of the first period (Apr 15).
-    await advance(c.clock, '2027-04-20T00:00:00Z');
+    // Past the trial end (Mar 15), before the first retry (Mar 16).
+    await advance(c.clock, '2027-03-15T12:00:00Z');
     const [, first, ...more] = await invoicesOf(sub.id);
     expect(more).toEqual([]);
     expect(first).toMatchObject({

@@ -10,6 +10,8 @@ import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { PaymentInput, PaymentService } from '../payments/service.js';
+import { DEFAULT_RETRY_SCHEDULE, type RetrySchedule } from './domain/dunning.js';
+import { validUntil } from './domain/entitlement.js';
 import {
   creditAppliedEntry,
   finalizeCreditEntry,
@@ -89,6 +91,8 @@ export class BillingContext {
     readonly ledger: LedgerService,
     readonly payments: PaymentService,
     readonly events: EventsOutbox,
+    /** When a failed renewal is retried (ADR 0014; `REPRISE_DUNNING_RETRY_DAYS`). */
+    readonly dunning: RetrySchedule = DEFAULT_RETRY_SCHEDULE,
   ) {
     this.tables = billingTables(db);
   }
@@ -104,6 +108,7 @@ export class BillingContext {
     at: Date,
     event: EventType | null,
     extra: JsonObject = {},
+    opts: { membersChanged?: boolean; previousMembers?: string[] } = {},
   ): Promise<SubscriptionsTable> {
     const next: SubscriptionsTable = { ...sub, ...patch, version: sub.version + 1, updated_at: at };
     await billingTables(trx)
@@ -112,7 +117,53 @@ export class BillingContext {
       .where('id', '=', sub.id)
       .execute();
     if (event) await this.subscriptionEvent(trx, event, next, extra);
+    if (entitlementChanged(sub, next, this.dunning) || opts.membersChanged) {
+      await this.entitlementEvent(trx, next, opts.previousMembers);
+    }
     return next;
+  }
+
+  /**
+   * `entitlement.updated`: who a subscription entitles to what, until when, after a change of it
+   * (activation, renewal, past_due, cancel, pause, plan or members). One event per subscription
+   * change, ordered by the subscription's version; consumers (the entitlement projections) key it
+   * by subscription and replace what they held for it. Members dropped are listed as `removed`.
+   */
+  async entitlementEvent(
+    trx: Executor,
+    sub: SubscriptionsTable,
+    previousMembers: string[] = [],
+  ): Promise<void> {
+    const until = validUntil(stateOf(sub), this.dunning);
+    const [owner, product, members] = await Promise.all([
+      this.customers.account(sub.customer_id, trx),
+      this.catalog.getProduct(sub.product_id, trx),
+      billingTables(trx)
+        .selectFrom('subscription_members')
+        .select('external_id')
+        .where('subscription_id', '=', sub.id)
+        .orderBy('external_id')
+        .execute(),
+    ]);
+    const current = members.map((m) => m.external_id);
+    await this.events.append(trx, {
+      type: 'entitlement.updated',
+      aggregate: { type: 'entitlement', id: sub.id, version: sub.version },
+      customerId: sub.customer_id,
+      data: {
+        object: {
+          subscription: sub.id,
+          owner: owner.externalId,
+          members: current,
+          removed: previousMembers.filter((m) => !current.includes(m)),
+          product: sub.product_id,
+          features: [...product.features].sort(),
+          active: until !== null,
+          validUntil: until ? isoSeconds(until) : null,
+          status: sub.status,
+        },
+      },
+    });
   }
 
   /** Saves a locked invoice with `patch` and its next version, and appends `event` when given. */
@@ -232,6 +283,8 @@ export class BillingContext {
       period_start: a.periodStart,
       period_end: a.periodEnd,
       payment_id: null,
+      attempts: 0,
+      scheduled_attempts: 0,
       // invoice.created (1), invoice.finalized (2), invoice.paid (3) when nothing is due.
       version: paid ? 3 : 2,
       finalized_at: at,
@@ -331,6 +384,17 @@ export class BillingContext {
     if (isIdOf('customer', ref)) return ref;
     return (await this.customers.account(ref)).id;
   }
+}
+
+/** Whether a save changed what the subscription entitles (status, until when, product). */
+function entitlementChanged(
+  before: SubscriptionsTable,
+  after: SubscriptionsTable,
+  dunning: RetrySchedule,
+): boolean {
+  const a = validUntil(stateOf(before), dunning);
+  const b = validUntil(stateOf(after), dunning);
+  return a?.getTime() !== b?.getTime() || before.product_id !== after.product_id;
 }
 
 /** A stored subscription's billing schedule: every boundary derives from its anchor and day. */

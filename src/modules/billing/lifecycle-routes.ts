@@ -7,6 +7,7 @@ import type { Outcome, UnitOfWork } from '../../http/unit-of-work.js';
 import { cancelWorkflow } from '../../workflows/cancel.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
 import { type ResumeOutcome, resumeWorkflow } from '../../workflows/resume.js';
+import type { PaymentService } from '../payments/service.js';
 import { subscriptionDto, toSubscriptionDto } from './routes.js';
 import type { BillingService, Subscription } from './service.js';
 
@@ -17,7 +18,7 @@ function resumeOutcome(out: ResumeOutcome): Outcome {
       body: problem('payment_declined', `The resume charge was declined (${out.declineCode}).`, [], {
         declineCode: out.declineCode,
         subscription: out.subscription.id,
-        invoice: out.invoice,
+        invoice: out.invoice.id,
         payment: out.payment,
       }),
       resourceId: out.subscription.id,
@@ -41,9 +42,12 @@ const atBody = z
  * Cancel, reactivate, members, pause and resume of a subscription (ADR 0014, "Cancel, pause, members"). Each
  * answers the subscription as it is after the change.
  */
-export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingService; uow: UnitOfWork }) {
+export function lifecycleRoutes(
+  app: FastifyInstance,
+  deps: { billing: BillingService; payments: PaymentService; uow: UnitOfWork },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const { billing, uow } = deps;
+  const { billing, payments, uow } = deps;
   const tags = ['Subscriptions'];
   const params = z.object({ id: z.string().min(1).max(64) });
   const respond = (status: number) => (s: Subscription) => ({
@@ -216,9 +220,14 @@ export function lifecycleRoutes(app: FastifyInstance, deps: { billing: BillingSe
     async (req, reply) => {
       const out = await resumeWorkflow.run(
         { id: req.params.id, at: req.body?.at },
-        { billing, commit: commitThroughUnitOfWork(uow, req, reply, resumeOutcome) },
+        {
+          billing,
+          payments,
+          commitSubscription: commitThroughUnitOfWork(uow, req, reply, respond(200)),
+          commitPayment: commitThroughUnitOfWork(uow, req, reply, resumeOutcome),
+        },
       );
-      if (!out.settled) return uow.unsettled(req, reply, 202, toSubscriptionDto(out.value.subscription));
+      if (!out.settled) return uow.unsettled(req, reply, 202, toSubscriptionDto(out.value));
     },
   );
 }

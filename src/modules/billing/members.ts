@@ -50,9 +50,15 @@ export async function addMember(
     .insertInto('subscription_members')
     .values({ subscription_id: sub.id, external_id: externalId, created_at: now })
     .execute();
-  await ctx.saveSubscription(trx, sub, {}, now, 'subscription.changed', {
-    previousAttributes: { members },
-  });
+  await ctx.saveSubscription(
+    trx,
+    sub,
+    {},
+    now,
+    'subscription.changed',
+    { previousAttributes: { members } },
+    { membersChanged: true, previousMembers: members },
+  );
 }
 
 export async function removeMember(
@@ -71,7 +77,13 @@ export async function removeMember(
     .where('subscription_id', '=', sub.id)
     .where('external_id', '=', externalId)
     .execute();
-  await ctx.saveSubscription(trx, sub, {}, now, 'subscription.changed', {
-    previousAttributes: { members },
-  });
+  await ctx.saveSubscription(
+    trx,
+    sub,
+    {},
+    now,
+    'subscription.changed',
+    { previousAttributes: { members } },
+    { membersChanged: true, previousMembers: members },
+  );
 }

@@ -1,18 +1,7 @@
 import type { Executor } from '../../db/schema.js';
-import { transact } from '../../db/transaction.js';
 import { assert } from '../../kernel/assert.js';
 import { DomainError, invalid, notFound } from '../../kernel/errors.js';
-import type { ChargeResult } from '../../providers/port.js';
-import type { Payment, PaymentInput } from '../payments/service.js';
-import {
-  type BillingContext,
-  lockInvoice,
-  lockSubscription,
-  mustExist,
-  scheduleOf,
-  stateOf,
-} from './context.js';
-import { invoicePaymentKey, paidEntry } from './domain/entries.js';
+import { type BillingContext, JOBS, lockSubscription, mustExist, scheduleOf, stateOf } from './context.js';
 import { applyEvent } from './domain/lifecycle.js';
 import { pauseCredit, resumeCharge } from './domain/pause.js';
 import { billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
@@ -23,8 +12,9 @@ import { billingTables, type InvoicesTable, type SubscriptionsTable } from './ta
  * total becomes account credit, tax included; the subscription is `paused` (its last period kept,
  * for reference), entitles nobody, and its cycle job finds it paused and does nothing. A resume at r
  * bills [r, next boundary of the same grid) on a `subscription_resume` invoice that spends the
- * account credit first: nothing due → active at once; else the invoice is charged (no transaction
- * open while the provider answers), paid → active, declined → past_due on that invoice.
+ * account credit first: nothing due → active at once; else the invoice is charged by the
+ * pay-invoice workflow (no transaction open while the provider answers) and `settleInvoice` moves
+ * the subscription: paid → active (`resumePaid`), declined → past_due on that invoice (dunning).
  * A future `at` schedules the pause or resume with a job on the customer's clock.
  */
 
@@ -157,9 +147,8 @@ async function pauseAt(
 /** What a resume left to do: nothing (done, or scheduled), or charging its invoice. */
 export interface OpenedResume {
   subscription: string;
-  /** The resume invoice to charge, or null. */
+  /** The resume invoice to charge (pay-invoice workflow), or null: nothing to charge. */
   invoice: string | null;
-  charge: PaymentInput | null;
 }
 
 /**
@@ -175,12 +164,12 @@ export async function openResume(
 ): Promise<OpenedResume> {
   const sub = await locked(trx, id);
   const pending = await openResumeInvoice(trx, sub);
-  if (pending) return { subscription: sub.id, invoice: pending.id, charge: ctx.chargeOf(pending, undefined) };
+  if (pending) return { subscription: sub.id, invoice: pending.id };
   const { now, at } = await instant(ctx, trx, sub, atInput);
   if (at.getTime() > now.getTime()) {
     applyEvent(stateOf(sub), { type: 'resume', at, period: { start: at, end: new Date(at.getTime() + 1) } });
     await schedule(ctx, trx, PAUSE_JOBS.resume, sub, at);
-    return { subscription: sub.id, invoice: null, charge: null };
+    return { subscription: sub.id, invoice: null };
   }
   return resumeAt(ctx, trx, sub, now);
 }
@@ -237,154 +226,64 @@ async function resumeAt(
       .execute();
   }
   if (invoice.status === 'paid') {
-    await settleResume(ctx, trx, invoice.id, null, null);
-    return { subscription: sub.id, invoice: null, charge: null };
+    // Account credit paid it all: active at once.
+    const fresh = await lockSubscription(billingTables(trx), sub.id).then(mustExist);
+    await resumePaid(ctx, trx, fresh, invoice, at, customer.testClockId);
+    return { subscription: sub.id, invoice: null };
   }
-  return { subscription: sub.id, invoice: invoice.id, charge: ctx.chargeOf(invoice, undefined) };
+  return { subscription: sub.id, invoice: invoice.id };
 }
 
 /**
- * The resume invoice was paid (by `payment`, or at finalisation: both null) or its charge failed
- * (`payment` failed, or `refused` naming why no charge could be made): active with the period
- * [r, next boundary) and the next cycle scheduled, or past_due on that invoice (dunning retries
- * it). Returns the decline code when it failed. Runs in the settling transaction.
+ * The resume invoice is paid (at finalisation, or its charge captured; `settleInvoice` calls this for
+ * a paused subscription's `subscription_resume` invoice): active with the period [r, next boundary)
+ * and the next cycle scheduled, `subscription.resumed`.
  */
-export async function settleResume(
+export async function resumePaid(
   ctx: BillingContext,
   trx: Executor,
-  invoiceId: string,
-  payment: Payment | null,
-  refused: string | null,
-): Promise<string | null> {
-  const db = billingTables(trx);
-  const { subscription_id } = await db
-    .selectFrom('invoices')
-    .select('subscription_id')
-    .where('id', '=', invoiceId)
-    .executeTakeFirstOrThrow();
-  const sub = await lockSubscription(db, subscription_id).then(mustExist);
-  const invoice = await lockInvoice(db, invoiceId);
-  assert(invoice.reason === 'subscription_resume', `invoice ${invoice.id} is not a resume`);
-  if (sub.status !== 'paused') return null;
-  const at = invoice.period_start;
-  const now = await ctx.customers.now(sub.customer_id, trx);
+  sub: SubscriptionsTable,
+  invoice: InvoicesTable,
+  now: Date,
+  testClockId: string | null,
+): Promise<SubscriptionsTable> {
   const period = { start: invoice.period_start, end: invoice.period_end };
-  const paid = invoice.status === 'paid' || (payment?.captured ?? false);
-  if (paid) {
-    if (invoice.status === 'open' && payment) {
-      await ctx.saveInvoice(
-        trx,
-        invoice,
-        { status: 'paid', payment_id: payment.id, paid_at: now },
-        now,
-        'invoice.paid',
-      );
-      await ctx.ledger.post(
-        trx,
-        paidEntry(
-          { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
-          { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
-          now,
-        ),
-      );
-    }
-    const state = applyEvent(stateOf(sub), { type: 'resume', at, period });
-    const resumed = await ctx.saveSubscription(
-      trx,
-      sub,
-      {
-        status: state.status,
-        paused_at: state.pausedAt,
-        current_period_start: state.currentPeriodStart,
-        current_period_end: state.currentPeriodEnd,
-      },
-      now,
-      'subscription.resumed',
-    );
-    const { testClockId } = await ctx.customers.account(sub.customer_id, trx);
-    await ctx.scheduleCycle(trx, resumed, period.end, testClockId);
-    return null;
-  }
-  if (invoice.status !== 'open') return null;
-  if (payment) {
-    await db
-      .updateTable('invoices')
-      .set({ payment_id: payment.id, updated_at: now })
-      .where('id', '=', invoice.id)
-      .execute();
-  }
-  // Declined: the resumed period is owed; no access until it is paid (dunning retries it).
-  await ctx.saveSubscription(
+  const state = applyEvent(stateOf(sub), { type: 'resume', at: invoice.period_start, period });
+  const resumed = await ctx.saveSubscription(
     trx,
     sub,
     {
-      status: 'past_due',
-      paused_at: null,
-      past_due_since: now,
-      current_period_start: period.start,
-      current_period_end: period.end,
+      status: state.status,
+      paused_at: state.pausedAt,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
     },
     now,
-    'subscription.past_due',
+    'subscription.resumed',
   );
-  return payment?.decline_code ?? refused ?? 'card_declined';
+  await ctx.scheduleCycle(trx, resumed, period.end, testClockId);
+  return resumed;
 }
 
 /**
- * Charges an opened resume's invoice (start → provider, no transaction open) and answers the
- * payment and the provider's result; a usable-method problem is a refusal, as for renewals.
+ * The scheduled resume's job: the resume invoice finalised; what is due is charged by the charge
+ * job at the same instant (the pay-invoice workflow, no transaction held while it charges).
  */
-export async function chargeResume(
-  ctx: BillingContext,
-  opened: OpenedResume,
-): Promise<{ payment: Payment | null; result: ChargeResult | null; refused: string | null }> {
-  if (!opened.charge || !opened.invoice) return { payment: null, result: null, refused: null };
-  try {
-    const started = await ctx.payments.start(opened.charge, invoicePaymentKey(opened.invoice));
-    return { ...(await ctx.payments.charge(started.payment, started.lease)), refused: null };
-  } catch (e) {
-    if (!(e instanceof DomainError) || (e.code !== 'validation_failed' && e.code !== 'invalid_state'))
-      throw e;
-    return { payment: null, result: null, refused: e.code };
-  }
-}
-
-/** The charged resume, settled in `trx`: the payment finished, then the subscription moved. */
-export async function finishResume(
-  ctx: BillingContext,
-  trx: Executor,
-  opened: OpenedResume,
-  charged: { payment: Payment | null; result: ChargeResult | null; refused: string | null },
-): Promise<string | null> {
-  if (!opened.invoice) return null;
-  let settled: Payment | null = null;
-  if (charged.payment) {
-    settled = charged.result
-      ? await ctx.payments.finish(trx, charged.payment, charged.result)
-      : await ctx.payments.get(charged.payment.id, trx);
-    if (!settled.captured && settled.status !== 'failed') {
-      throw new Error(`resume invoice ${opened.invoice}: payment ${settled.id} is ${settled.status}`);
-    }
-  }
-  return settleResume(ctx, trx, opened.invoice, settled, charged.refused);
-}
-
-/** The scheduled resume's job (external): opens, charges outside any transaction, settles. */
-export async function resumeDue(ctx: BillingContext, job: PauseJob): Promise<void> {
-  const opened = await transact(ctx.db, async (trx) => {
-    const sub = await lockSubscription(billingTables(trx), job.subscription);
-    if (sub?.status !== 'paused') return null;
-    const pending = await openResumeInvoice(trx, sub);
-    if (pending)
-      return { subscription: sub.id, invoice: pending.id, charge: ctx.chargeOf(pending, undefined) };
-    const at = new Date(job.at);
-    if (sub.paused_at && at.getTime() < sub.paused_at.getTime()) return null;
-    return resumeAt(ctx, trx, sub, at);
+export async function resumeDue(ctx: BillingContext, trx: Executor, job: PauseJob): Promise<void> {
+  const sub = await lockSubscription(billingTables(trx), job.subscription);
+  if (sub?.status !== 'paused') return;
+  const at = new Date(job.at);
+  if (sub.paused_at && at.getTime() < sub.paused_at.getTime()) return;
+  const pending = await openResumeInvoice(trx, sub);
+  const opened = pending ? { invoice: pending.id } : await resumeAt(ctx, trx, sub, at);
+  if (!opened.invoice) return;
+  const { testClockId } = await ctx.customers.account(sub.customer_id, trx);
+  await ctx.jobs.schedule(trx, {
+    kind: JOBS.chargeInvoice,
+    runAt: at,
+    customerId: sub.customer_id,
+    testClockId,
+    payload: { invoice: opened.invoice },
+    dedupeKey: `${JOBS.chargeInvoice}:${opened.invoice}`,
   });
-  if (!opened?.invoice) return;
-  const charged = await chargeResume(ctx, opened);
-  if (charged.payment && !charged.result && charged.payment.status === 'processing') {
-    throw new Error(`resume invoice ${opened.invoice}: payment ${charged.payment.id} is still in flight`);
-  }
-  await transact(ctx.db, (trx) => finishResume(ctx, trx, opened, charged));
 }

@@ -8,7 +8,9 @@ import { type Outcome, requestKeyOf, type UnitOfWork } from '../../http/unit-of-
 import { isoSeconds } from '../../kernel/clock.js';
 import { checkoutWorkflow } from '../../workflows/checkout.js';
 import { commitThroughUnitOfWork } from '../../workflows/commit.js';
+import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { PaymentService } from '../payments/service.js';
+import type { InvoicePaymentOutcome } from './invoice-payments.js';
 import { lifecycleRoutes } from './lifecycle-routes.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
@@ -132,6 +134,29 @@ function checkoutOutcome(out: CheckoutOutcome): Outcome {
     };
   }
   return { status: 201, body: toSubscriptionDto(out.subscription), resourceId: out.subscription.id };
+}
+
+function invoicePaymentOutcome(invoice: Invoice) {
+  return (out: InvoicePaymentOutcome): Outcome => {
+    if (out.declineCode !== null) {
+      return {
+        status: 402,
+        body: problem('payment_declined', `The payment was declined (${out.declineCode}).`, [], {
+          declineCode: out.declineCode,
+          invoice: out.invoice.id,
+          subscription: out.subscription.id,
+          payment: out.payment,
+        }),
+        resourceId: out.invoice.id,
+        contentType: PROBLEM_CONTENT_TYPE,
+      };
+    }
+    return {
+      status: 200,
+      body: toInvoiceDto({ ...out.invoice, lines: invoice.lines }),
+      resourceId: out.invoice.id,
+    };
+  };
 }
 
 export function billingRoutes(
@@ -261,5 +286,52 @@ export function billingRoutes(
         toInvoiceDto,
       ),
   );
-  lifecycleRoutes(app, { billing, uow });
+  r.post(
+    '/v1/invoices/:id/pay',
+    {
+      schema: {
+        tags: ['Invoices'],
+        summary: 'Charge an open invoice now',
+        description:
+          'Charges the amount due of an open invoice with the given or the default payment method (e.g. after the ' +
+          'customer updated a card during dunning). 200 with the invoice `paid` (a past_due subscription whose last ' +
+          'unpaid invoice this was is active again, its period unchanged; an incomplete sign-up is activated); 402 ' +
+          'payment_declined with `declineCode` (the dunning schedule goes on); 409 invalid_state when the invoice is ' +
+          'not open; 202 when the provider did not answer in time (retry with the same Idempotency-Key).',
+        params: z.object({ id: z.string().min(1).max(64) }),
+        body: z
+          .object({
+            paymentMethod: z
+              .string()
+              .min(1)
+              .max(64)
+              .optional()
+              .describe("Default: the customer's default method"),
+          })
+          .optional(),
+        response: {
+          200: invoiceDto,
+          202: invoiceDto,
+          ...problemResponses,
+          402: problemDto.describe('payment_declined, with declineCode, invoice and subscription'),
+        },
+      },
+      config: { scope: 'subscriptions:write', action: 'invoices.pay', resourceType: 'invoice' },
+    },
+    async (req, reply) => {
+      const invoice = await billing.getInvoice(req.params.id);
+      const out = await payInvoiceWorkflow.run(
+        { invoice: invoice.id, paymentMethod: req.body?.paymentMethod, cause: { retry: null } },
+        {
+          billing,
+          payments,
+          commit: commitThroughUnitOfWork(uow, req, reply, invoicePaymentOutcome(invoice)),
+        },
+      );
+      if (!out.settled) {
+        return uow.unsettled(req, reply, 202, toInvoiceDto({ ...out.value.invoice, lines: invoice.lines }));
+      }
+    },
+  );
+  lifecycleRoutes(app, { billing, payments, uow });
 }

@@ -3,11 +3,11 @@ import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
-import { assert } from '../../kernel/assert.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { DomainError, invalid, invalidState, notFound } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
-import type { ChargeResult } from '../../providers/port.js';
+import { commitInTransaction } from '../../workflows/commit.js';
+import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
@@ -25,7 +25,6 @@ import {
 } from './cancel.js';
 import {
   BillingContext,
-  type ChargePayload,
   type Invoice,
   JOBS,
   lockInvoice,
@@ -35,17 +34,23 @@ import {
   scheduleOf,
   stateOf,
 } from './context.js';
-import { DEFAULT_RETRY_SCHEDULE } from './domain/dunning.js';
+import { DEFAULT_RETRY_DAYS, retrySchedule } from './domain/dunning.js';
 import { validUntil } from './domain/entitlement.js';
 import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
 import type { ChargeLine } from './domain/invoice.js';
 import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
 import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
+import {
+  type ChargeCause,
+  type ChargeClaim,
+  type ChargeJobPayload,
+  claimCharge,
+  type InvoicePaymentOutcome,
+  settleInvoice,
+} from './invoice-payments.js';
 import { addMember, removeMember } from './members.js';
 import {
-  chargeResume,
-  finishResume,
   type OpenedResume,
   openResume,
   PAUSE_JOBS,
@@ -121,10 +126,12 @@ export class BillingService {
     readonly ledger: LedgerService,
     readonly payments: PaymentService,
     readonly events: EventsOutbox,
+    opts: { retryDays?: readonly number[] } = {},
   ) {
     this.#db = db;
     this.#tables = billingTables(db);
-    this.ctx = new BillingContext(db, jobs, customers, catalog, ledger, payments, events);
+    const dunning = retrySchedule(opts.retryDays ?? DEFAULT_RETRY_DAYS, 'REPRISE_DUNNING_RETRY_DAYS');
+    this.ctx = new BillingContext(db, jobs, customers, catalog, ledger, payments, events, dunning);
     jobs.register(JOBS.expireIncomplete, (job, { trx, now }) =>
       this.expireIncomplete(trx, (job.payload as { subscription: string }).subscription, now),
     );
@@ -142,7 +149,7 @@ export class BillingService {
       this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
     );
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
-    jobs.register(JOBS.chargeInvoice, (job) => this.chargeCycleInvoice(job.payload as ChargePayload), {
+    jobs.register(JOBS.chargeInvoice, (job) => this.chargeInvoiceJob(job.payload as ChargeJobPayload), {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
@@ -155,11 +162,8 @@ export class BillingService {
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
     jobs.register(PAUSE_JOBS.pause, (job, { trx }) => pauseDue(this.ctx, trx, job.payload as PauseJob));
-    // May charge the resume invoice: no transaction held while the provider answers.
-    jobs.register(PAUSE_JOBS.resume, (job) => resumeDue(this.ctx, job.payload as PauseJob), {
-      external: true,
-      retryForMs: SETTLE_RETRY_FOR_MS,
-    });
+    // Its charge, if any, is the charge job's (pay-invoice workflow).
+    jobs.register(PAUSE_JOBS.resume, (job, { trx }) => resumeDue(this.ctx, trx, job.payload as PauseJob));
   }
 
   /** Pauses now, or schedules a pause at `at` (checked now and again then). */
@@ -170,15 +174,6 @@ export class BillingService {
   /** The resume's first step, in a transaction of its own: its invoice finalised, or a resume scheduled. */
   openResume(id: string, at: string | null | undefined): Promise<OpenedResume> {
     return transact(this.#db, (trx) => openResume(this.ctx, trx, id, at));
-  }
-
-  chargeResume(opened: OpenedResume) {
-    return chargeResume(this.ctx, opened);
-  }
-
-  /** The resume's charge settled in the caller's transaction; the decline code when it failed. */
-  finishResume(trx: Executor, opened: OpenedResume, charged: Awaited<ReturnType<typeof chargeResume>>) {
-    return finishResume(this.ctx, trx, opened, charged);
   }
 
   // ---- cancel, reactivate, members, pause, resume (cancel.ts, members.ts, pause-resume.ts)
@@ -326,6 +321,7 @@ export class BillingService {
         reason: 'subscription_create',
       });
       await this.ctx.subscriptionEvent(trx, 'subscription.created', sub);
+      if (sub.status === 'trialing') await this.ctx.entitlementEvent(trx, sub);
       if (sub.status === 'incomplete' && invoice.status === 'paid') {
         // Nothing due (account credit paid it all): active at once.
         await this.#markPaid(trx, sub, invoice, null, now);
@@ -651,7 +647,7 @@ export class BillingService {
       ['member', shared],
     ] as const) {
       for (const row of rows) {
-        const until = validUntil(stateOf(row), DEFAULT_RETRY_SCHEDULE);
+        const until = validUntil(stateOf(row), this.ctx.dunning);
         if (until && (await at(row.customer_id)).getTime() < until.getTime()) {
           out.push({ subscription: row.id, productId: row.product_id, role, validUntil: until });
         }
@@ -719,165 +715,99 @@ export class BillingService {
       at: now,
       reason: 'subscription_cycle',
     });
-    const payload: ChargePayload = {
-      invoice: invoice.id,
-      priceVersionId: price.priceVersionId,
-      priceMinor: price.amountMinor,
-    };
+    // The subscriber's price from this period on (the one the invoice bills).
+    if (price.priceVersionId !== sub.price_version_id || price.amountMinor !== sub.price_minor) {
+      await db
+        .updateTable('subscriptions')
+        .set({ price_version_id: price.priceVersionId, price_minor: price.amountMinor })
+        .where('id', '=', sub.id)
+        .execute();
+    }
     if (invoice.status === 'paid') {
       // Nothing due (a 0 price, or account credit paid it all).
-      await this.#settleCycle(trx, payload, null, now, null, true);
+      await settleInvoice(this.ctx, trx, invoice.id, null, { retry: null }, now);
       return;
     }
+    const payload: ChargeJobPayload = { invoice: invoice.id };
     await this.jobs.schedule(trx, {
       kind: JOBS.chargeInvoice,
       runAt: now,
       customerId: sub.customer_id,
       testClockId: customer.testClockId,
-      payload,
+      payload: { ...payload },
       dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
     });
   }
 
-  /**
-   * Charges a cycle invoice with the default payment method through the payments module (start →
-   * charge with no transaction open → finish), then settles it in one transaction. The payment is
-   * keyed by the invoice, so a re-run finds it instead of charging again; a charge still in flight
-   * fails the job so it is retried once the payments reconciliation has settled it.
-   */
-  async chargeCycleInvoice(payload: ChargePayload): Promise<void> {
-    const invoice = await this.getInvoice(payload.invoice);
-    if (invoice.status !== 'open') return;
-    // The default payment method, as it is when the charge runs.
-    const input = this.ctx.chargeOf(invoice, undefined);
-    let payment: Payment | null = null;
-    let result: ChargeResult | null = null;
-    let refused: string | null = null;
-    if (input) {
-      try {
-        const started = await this.payments.start(input, invoicePaymentKey(invoice.id));
-        assert(
-          started.payment.amount_minor === invoice.amount_due_minor,
-          `payment ${started.payment.id} does not match invoice ${invoice.id}`,
-        );
-        ({ payment, result } = await this.payments.charge(started.payment, started.lease));
-      } catch (e) {
-        // No usable default method (removed since) or an erased customer: a failed charge, as a
-        // decline is. Anything else (provider down, a bug) fails the job, which is retried.
-        if (!(e instanceof DomainError) || (e.code !== 'validation_failed' && e.code !== 'invalid_state'))
-          throw e;
-        refused = e.code;
-      }
-      if (payment && !result && payment.status === 'processing') {
-        throw new Error(`invoice ${invoice.id}: payment ${payment.id} is still in flight`);
-      }
+  // ---- paying invoices (ADR 0014): first charges of renewals, dunning retries, manual pays
+
+  /** The charge job: a cycle invoice's first charge or a dunning retry, through the pay-invoice workflow. */
+  async chargeInvoiceJob(payload: ChargeJobPayload): Promise<void> {
+    const invoice = await this.#tables
+      .selectFrom('invoices')
+      .select(['status', 'customer_id'])
+      .where('id', '=', payload.invoice)
+      .executeTakeFirst();
+    if (invoice?.status !== 'open') return;
+    const cause = { retry: payload.retry ?? null };
+    try {
+      const out = await payInvoiceWorkflow.run(
+        { invoice: payload.invoice, cause: { ...cause, scheduled: true } },
+        { billing: this, payments: this.payments, commit: commitInTransaction(this.#db) },
+      );
+      // Still in flight at the provider: the job is retried once the reconciliation settled it.
+      if (!out.settled) throw new Error(`invoice ${payload.invoice}: its payment is still in flight`);
+    } catch (e) {
+      // No usable default method (removed since) or an erased customer: a failed charge, as a
+      // decline is. Anything else (provider down, a bug) fails the job, which is retried.
+      if (!(e instanceof DomainError) || (e.code !== 'validation_failed' && e.code !== 'invalid_state'))
+        throw e;
+      await transact(this.#db, async (trx) => {
+        const current = await billingTables(trx)
+          .selectFrom('invoices')
+          .select('status')
+          .where('id', '=', payload.invoice)
+          .executeTakeFirstOrThrow();
+        if (current.status !== 'open') return;
+        await this.settleInvoice(trx, payload.invoice, null, { ...cause, refused: e.code });
+      });
     }
-    await transact(this.#db, async (trx) => {
-      let settled: Payment | null = null;
-      if (payment) {
-        settled = result
-          ? await this.payments.finish(trx, payment, result)
-          : await this.payments.get(payment.id, trx);
-        if (!settled.captured && settled.status !== 'failed') {
-          throw new Error(`invoice ${invoice.id}: payment ${settled.id} is ${settled.status}`);
-        }
-      }
-      const now = await this.customers.now(invoice.customer_id, trx);
-      await this.#settleCycle(trx, payload, settled, now, refused);
-    });
   }
 
-  /**
-   * A cycle invoice's charge came back: paid → the new period (`subscription.activated` at a trial
-   * end, `subscription.renewed` after) and the next cycle scheduled; declined → `past_due` with the
-   * failure recorded on the invoice (dunning retries it). `payment` null with no refusal: nothing was due.
-   */
-  async #settleCycle(
+  /** Claims the next charge attempt of an open invoice (own transaction). */
+  claimCharge(
+    invoiceId: string,
+    paymentMethod: string | undefined,
+    cause: ChargeCause & { scheduled?: boolean },
+  ): Promise<ChargeClaim> {
+    return claimCharge(this.ctx, invoiceId, paymentMethod, cause);
+  }
+
+  /** Records an invoice's charge result in the caller's transaction (paid, or dunning). */
+  async settleInvoice(
     trx: Executor,
-    payload: ChargePayload,
+    invoiceId: string,
     payment: Payment | null,
-    now: Date,
-    refused: string | null = null,
-    paidAtFinalize = false,
-  ): Promise<void> {
-    const db = billingTables(trx);
-    const { subscription_id } = await db
+    cause: ChargeCause & { refused?: string | null },
+  ): Promise<InvoicePaymentOutcome> {
+    const { customer_id } = await billingTables(trx)
       .selectFrom('invoices')
-      .select('subscription_id')
-      .where('id', '=', payload.invoice)
+      .select('customer_id')
+      .where('id', '=', invoiceId)
       .executeTakeFirstOrThrow();
-    // Subscription before invoice, as checkout and the cycle job lock them: no deadlock.
-    const sub = await lockSubscription(db, subscription_id).then(mustExist);
-    const invoice = await lockInvoice(db, payload.invoice);
-    if (invoice.status !== (paidAtFinalize ? 'paid' : 'open')) return;
-    if (sub.status !== 'trialing' && sub.status !== 'active') return;
-    const paid = payment ? payment.captured : refused === null;
-    const period = { start: invoice.period_start, end: invoice.period_end };
-    const trial = sub.status === 'trialing';
-    const state = applyEvent(stateOf(sub), {
-      type: trial ? 'trial_ended' : 'renewed',
-      at: now,
-      paid,
-      period,
-    });
-    if (paid && !paidAtFinalize) {
-      await this.ctx.saveInvoice(
-        trx,
-        invoice,
-        { status: 'paid', payment_id: payment?.id ?? null, paid_at: now },
-        now,
-        'invoice.paid',
-      );
-      if (payment) {
-        await this.ledger.post(
-          trx,
-          paidEntry(
-            { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
-            { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
-            now,
-          ),
-        );
-      }
-    } else if (!paid && payment) {
-      await db
-        .updateTable('invoices')
-        .set({ payment_id: payment.id, updated_at: now })
-        .where('id', '=', invoice.id)
-        .execute();
-    }
-    const next: SubscriptionsTable = {
-      ...sub,
-      status: state.status,
-      current_period_start: state.currentPeriodStart,
-      current_period_end: state.currentPeriodEnd,
-      past_due_since: state.pastDueSince,
-      // The subscriber's price from this period on (the one the invoice billed).
-      price_version_id: payload.priceVersionId,
-      price_minor: payload.priceMinor,
-      version: sub.version + 1,
-      updated_at: now,
+    const now = await this.customers.now(customer_id, trx);
+    return settleInvoice(this.ctx, trx, invoiceId, payment, cause, now);
+  }
+
+  /** An invoice's payment as it stands, without writing (a charge the provider has not answered). */
+  async invoicePaymentState(invoiceId: string, payment: Payment | null): Promise<InvoicePaymentOutcome> {
+    const invoice = await this.getInvoice(invoiceId);
+    return {
+      invoice,
+      subscription: await this.getSubscription(invoice.subscription_id),
+      declineCode: null,
+      payment: payment?.id ?? null,
     };
-    await db
-      .updateTable('subscriptions')
-      .set({
-        status: next.status,
-        current_period_start: next.current_period_start,
-        current_period_end: next.current_period_end,
-        past_due_since: next.past_due_since,
-        price_version_id: next.price_version_id,
-        price_minor: next.price_minor,
-        version: next.version,
-        updated_at: now,
-      })
-      .where('id', '=', sub.id)
-      .execute();
-    if (!paid) {
-      await this.ctx.subscriptionEvent(trx, 'subscription.past_due', next);
-      return;
-    }
-    await this.ctx.subscriptionEvent(trx, trial ? 'subscription.activated' : 'subscription.renewed', next);
-    const { testClockId } = await this.customers.account(sub.customer_id, trx);
-    await this.ctx.scheduleCycle(trx, next, period.end, testClockId);
   }
 
   // ---- internals

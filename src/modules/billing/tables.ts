@@ -69,6 +69,10 @@ export interface InvoicesTable {
   period_start: Date;
   period_end: Date;
   payment_id: string | null;
+  /** Charge attempts started (dunning): attempt n's payment is keyed by `invoiceAttemptKey`. */
+  attempts: number;
+  /** The charge job's last step made: 1 the first charge, r + 1 dunning retry r (0: none). */
+  scheduled_attempts: number;
   version: number;
   finalized_at: Date | null;
   paid_at: Date | null;

@@ -107,6 +107,12 @@ export function invoiceNumber(series: string, n: number): string {
 /** The payment of an invoice is keyed by the invoice: one first charge per invoice, whoever retries. */
 export const invoicePaymentKey = (invoiceId: string): string => `invoice:${invoiceId}:charge`;
 
+/** Attempt n (1-based) of an invoice's charge: the first is `invoicePaymentKey`, retries add their number. */
+export function invoiceAttemptKey(invoiceId: string, attempt: number): string {
+  assert(Number.isInteger(attempt) && attempt >= 1, `attempt ${attempt}`);
+  return attempt === 1 ? invoicePaymentKey(invoiceId) : `${invoicePaymentKey(invoiceId)}:${attempt}`;
+}
+
 const customerCredit = (i: { customerId: string; currency: string }) => ({
   type: 'customer_credit' as const,
   owner: i.customerId,
