@@ -6,6 +6,7 @@ import { type BillingContext, JOBS, lockInvoice, lockSubscription, mustExist, st
 import { isLastFailure, retryAt } from './domain/dunning.js';
 import { invoiceAttemptKey, paidEntry, writeOffEntry } from './domain/entries.js';
 import { applyEvent } from './domain/lifecycle.js';
+import { resumePaid } from './pause-resume.js';
 import { billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 /**
@@ -215,6 +216,10 @@ async function onPaid(
     await ctx.scheduleCycle(trx, next, period.end, await testClockId());
     return next;
   }
+  if (sub.status === 'paused' && invoice.reason === 'subscription_resume') {
+    // A resume's charge was paid: active from the resume on.
+    return resumePaid(ctx, trx, sub, invoice, now, await testClockId());
+  }
   if (sub.status === 'past_due') {
     // Back in good standing once no invoice of the subscription is left unpaid.
     const unpaid = await billingTables(trx)
@@ -289,6 +294,24 @@ async function onDeclined(
       trx,
       sub,
       { status: 'past_due', past_due_since: now },
+      now,
+      'subscription.past_due',
+    );
+    await scheduleRetry(ctx, trx, next, invoice, 1, await testClockId());
+    return next;
+  }
+  if (sub.status === 'paused' && invoice.reason === 'subscription_resume') {
+    // A resume's charge failed: the resumed period is owed, in dunning (and its grace) as a failed renewal.
+    const next = await ctx.saveSubscription(
+      trx,
+      sub,
+      {
+        status: 'past_due',
+        paused_at: null,
+        past_due_since: now,
+        current_period_start: period.start,
+        current_period_end: period.end,
+      },
       now,
       'subscription.past_due',
     );

@@ -12,6 +12,7 @@ import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { PaymentService } from '../payments/service.js';
 import { changeRoutes } from './change-routes.js';
 import type { InvoicePaymentOutcome } from './invoice-payments.js';
+import { lifecycleRoutes } from './lifecycle-routes.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
@@ -342,4 +343,5 @@ export function billingRoutes(
     },
   );
   changeRoutes(app, deps);
+  lifecycleRoutes(app, { billing, payments, uow });
 }

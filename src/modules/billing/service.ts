@@ -14,6 +14,17 @@ import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import type { Payment, PaymentInput, PaymentService } from '../payments/service.js';
 import {
+  CANCEL_JOBS,
+  type Canceled,
+  type CancelInput,
+  type CancelRefund,
+  cancelDue,
+  cancelSubscription,
+  reactivateSubscription,
+  refundCancel,
+  refundCancelJob,
+} from './cancel.js';
+import {
   applyPendingChange,
   type ChangeInput,
   type ChangePreview,
@@ -49,6 +60,16 @@ import {
   type InvoicePaymentOutcome,
   settleInvoice,
 } from './invoice-payments.js';
+import { addMember, removeMember } from './members.js';
+import {
+  type OpenedResume,
+  openResume,
+  PAUSE_JOBS,
+  type PauseJob,
+  pauseDue,
+  requestPause,
+  resumeDue,
+} from './pause-resume.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -160,6 +181,55 @@ export class BillingService {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
+    jobs.register(CANCEL_JOBS.due, (job, { trx, now }) =>
+      cancelDue(this.ctx, trx, (job.payload as { subscription: string }).subscription, now),
+    );
+    // Calls the provider: no transaction held; retried while the refund's outcome is unknown.
+    jobs.register(CANCEL_JOBS.refund, (job) => refundCancelJob(this.ctx, job.payload as CancelRefund), {
+      external: true,
+      retryForMs: SETTLE_RETRY_FOR_MS,
+    });
+    jobs.register(PAUSE_JOBS.pause, (job, { trx }) => pauseDue(this.ctx, trx, job.payload as PauseJob));
+    // Its charge, if any, is the charge job's (pay-invoice workflow).
+    jobs.register(PAUSE_JOBS.resume, (job, { trx }) => resumeDue(this.ctx, trx, job.payload as PauseJob));
+  }
+
+  /** Pauses now, or schedules a pause at `at` (checked now and again then). */
+  pause(trx: Executor, id: string, at: string | null | undefined) {
+    return requestPause(this.ctx, trx, id, at);
+  }
+
+  /** The resume's first step, in a transaction of its own: its invoice finalised, or a resume scheduled. */
+  openResume(id: string, at: string | null | undefined): Promise<OpenedResume> {
+    return transact(this.#db, (trx) => openResume(this.ctx, trx, id, at));
+  }
+
+  // ---- cancel, reactivate, members, pause, resume (cancel.ts, members.ts, pause-resume.ts)
+
+  /** Cancels now or at the term end, in the caller's transaction; a refund owed is run by `refundCancel`. */
+  cancel(trx: Executor, id: string, input: CancelInput): Promise<Canceled> {
+    return cancelSubscription(this.ctx, trx, id, input);
+  }
+
+  /** Cancels in a transaction of its own (the first step of the cancel workflow). */
+  cancelNow(id: string, input: CancelInput): Promise<Canceled> {
+    return transact(this.#db, (trx) => cancelSubscription(this.ctx, trx, id, input));
+  }
+
+  refundCancel(refund: CancelRefund) {
+    return refundCancel(this.ctx, refund);
+  }
+
+  reactivate(trx: Executor, id: string) {
+    return reactivateSubscription(this.ctx, trx, id);
+  }
+
+  addMember(trx: Executor, id: string, externalId: string): Promise<void> {
+    return addMember(this.ctx, trx, id, externalId);
+  }
+
+  removeMember(trx: Executor, id: string, externalId: string): Promise<void> {
+    return removeMember(this.ctx, trx, id, externalId);
   }
 
   /**
