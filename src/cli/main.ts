@@ -12,6 +12,7 @@ import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
 import { moveDataKeysToKeyStore } from '../modules/customers/key-move.js';
 import { buildSimulator } from '../providers/simulator/server.js';
 import { seedDemoCatalog } from '../seed/demo-catalog.js';
+import { seedDemoSubscriptions } from '../seed/demo-subscriptions.js';
 
 const USAGE = `reprise — commerce platform for subscription products
 
@@ -41,6 +42,8 @@ async function serve(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = `http://${config.host}:${port}`;
   app.services.providers.setWebhookBase(base);
+  // Demo listeners check out through the running simulators, after the catalog is there.
+  const listeners = seeded ? await seedDemoSubscriptions(app.services) : undefined;
   const lines = [
     '',
     `  Reprise is running (${app.database.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
@@ -53,6 +56,9 @@ async function serve(): Promise<void> {
     config.bootstrapKey ? '  Bootstrap key   REPRISE_BOOTSTRAP_KEY is accepted with every scope' : '',
     seeded && !seeded.skipped
       ? `  Demo catalog    seeded: ${seeded.markets} markets, ${seeded.products} products, ${seeded.plans} plans`
+      : '',
+    listeners && !listeners.skipped
+      ? `  Demo listeners  ${listeners.subscriptions} subscriptions (GET /v1/subscriptions, /v1/entitlements/demo-listener-us)`
       : '',
     '',
     `  Try: curl -H "Authorization: Bearer ${devKey ? devKey.secret : '<key>'}" ${base}/v1/plans`,

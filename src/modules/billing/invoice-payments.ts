@@ -166,6 +166,27 @@ export async function settleInvoice(
   return outcome(declineCode);
 }
 
+/**
+ * An invoice paid at finalisation (nothing due: a 0 price, or account credit paid it all) moves
+ * the subscription on as a captured charge would, in the finalising transaction.
+ */
+export async function settlePaidAtFinalize(
+  ctx: BillingContext,
+  trx: Executor,
+  invoice: InvoicesTable,
+  now: Date,
+): Promise<SubscriptionsTable> {
+  const sub = await lockSubscription(billingTables(trx), invoice.subscription_id).then(mustExist);
+  return onPaid(
+    ctx,
+    trx,
+    sub,
+    invoice,
+    now,
+    async () => (await ctx.customers.account(sub.customer_id, trx)).testClockId,
+  );
+}
+
 /** The subscription after its invoice was paid. */
 async function onPaid(
   ctx: BillingContext,

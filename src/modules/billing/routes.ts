@@ -73,6 +73,15 @@ const invoiceDto = z.object({
   periodStart: timestamp,
   periodEnd: timestamp,
   payment: z.string().nullable(),
+  billingReason: z
+    .enum([
+      'subscription_create',
+      'subscription_cycle',
+      'subscription_update',
+      'subscription_pause',
+      'subscription_resume',
+    ])
+    .describe('Why it was raised: sign-up, renewal, plan change, pause credit, resume'),
   createdAt: timestamp,
   lines: z.array(lineDto),
 });
@@ -118,6 +127,7 @@ export const toInvoiceDto = (i: Invoice): z.infer<typeof invoiceDto> => ({
   periodStart: isoSeconds(i.period_start),
   periodEnd: isoSeconds(i.period_end),
   payment: i.payment_id,
+  billingReason: i.reason,
   createdAt: isoSeconds(i.created_at),
   lines: i.lines.map((l) => ({
     kind: l.kind,

@@ -59,6 +59,7 @@ import {
   claimCharge,
   type InvoicePaymentOutcome,
   settleInvoice,
+  settlePaidAtFinalize,
 } from './invoice-payments.js';
 import { addMember, removeMember } from './members.js';
 import {
@@ -763,7 +764,7 @@ export class BillingService {
     }
     if (invoice.status === 'paid') {
       // Nothing due (a 0 price, or account credit paid it all).
-      await settleInvoice(this.ctx, trx, invoice.id, null, { retry: null }, now);
+      await settlePaidAtFinalize(this.ctx, trx, invoice, now);
       return;
     }
     const payload: ChargeJobPayload = { invoice: invoice.id };
