@@ -57,6 +57,12 @@ interface Payment {
  * Afterwards: every acknowledged checkout is an active subscription with 4 invoices, one per
  * period, each paid by exactly one succeeded payment (the invoice its reference), the simulator
  * captured exactly those, nothing is left processing, and the trial balance is zero.
+ *
+ * Known open bug this test can meet (rarely: a kill must land while a renewal's charge is at the
+ * provider): the resumed charge job finds that payment `processing` and waits instead of resuming
+ * it; its retries (`retryForMs`, 3 days) are counted in simulated time while the payment's
+ * reconciliation runs on the wall clock, so the next advance spends them all in a second and the
+ * job fails: the invoice stays open, the subscription never renews (see the report of branch wt-E).
  */
 // PostgreSQL only (vitest.config.ts leaves this file out of the embedded run).
 describe('crash test: SIGKILL during checkouts and renewals (postgres)', () => {
