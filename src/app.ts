@@ -76,7 +76,7 @@ export function createServices(
   const uow = new UnitOfWork(db, idempotency, audit);
   const jobs = new JobScheduler(db, clock);
   const catalog = new CatalogService(db, clock);
-  const testClocks = new TestClockService(db, clock, jobs);
+  const testClocks = new TestClockService(db, clock, jobs, { leaseMs: config.testClockLeaseMs });
   const customers = new CustomerService(db, clock, masterKey, keyStore, catalog, testClocks);
   const ledger = new LedgerService(db, clock);
   const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);

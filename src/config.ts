@@ -31,6 +31,8 @@ export interface Config {
   idempotencyRetentionHours: number;
   /** How long a running request's claim on its Idempotency-Key protects it; a crash's claim expires after it. */
   idempotencyLeaseMs: number;
+  /** How long an advancing test clock is held by its node (renewed by each job); a crashed advance is resumed after it. */
+  testClockLeaseMs: number;
   poolMax: number;
   /** `id=url,id=url` of external PSP simulators; unset: two are started in-process. */
   simulators: string | undefined;
@@ -191,6 +193,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,
       60_000,
+      1_000,
+      3_600_000,
+    ),
+    testClockLeaseMs: int(
+      'REPRISE_TEST_CLOCK_LEASE_MS',
+      env.REPRISE_TEST_CLOCK_LEASE_MS,
+      10 * 60_000,
       1_000,
       3_600_000,
     ),

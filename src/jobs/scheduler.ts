@@ -227,12 +227,17 @@ export class JobScheduler {
       if (!row) return null;
       const now = await at(row, trx);
       if (this.#handlers.get(row.kind)?.external) {
-        // Claim it for a lease; the work happens after this transaction commits.
-        await db
-          .updateTable('scheduled_jobs')
-          .set({ run_at: new Date(now.getTime() + EXTERNAL_LEASE_MS) })
-          .where('id', '=', row.id)
-          .execute();
+        // Claim it for a lease; the work happens after this transaction commits. A test clock's
+        // job needs none: one advance at a time runs them (the clock's own lease), and a lease in
+        // simulated time would put it past the target, so the retry of an advance interrupted
+        // during the job would end without running it. It stays due, at its own time.
+        if (testClockId === null) {
+          await db
+            .updateTable('scheduled_jobs')
+            .set({ run_at: new Date(now.getTime() + EXTERNAL_LEASE_MS) })
+            .where('id', '=', row.id)
+            .execute();
+        }
         return { row, now };
       }
       await this.#execute(trx, row, now);

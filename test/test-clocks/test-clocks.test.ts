@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { ADVANCE_LEASE_MS, TestClockService } from '../../src/modules/test-clocks/service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -182,6 +184,105 @@ describe(`test clocks and due jobs (${ENGINE})`, () => {
       (await t.call('POST', `/v1/test-clocks/${clock.id}/advance`, { frozenTime: '2025-02-01T00:00:00Z' }))
         .statusCode,
     ).toBe(200);
+  });
+
+  it('the advance lease is REPRISE_TEST_CLOCK_LEASE_MS (default 10 minutes), renewed as each job starts', async () => {
+    expect(loadConfig({}).testClockLeaseMs).toBe(ADVANCE_LEASE_MS);
+    expect(ADVANCE_LEASE_MS).toBe(600_000);
+    expect(loadConfig({ REPRISE_TEST_CLOCK_LEASE_MS: '3000' }).testClockLeaseMs).toBe(3000);
+    expect(() => loadConfig({ REPRISE_TEST_CLOCK_LEASE_MS: '10' })).toThrow(ConfigError);
+    expect(() => loadConfig({ REPRISE_TEST_CLOCK_LEASE_MS: 'soon' })).toThrow(/REPRISE_TEST_CLOCK_LEASE_MS/);
+
+    const { jobs, db, clock } = t.app.services;
+    const testClocks = new TestClockService(db, clock, jobs, { leaseMs: 4_000 });
+    const created = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    const leases: number[] = [];
+    jobs.register('test.lease', async (job, { trx }) => {
+      const row = await trx
+        .selectFrom('test_clocks')
+        .select('advance_lease_until')
+        .where('id', '=', job.testClockId!)
+        .executeTakeFirstOrThrow();
+      leases.push(row.advance_lease_until!.getTime() - Date.now());
+      // The next job's lease counts from its own start.
+      await new Promise((r) => setTimeout(r, 1_200));
+    });
+    for (const runAt of ['2025-01-02T00:00:00Z', '2025-01-03T00:00:00Z']) {
+      await jobs.schedule(db, { kind: 'test.lease', runAt: new Date(runAt), testClockId: created.id });
+    }
+    const { clock: advanced, jobsRun } = await testClocks.advance(
+      created.id,
+      new Date('2025-02-01T00:00:00Z'),
+    );
+    expect(jobsRun).toBe(2);
+    expect(advanced).toMatchObject({ status: 'ready', frozenTime: new Date('2025-02-01T00:00:00Z') });
+    expect(leases).toHaveLength(2);
+    for (const left of leases) {
+      expect(left).toBeGreaterThan(3_000);
+      expect(left).toBeLessThanOrEqual(4_000);
+    }
+    const row = await db
+      .selectFrom('test_clocks')
+      .select(['status', 'advance_lease_until'])
+      .where('id', '=', created.id)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ status: 'ready', advance_lease_until: null });
+  });
+
+  it('a retry of an advance that died during its last job (at the target) resumes it after the lease and re-runs that job', async () => {
+    const { jobs, db, clock } = t.app.services;
+    const testClocks = new TestClockService(db, clock, jobs, { leaseMs: 1_000 });
+    const created = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    // The first run of the job never ends: its node died while it waited for the provider.
+    let release = () => {};
+    const hung = new Promise<void>((r) => {
+      release = r;
+    });
+    const runs: string[] = [];
+    jobs.register(
+      'test.charge',
+      async (_job, { now }) => {
+        runs.push(now.toISOString());
+        if (runs.length === 1) await hung;
+      },
+      { external: true },
+    );
+    const target = new Date('2025-02-01T00:00:00Z');
+    await jobs.schedule(db, { kind: 'test.charge', runAt: target, testClockId: created.id });
+    const dead = testClocks.advance(created.id, target);
+    await vi.waitFor(() => expect(runs).toHaveLength(1));
+    // The clock stands at the target, still advancing under the dead node's lease.
+    expect(await testClocks.get(created.id)).toMatchObject({ status: 'advancing', frozenTime: target });
+    await expect(testClocks.advance(created.id, target)).rejects.toMatchObject({ code: 'invalid_state' });
+    await new Promise((r) => setTimeout(r, 1_100));
+    const resumed = await testClocks.advance(created.id, target);
+    expect(resumed).toMatchObject({ jobsRun: 1, clock: { status: 'ready', frozenTime: target } });
+    // Re-run at once, at its own time (not after a 5-minute lease in simulated time, past the target).
+    expect(runs).toEqual(['2025-02-01T00:00:00.000Z', '2025-02-01T00:00:00.000Z']);
+    release();
+    await dead;
+  });
+
+  it('a retry of an advance that finished answers 200 again; earlier times are still refused', async () => {
+    const created = (await t.call('POST', '/v1/test-clocks', { frozenTime: '2025-01-01T00:00:00Z' })).json();
+    const advance = (frozenTime: string) =>
+      t.call('POST', `/v1/test-clocks/${created.id}/advance`, { frozenTime });
+    const first = await advance('2025-03-01T00:00:00Z');
+    expect(first.statusCode).toBe(200);
+    const again = await advance('2025-03-01T00:00:00Z');
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ frozenTime: '2025-03-01T00:00:00Z', status: 'ready', jobsRun: 0 });
+    for (const frozenTime of ['2025-02-01T00:00:00Z', '2025-01-01T00:00:00Z']) {
+      const res = await advance(frozenTime);
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].path).toBe('frozenTime');
+    }
+    expect((await advance('2025-04-01T00:00:00Z')).json()).toMatchObject({
+      frozenTime: '2025-04-01T00:00:00Z',
+    });
+    // The previous target is no longer the latest advance's: now it is in the past.
+    expect((await advance('2025-03-01T00:00:00Z')).statusCode).toBe(400);
+    expect((await advance('2025-04-01T00:00:00Z')).statusCode).toBe(200);
   });
 
   it('an external job runs outside any database transaction (it may open its own)', async () => {

@@ -15,8 +15,11 @@ export interface TestClock {
   createdAt: Date;
 }
 
-/** A node advancing a clock holds it this long; a crashed advance can be resumed afterwards. */
-const ADVANCE_LEASE_MS = 10 * 60_000;
+/**
+ * Default of `REPRISE_TEST_CLOCK_LEASE_MS`: a node advancing a clock holds it this long, renewed as
+ * each due job starts; a crashed advance can be resumed once it has run out.
+ */
+export const ADVANCE_LEASE_MS = 10 * 60_000;
 
 const toClock = (r: TestClocksTable): TestClock => ({
   id: r.id,
@@ -37,12 +40,14 @@ export class TestClockService {
   readonly #tables: Kysely<TestClockTables>;
   readonly #clock: Clock;
   readonly #jobs: JobScheduler;
+  readonly #leaseMs: number;
 
-  constructor(db: Db, clock: Clock, jobs: JobScheduler) {
+  constructor(db: Db, clock: Clock, jobs: JobScheduler, opts: { leaseMs?: number } = {}) {
     this.#db = db;
     this.#tables = testClockTables(db);
     this.#clock = clock;
     this.#jobs = jobs;
+    this.#leaseMs = opts.leaseMs ?? ADVANCE_LEASE_MS;
   }
 
   async create(input: { frozenTime: Date; name?: string | undefined }, trx: Executor): Promise<TestClock> {
@@ -81,11 +86,14 @@ export class TestClockService {
 
   /**
    * Moves the clock forward to `to`, running due jobs in order; answers when all have run.
-   * Concurrent advances of one clock are refused (409 invalid_state).
+   * Concurrent advances of one clock are refused (409 invalid_state) while the advancing node's
+   * lease runs (renewed by each job). An advance to the target of the clock's latest advance
+   * resumes it, even when the clock already stands there (the advance was interrupted after its
+   * last job, or after it finished but before it answered): a client's retry converges.
    */
   async advance(id: string, to: Date): Promise<{ clock: TestClock; jobsRun: number }> {
-    const now = this.#clock.now();
     await transact(this.#db, async (trx) => {
+      const now = this.#clock.now();
       const db = testClockTables(trx);
       const current = await db
         .selectFrom('test_clocks')
@@ -98,10 +106,13 @@ export class TestClockService {
         current.advance_lease_until !== null && current.advance_lease_until.getTime() > now.getTime();
       if (current.status === 'advancing' && leaseHeld) {
         throw invalidState(
-          `Test clock ${id} is already advancing to ${current.advancing_to?.toISOString()}.`,
+          `Test clock ${id} is already advancing to ${current.advancing_to?.toISOString()}; retry after ${current.advance_lease_until?.toISOString()} at the latest.`,
         );
       }
-      if (to.getTime() <= current.frozen_time.getTime()) {
+      // The latest advance went (or was going) to this very time: run it again to its end.
+      const resumes = current.advancing_to !== null && current.advancing_to.getTime() === to.getTime();
+      const ahead = to.getTime() > current.frozen_time.getTime();
+      if (!ahead && !(resumes && to.getTime() === current.frozen_time.getTime())) {
         throw invalid(
           'frozenTime',
           `must be after the clock's current time ${current.frozen_time.toISOString()}`,
@@ -112,7 +123,7 @@ export class TestClockService {
         .set({
           status: 'advancing',
           advancing_to: to,
-          advance_lease_until: new Date(now.getTime() + ADVANCE_LEASE_MS),
+          advance_lease_until: new Date(now.getTime() + this.#leaseMs),
         })
         .where('id', '=', id)
         .execute();
@@ -120,25 +131,34 @@ export class TestClockService {
     let jobsRun: number;
     try {
       jobsRun = await this.#jobs.runDueForClock(id, to, async (at, trx) => {
-        await testClockTables(trx)
+        const db = testClockTables(trx);
+        await db
           .updateTable('test_clocks')
           .set({ frozen_time: at })
           .where('id', '=', id)
           .where('frozen_time', '<', at)
           .execute();
+        // Still alive: keep the lease for the job about to run.
+        await db
+          .updateTable('test_clocks')
+          .set({ advance_lease_until: new Date(this.#clock.now().getTime() + this.#leaseMs) })
+          .where('id', '=', id)
+          .where('status', '=', 'advancing')
+          .execute();
       });
     } catch (error) {
-      // The clock stays where the last job left it, ready for another try.
+      // The clock stays where the last job left it, ready for another try (which resumes it).
       await this.#tables
         .updateTable('test_clocks')
-        .set({ status: 'ready', advancing_to: null, advance_lease_until: null })
+        .set({ status: 'ready', advance_lease_until: null })
         .where('id', '=', id)
         .execute();
       throw error;
     }
+    // `advancing_to` stays: it names the latest advance, so a retry of it answers instead of refusing.
     const row = await this.#tables
       .updateTable('test_clocks')
-      .set({ frozen_time: to, status: 'ready', advancing_to: null, advance_lease_until: null })
+      .set({ frozen_time: to, status: 'ready', advance_lease_until: null })
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
