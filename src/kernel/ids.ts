@@ -27,6 +27,7 @@ export const ID_PREFIXES = {
   request: 'req',
   subscription: 'sub',
   invoice: 'in',
+  creditNote: 'cn',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

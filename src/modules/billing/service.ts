@@ -24,6 +24,7 @@ import {
   scheduleOf,
   stateOf,
 } from './context.js';
+import { creditNoteForRefund, creditNotesOf } from './credit-notes.js';
 import { DEFAULT_RETRY_SCHEDULE } from './domain/dunning.js';
 import { validUntil } from './domain/entitlement.js';
 import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
@@ -31,6 +32,7 @@ import type { ChargeLine } from './domain/invoice.js';
 import { applyEvent, incompleteExpiresAt, newSubscription } from './domain/lifecycle.js';
 import { billingAnchor, DAY_MS, periodAt, periodByIndex, trialEndFor } from './domain/periods.js';
 import { recurringLine } from './domain/proration.js';
+import { RECOGNIZE_JOB, recognizeScope, reverseInvoiceRecognition } from './recognition.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -119,6 +121,11 @@ export class BillingService {
       this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
     );
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
+    jobs.register(RECOGNIZE_JOB, async (job, { trx, now }) => {
+      await recognizeScope(this.ctx, trx, (job.payload as { scope: string }).scope, now);
+    });
+    // A refund of an invoice's payment is a credit note on it, in the refund's transaction.
+    payments.onRefunded((trx, refund) => creditNoteForRefund(this.ctx, trx, refund));
     jobs.register(JOBS.chargeInvoice, (job) => this.chargeCycleInvoice(job.payload as ChargePayload), {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
@@ -402,6 +409,7 @@ export class BillingService {
         now,
       );
       if (entry) await this.ledger.post(trx, entry);
+      await reverseInvoiceRecognition(this.ctx, trx, invoice, now);
     }
     await this.ctx.subscriptionEvent(trx, 'subscription.expired', expired);
   }
@@ -489,7 +497,8 @@ export class BillingService {
       .where('invoice_id', '=', id)
       .orderBy('position')
       .execute();
-    return { ...row, lines };
+    const notes = await creditNotesOf(trx, [id]);
+    return { ...row, lines, creditNotes: notes.get(id) ?? [] };
   }
 
   /** Invoices oldest first. */
@@ -520,7 +529,15 @@ export class BillingService {
       .orderBy('invoice_id')
       .orderBy('position')
       .execute();
-    return rows.map((r) => ({ ...r, lines: lines.filter((l) => l.invoice_id === r.id) }));
+    const notes = await creditNotesOf(
+      this.#db,
+      rows.map((r) => r.id),
+    );
+    return rows.map((r) => ({
+      ...r,
+      lines: lines.filter((l) => l.invoice_id === r.id),
+      creditNotes: notes.get(r.id) ?? [],
+    }));
   }
 
   /**
