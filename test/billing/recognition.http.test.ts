@@ -99,7 +99,10 @@ describe(`billing: revenue recognition, credit notes, payment events (${ENGINE})
     expect(creditOf(mid, REVENUE)).toBe(2813);
     expect(debitOf(mid, DEFERRED)).toBe(2813);
     expect(mid.map((x) => x.idempotencyKey)).toEqual(
-      Array.from({ length: 10 }, (_, i) => `recognition:${c.clock}:SEK:2027-01-${String(15 + i).padStart(2, '0')}`),
+      Array.from(
+        { length: 10 },
+        (_, i) => `recognition:${c.clock}:SEK:2027-01-${String(15 + i).padStart(2, '0')}`,
+      ),
     );
     // Each day is round(8720 × k/31) − round(8720 × (k − 1)/31): 281 or 282.
     expect(mid.map((x) => creditOf([x], REVENUE))).toEqual(
@@ -260,7 +263,8 @@ describe(`billing: revenue recognition, credit notes, payment events (${ENGINE})
     expect(await trialBalanced()).toBe(true);
     await vi.waitFor(
       async () => {
-        const events = (await t.call('GET', '/v1/events?type=payment.failed&limit=100')).json().data as Array<{
+        const events = (await t.call('GET', '/v1/events?type=payment.failed&limit=100')).json()
+          .data as Array<{
           data: { object: Record<string, unknown> };
         }>;
         expect(events.find((e) => e.data.object.id === payment)?.data.object).toMatchObject({

@@ -16,13 +16,19 @@ import { ENGINE } from '../support/database.js';
 
 const net = (spec: TransactionSpec | null): Record<string, number> => {
   const out: Record<string, number> = {};
-  for (const p of spec?.postings ?? []) out[p.account.type] = (out[p.account.type] ?? 0) + (p.debit ?? 0) - (p.credit ?? 0);
+  for (const p of spec?.postings ?? [])
+    out[p.account.type] = (out[p.account.type] ?? 0) + (p.debit ?? 0) - (p.credit ?? 0);
   return out;
 };
 
 describe('recognition entries (pure)', () => {
   it('recognisedThrough agrees with the domain recognisedBy on every day of a line', () => {
-    const line = { netMinor: -9999, currency: 'SEK', start: new Date('2028-02-10T13:00:00Z'), end: new Date('2028-03-10T13:00:00Z') };
+    const line = {
+      netMinor: -9999,
+      currency: 'SEK',
+      start: new Date('2028-02-10T13:00:00Z'),
+      end: new Date('2028-03-10T13:00:00Z'),
+    };
     const days = recognitionDaysOf(line);
     expect(days.lastDay - days.firstDay + 1).toBe(29);
     for (let d = days.firstDay - 2; d <= days.lastDay + 2; d++) {
@@ -30,7 +36,7 @@ describe('recognition entries (pure)', () => {
     }
   });
 
-  it('a day beyond one posting\'s bound is split into pairs; negative days flip the sides', () => {
+  it("a day beyond one posting's bound is split into pairs; negative days flip the sides", () => {
     const big = recognitionEntry({ scope: 'live', currency: 'SEK', day: 20_000, amountMinor: 250_000_000 });
     expect(big?.postings).toHaveLength(6);
     expect(big?.postings.every((p) => (p.debit ?? p.credit)! <= 99_999_999)).toBe(true);
@@ -46,7 +52,11 @@ describe('recognition entries (pure)', () => {
     const note = { id: 'cn_1', invoiceId: 'in_1', currency: 'SEK', taxMinor: 667, fromDeferredMinor: 1969 };
     expect(net(creditNoteEntry(note, 667, at))).toEqual({ deferred_revenue: 1969, refunds: -1969 });
     // The payments module booked 666 of tax: one more is given back, one less counts as a refund.
-    expect(net(creditNoteEntry(note, 666, at))).toEqual({ tax_payable: 1, deferred_revenue: 1969, refunds: -1970 });
+    expect(net(creditNoteEntry(note, 666, at))).toEqual({
+      tax_payable: 1,
+      deferred_revenue: 1969,
+      refunds: -1970,
+    });
     expect(creditNoteEntry({ ...note, fromDeferredMinor: 0 }, 667, at)).toBeNull();
   });
 });
@@ -90,7 +100,12 @@ describe(`recognition job sums (${ENGINE})`, () => {
     const specs = [
       { netMinor: 8720, from: day(0), to: new Date(day(31).getTime() + 36_000_000), currency: 'SEK' },
       { netMinor: -3893, from: new Date(day(5).getTime() + 43_200_000), to: day(15), currency: 'SEK' },
-      { netMinor: 1001, from: new Date(day(3).getTime() + 60_000), to: new Date(day(3).getTime() + 120_000), currency: 'SEK' },
+      {
+        netMinor: 1001,
+        from: new Date(day(3).getTime() + 60_000),
+        to: new Date(day(3).getTime() + 120_000),
+        currency: 'SEK',
+      },
       { netMinor: 1, from: day(2), to: day(9), currency: 'SEK' },
       { netMinor: -7, from: day(2), to: day(9), currency: 'SEK' },
       { netMinor: 99_999_999, from: day(0), to: day(366), currency: 'EUR' },
@@ -128,7 +143,12 @@ describe(`recognition job sums (${ENGINE})`, () => {
         WHERE scope = ${scope} ORDER BY day, currency`.execute(db)
     ).rows;
     const got = new Map(rows.map((r) => [`${r.day}:${r.currency}`, Number(r.amount_minor)]));
-    const lines = specs.map((s) => ({ netMinor: s.netMinor, currency: s.currency, start: s.from, end: s.to }));
+    const lines = specs.map((s) => ({
+      netMinor: s.netMinor,
+      currency: s.currency,
+      start: s.from,
+      end: s.to,
+    }));
     const totals = new Map<string, number>();
     for (let d = 0; d < 400; d++) {
       for (const [currency, amount] of recognitionForDay(lines, day(d))) {

@@ -24,7 +24,11 @@ import { billingTables, type CreditNotesTable } from './tables.js';
 export async function creditNoteForRefund(ctx: BillingContext, trx: Executor, r: RefundFact): Promise<void> {
   if (r.reference === null || !isIdOf('invoice', r.reference)) return;
   const db = billingTables(trx);
-  const invoice = await db.selectFrom('invoices').selectAll().where('id', '=', r.reference).executeTakeFirst();
+  const invoice = await db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('id', '=', r.reference)
+    .executeTakeFirst();
   if (!invoice || invoice.payment_id !== r.paymentId || invoice.status !== 'paid') return;
   const known = await db
     .selectFrom('credit_notes')
@@ -42,7 +46,10 @@ export async function creditNoteForRefund(ctx: BillingContext, trx: Executor, r:
   // by the job, whose sums include the lines written here only from today on).
   const lines = await recognitionLinesOf(trx, invoice.id);
   const yesterday = dayOf(at) - 1;
-  const deferred = lines.reduce((sum, l) => sum + l.netMinor - recognisedThrough(l.netMinor, l.days, yesterday), 0);
+  const deferred = lines.reduce(
+    (sum, l) => sum + l.netMinor - recognisedThrough(l.netMinor, l.days, yesterday),
+    0,
+  );
   const note = creditNote({
     invoice: { totalMinor: invoice.total_minor, taxMinor: invoice.tax_minor },
     paidMinor: r.paymentAmountMinor,

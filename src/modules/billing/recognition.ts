@@ -243,7 +243,11 @@ export async function recognizeScope(
       CROSS JOIN LATERAL (SELECT (l.last_day - l.first_day + 1)::bigint AS n) n
       GROUP BY d.day, l.currency
       ORDER BY d.day, l.currency`.execute(trx);
-    const sums = rows.rows.map((r) => ({ day: Number(r.day), currency: r.currency, amountMinor: Number(r.amount) }));
+    const sums = rows.rows.map((r) => ({
+      day: Number(r.day),
+      currency: r.currency,
+      amountMinor: Number(r.amount),
+    }));
     for (const s of sums) assert(Number.isSafeInteger(s.amountMinor), `recognition sum ${s.amountMinor}`);
     if (sums.length > 0) {
       await db

@@ -77,7 +77,7 @@ const invoiceDto = z.object({
         createdAt: timestamp,
       }),
     )
-    .describe('Refunds of the invoice\'s payment, oldest first'),
+    .describe("Refunds of the invoice's payment, oldest first"),
 });
 
 const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);

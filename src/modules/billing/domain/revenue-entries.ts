@@ -1,9 +1,9 @@
 import { assert } from '../../../kernel/assert.js';
 import { amountMinorMax, divRoundHalfUp } from '../../../kernel/money.js';
 import type { Posting, TransactionSpec } from '../../ledger/domain/transaction.js';
+import type { Span } from './periods.js';
 import { DAY_MS } from './periods.js';
 import { MAX_RECOGNITION_DAYS, recognitionDays } from './recognition.js';
-import type { Span } from './periods.js';
 
 /**
  * Recognition and credit-note ledger transactions (ADR 0014), and the day arithmetic the daily job
@@ -50,8 +50,12 @@ const PAIRS_MAX = 50;
 function recognitionPostings(currency: string, amountMinor: number): Posting[] {
   const max = amountMinorMax(currency);
   const pieces: number[] = [];
-  for (let left = Math.abs(amountMinor); left > 0; left -= Math.min(left, max)) pieces.push(Math.min(left, max));
-  assert(pieces.length <= PAIRS_MAX, `recognition of ${amountMinor} ${currency} needs more than ${PAIRS_MAX} postings`);
+  for (let left = Math.abs(amountMinor); left > 0; left -= Math.min(left, max))
+    pieces.push(Math.min(left, max));
+  assert(
+    pieces.length <= PAIRS_MAX,
+    `recognition of ${amountMinor} ${currency} needs more than ${PAIRS_MAX} postings`,
+  );
   const deferred = { type: 'deferred_revenue' as const, currency };
   const revenue = { type: 'revenue' as const, currency };
   const forward = amountMinor > 0;

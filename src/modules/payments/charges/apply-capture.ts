@@ -2,8 +2,8 @@ import type { Executor } from '../../../db/schema.js';
 import { newId } from '../../../kernel/ids.js';
 import { disputeState, factsOf, lockPayment, type PaymentsContext, statusOf } from '../context.js';
 import { captureEntry, feeEntry } from '../domain/entries.js';
-import { paymentEvent } from '../events.js';
 import { baseOf } from '../domain/status.js';
+import { paymentEvent } from '../events.js';
 import { paymentTables, type RefundsTable } from '../tables.js';
 
 export interface CaptureFact {

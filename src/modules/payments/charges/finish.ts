@@ -1,8 +1,8 @@
 import type { Executor } from '../../../db/schema.js';
 import type { ChargeResult } from '../../../providers/port.js';
 import { asJson, getPayment, type Payment, type PaymentsContext } from '../context.js';
-import { paymentTables } from '../tables.js';
 import { paymentEvent } from '../events.js';
+import { paymentTables } from '../tables.js';
 import { applyCapture } from './apply-capture.js';
 
 /**
