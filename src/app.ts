@@ -79,8 +79,8 @@ export function createServices(
   const testClocks = new TestClockService(db, clock, jobs, { leaseMs: config.testClockLeaseMs });
   const customers = new CustomerService(db, clock, masterKey, keyStore, catalog, testClocks);
   const ledger = new LedgerService(db, clock);
-  const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs);
   const events = new EventsOutbox(db, clock, { retentionDays: config.eventRetentionDays });
+  const payments = new PaymentService(db, clock, customers, catalog, ledger, providers.router, jobs, events);
   const billing = new BillingService(db, jobs, customers, catalog, ledger, payments, events, {
     retryDays: config.dunningRetryDays,
     clock,

@@ -28,6 +28,7 @@ export const ID_PREFIXES = {
   subscription: 'sub',
   invoice: 'in',
   subscriptionChange: 'sch',
+  creditNote: 'cn',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

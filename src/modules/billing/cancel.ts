@@ -7,6 +7,7 @@ import { type BillingContext, lockSubscription, stateOf } from './context.js';
 import { proratedRefund } from './domain/credit-note.js';
 import { voidEntry } from './domain/entries.js';
 import { applyEvent, type CancelTiming, cancelTiming, type RefundPolicy } from './domain/lifecycle.js';
+import { reverseInvoiceRecognition } from './recognition.js';
 import { billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 /**
@@ -197,6 +198,8 @@ async function voidInvoice(ctx: BillingContext, trx: Executor, invoice: Invoices
     now,
   );
   if (entry) await ctx.ledger.post(trx, entry);
+  // Revenue already recognised from it goes back, and its later days are never recognised.
+  await reverseInvoiceRecognition(ctx, trx, invoice, now);
   const credit = invoice.credit_applied_minor;
   if (credit > 0) {
     // What the credit settled of the receivable, given back as credit.

@@ -19,20 +19,29 @@ import {
   invoiceNumber,
   invoiceSeries,
 } from './domain/entries.js';
-import { type AssembledInvoice, assembleInvoice, type ChargeLine, taxOfAmountDue } from './domain/invoice.js';
+import {
+  type AssembledInvoice,
+  assembleInvoice,
+  type ChargeLine,
+  lineNets,
+  taxOfAmountDue,
+} from './domain/invoice.js';
 import type { SubscriptionState } from './domain/lifecycle.js';
 import type { BillingSchedule } from './domain/periods.js';
 import type { InvoiceNumbers } from './invoice-numbers.js';
+import { addRecognitionLines, invoiceRecognitionLines, LIVE_SCOPE, scopeOf } from './recognition.js';
 import {
   type BillingTables,
   billingTables,
+  type CreditNotesTable,
   type InvoiceLinesTable,
   type InvoicesTable,
   type SubscriptionsTable,
 } from './tables.js';
 
 export type Subscription = SubscriptionsTable & { members: string[] };
-export type Invoice = InvoicesTable & { lines: InvoiceLinesTable[] };
+/** An invoice with its lines and, where read for display, its credit notes (refunds of its payment). */
+export type Invoice = InvoicesTable & { lines: InvoiceLinesTable[]; creditNotes?: CreditNotesTable[] };
 
 /** The job kinds of the billing module (their handlers are registered by `BillingService`). */
 export const JOBS = {
@@ -287,20 +296,23 @@ export class BillingContext {
       updated_at: at,
     };
     await db.insertInto('invoices').values(invoice).execute();
-    await db
-      .insertInto('invoice_lines')
-      .values(
-        a.lines.map((l, position) => ({
-          invoice_id: invoice.id,
-          position,
-          kind: l.kind,
-          description: l.description,
-          period_start: l.periodStart,
-          period_end: l.periodEnd,
-          amount_minor: l.amountMinor,
-        })),
-      )
-      .execute();
+    // Each charge line's net (the invoice's tax spread by cumulative rounding; `lineNets` follows
+    // the charge lines in order, which come first); tax and credit_applied lines carry none.
+    const nets = lineNets(a);
+    const lines: InvoiceLinesTable[] = a.lines.map((l, position) => ({
+      invoice_id: invoice.id,
+      position,
+      kind: l.kind,
+      description: l.description,
+      period_start: l.periodStart,
+      period_end: l.periodEnd,
+      amount_minor: l.amountMinor,
+      net_minor: l.kind === 'tax' || l.kind === 'credit_applied' ? 0 : (nets[position] ?? 0),
+    }));
+    await db.insertInto('invoice_lines').values(lines).execute();
+    // Revenue of the lines, recognised daily from here (deferred until served).
+    const scope = p.testClock ? await scopeOf(this, trx, sub.customer_id) : LIVE_SCOPE;
+    await addRecognitionLines(this, trx, scope, invoiceRecognitionLines(invoice, lines), at);
     const facts = {
       id: invoice.id,
       customerId: sub.customer_id,

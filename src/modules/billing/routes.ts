@@ -84,6 +84,17 @@ const invoiceDto = z.object({
     .describe('Why it was raised: sign-up, renewal, plan change, pause credit, resume'),
   createdAt: timestamp,
   lines: z.array(lineDto),
+  creditNotes: z
+    .array(
+      z.object({
+        id: z.string(),
+        amount: z.number().int(),
+        tax: z.number().int().describe('The tax part returned, in proportion of the invoice total'),
+        reason: z.string(),
+        createdAt: timestamp,
+      }),
+    )
+    .describe("Refunds of the invoice's payment, oldest first"),
 });
 
 const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
@@ -135,6 +146,13 @@ export const toInvoiceDto = (i: Invoice): z.infer<typeof invoiceDto> => ({
     periodStart: isoSeconds(l.period_start),
     periodEnd: isoSeconds(l.period_end),
     amount: l.amount_minor,
+  })),
+  creditNotes: (i.creditNotes ?? []).map((c) => ({
+    id: c.id,
+    amount: c.amount_minor,
+    tax: c.tax_minor,
+    reason: c.reason,
+    createdAt: isoSeconds(c.created_at),
   })),
 });
 

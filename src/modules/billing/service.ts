@@ -43,6 +43,7 @@ import {
   scheduleOf,
   stateOf,
 } from './context.js';
+import { creditNoteForRefund, creditNotesOf } from './credit-notes.js';
 import { DEFAULT_RETRY_DAYS, retrySchedule } from './domain/dunning.js';
 import { validUntil } from './domain/entitlement.js';
 import { invoicePaymentKey, paidEntry, voidEntry } from './domain/entries.js';
@@ -71,6 +72,7 @@ import {
   requestPause,
   resumeDue,
 } from './pause-resume.js';
+import { RECOGNIZE_JOB, recognizeScope, reverseInvoiceRecognition } from './recognition.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -178,6 +180,11 @@ export class BillingService {
       this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
     );
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
+    jobs.register(RECOGNIZE_JOB, async (job, { trx, now }) => {
+      await recognizeScope(this.ctx, trx, (job.payload as { scope: string }).scope, now);
+    });
+    // A refund of an invoice's payment is a credit note on it, in the refund's transaction.
+    payments.onRefunded((trx, refund) => creditNoteForRefund(this.ctx, trx, refund));
     jobs.register(JOBS.chargeInvoice, (job) => this.chargeInvoiceJob(job.payload as ChargeJobPayload), {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
@@ -514,6 +521,7 @@ export class BillingService {
         now,
       );
       if (entry) await this.ledger.post(trx, entry);
+      await reverseInvoiceRecognition(this.ctx, trx, invoice, now);
     }
     await this.ctx.subscriptionEvent(trx, 'subscription.expired', expired);
   }
@@ -601,7 +609,8 @@ export class BillingService {
       .where('invoice_id', '=', id)
       .orderBy('position')
       .execute();
-    return { ...row, lines };
+    const notes = await creditNotesOf(trx, [id]);
+    return { ...row, lines, creditNotes: notes.get(id) ?? [] };
   }
 
   /** Invoices oldest first. */
@@ -632,7 +641,15 @@ export class BillingService {
       .orderBy('invoice_id')
       .orderBy('position')
       .execute();
-    return rows.map((r) => ({ ...r, lines: lines.filter((l) => l.invoice_id === r.id) }));
+    const notes = await creditNotesOf(
+      this.#db,
+      rows.map((r) => r.id),
+    );
+    return rows.map((r) => ({
+      ...r,
+      lines: lines.filter((l) => l.invoice_id === r.id),
+      creditNotes: notes.get(r.id) ?? [],
+    }));
   }
 
   /**

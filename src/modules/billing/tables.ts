@@ -1,4 +1,5 @@
 import { type Executor, ownTables } from '../../db/schema.js';
+import type { CreditNoteReason } from './domain/credit-note.js';
 import type { LineKind } from './domain/invoice.js';
 import type { SubscriptionStatus } from './domain/lifecycle.js';
 import type { BillingPeriod } from './domain/periods.js';
@@ -100,6 +101,8 @@ export interface InvoiceLinesTable {
   period_start: Date;
   period_end: Date;
   amount_minor: number;
+  /** Revenue net of tax (`lineNets`) for charge lines; 0 for `tax` and `credit_applied`. */
+  net_minor: number;
 }
 
 export interface TrialUsageTable {
@@ -130,6 +133,51 @@ export interface SubscriptionChangesTable {
   created_at: Date;
 }
 
+/** A net recognised daily over [first_day, last_day] (UTC day numbers), see migration 0044. */
+export interface RecognitionLinesTable {
+  /** The invoice id (its charge lines), the credit note id, or `<invoice id>:void`. */
+  source: string;
+  position: number;
+  invoice_id: string;
+  /** `live` or the customer's test clock id. */
+  scope: string;
+  currency: string;
+  first_day: number;
+  last_day: number;
+  net_minor: number;
+}
+
+export interface RecognitionCursorsTable {
+  scope: string;
+  /** The last UTC day number recognised. */
+  recognised_through: number;
+  updated_at: Date;
+}
+
+export interface RevenueRecognitionsTable {
+  scope: string;
+  currency: string;
+  /** `YYYY-MM-DD` (a `date`: write it as this text, read it with `::text`). */
+  day: string;
+  amount_minor: number;
+  created_at: Date;
+}
+
+export interface CreditNotesTable {
+  id: string;
+  invoice_id: string;
+  refund_id: string;
+  payment_id: string;
+  currency: string;
+  amount_minor: number;
+  tax_minor: number;
+  net_minor: number;
+  from_deferred_minor: number;
+  from_revenue_minor: number;
+  reason: CreditNoteReason;
+  created_at: Date;
+}
+
 /** The billing module's tables: only these can be queried through `billingTables(executor)`. */
 export interface BillingTables {
   subscriptions: SubscriptionsTable;
@@ -141,6 +189,10 @@ export interface BillingTables {
   trial_usage: TrialUsageTable;
   account_credits: AccountCreditsTable;
   subscription_changes: SubscriptionChangesTable;
+  recognition_lines: RecognitionLinesTable;
+  recognition_cursors: RecognitionCursorsTable;
+  revenue_recognitions: RevenueRecognitionsTable;
+  credit_notes: CreditNotesTable;
 }
 
 export const billingTables = (executor: Executor) => ownTables<BillingTables>(executor);

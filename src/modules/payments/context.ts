@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
+import type { EventsOutbox } from '../../events/outbox.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -23,7 +24,26 @@ export interface PaymentsContext {
   ledger: LedgerService;
   router: ProviderRouter;
   jobs: JobScheduler;
+  events: EventsOutbox;
+  /** Called in the transaction that books each succeeded refund (billing's credit notes). */
+  refundListeners: RefundListener[];
 }
+
+/** A succeeded refund, as booked: what another module needs to follow it in the same transaction. */
+export interface RefundFact {
+  refundId: string;
+  paymentId: string;
+  customerId: string;
+  /** The payment's reference (an invoice id for an invoice's payment). */
+  reference: string | null;
+  currency: string;
+  amountMinor: number;
+  /** The tax part the payments module booked for this refund (`refundTaxPart`). */
+  taxMinor: number;
+  paymentAmountMinor: number;
+}
+
+export type RefundListener = (trx: Executor, refund: RefundFact) => Promise<void>;
 
 export type Payment = PaymentsTable;
 export type Refund = RefundsTable;

@@ -1,4 +1,5 @@
 import type { Db, Executor } from '../../db/schema.js';
+import type { EventsOutbox } from '../../events/outbox.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { ChargeResult, ProviderEvent, ProviderPaymentSnapshot } from '../../providers/port.js';
@@ -13,7 +14,14 @@ import { type ChargeLease, releaseLease } from './charges/lease.js';
 import { listPayments } from './charges/queries.js';
 import { reconcilePayment } from './charges/reconcile.js';
 import { type PaymentInput, startPayment } from './charges/start.js';
-import { getPayment, type Payment, type PaymentsContext, type Refund } from './context.js';
+import {
+  getPayment,
+  type Payment,
+  type PaymentsContext,
+  type Refund,
+  type RefundFact,
+  type RefundListener,
+} from './context.js';
 import { type AttachInput, attachMethod } from './methods/attach.js';
 import { listMethods, type PaymentMethod } from './methods/queries.js';
 import { setDefaultMethod } from './methods/set-default.js';
@@ -27,7 +35,17 @@ import { paymentTables } from './tables.js';
 /** How long reconciling a payment or a refund is retried after its first failure. */
 const MONEY_RETRY_FOR_MS = 3 * 24 * 60 * 60_000;
 
-export type { ChargeLease, Payment, PaymentInput, PaymentMethod, Refund, RefundInput, RefundOutcome };
+export type {
+  ChargeLease,
+  Payment,
+  PaymentInput,
+  PaymentMethod,
+  Refund,
+  RefundFact,
+  RefundInput,
+  RefundListener,
+  RefundOutcome,
+};
 
 /**
  * The payments module's door: payment methods, payments, refunds, disputes, provider webhooks.
@@ -47,8 +65,20 @@ export class PaymentService {
     readonly ledger: LedgerService,
     readonly router: ProviderRouter,
     readonly jobs: JobScheduler,
+    readonly events: EventsOutbox,
   ) {
-    this.ctx = { db, tables: paymentTables(db), clock, customers, catalog, ledger, router, jobs };
+    this.ctx = {
+      db,
+      tables: paymentTables(db),
+      clock,
+      customers,
+      catalog,
+      ledger,
+      router,
+      jobs,
+      events,
+      refundListeners: [],
+    };
     // Both talk to providers: they run outside any database transaction (external jobs), and
     // money owed must converge through a long provider outage: retried for days, not 5 times.
     jobs.register(
@@ -131,6 +161,13 @@ export class PaymentService {
   }
 
   // ---- refunds
+  /**
+   * `listener` runs in the transaction that books every succeeded refund, after its ledger entry
+   * (billing writes the credit note of an invoice's payment there). A failing listener fails it.
+   */
+  onRefunded(listener: RefundListener): void {
+    this.ctx.refundListeners.push(listener);
+  }
   startRefund(input: RefundInput, requestKey: string | null): Promise<{ refund: Refund; payment: Payment }> {
     return startRefund(this.ctx, input, requestKey);
   }

@@ -54,6 +54,8 @@ export interface PaymentsTable {
   /** The charge lease (see migration 0011): whose call may be in flight, and until when. */
   charge_token: string | null;
   charge_deadline_at: Date | null;
+  /** The version of the payment's last event (payment.succeeded / failed / refunded); 0 before any. */
+  version: number;
   created_at: Date;
   updated_at: Date;
 }

@@ -3,6 +3,7 @@ import { newId } from '../../../kernel/ids.js';
 import { disputeState, factsOf, lockPayment, type PaymentsContext, statusOf } from '../context.js';
 import { captureEntry, feeEntry } from '../domain/entries.js';
 import { baseOf } from '../domain/status.js';
+import { paymentEvent } from '../events.js';
 import { paymentTables, type RefundsTable } from '../tables.js';
 
 export interface CaptureFact {
@@ -55,7 +56,9 @@ export async function applyCapture(
     await ctx.ledger.post(trx, captureEntry(facts, now));
     const fee = feeEntry(facts, fact.feeMinor, now);
     if (fee) await ctx.ledger.post(trx, fee);
+    // A late capture is money taken for a closed payment, not a success: it is refunded.
     if (late) await refundLateCapture(ctx, trx, updated);
+    else await paymentEvent(ctx, trx, 'payment.succeeded', paymentId);
   } else if (!fact.captured && base === 'processing') {
     await db
       .updateTable('payments')

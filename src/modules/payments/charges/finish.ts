@@ -1,6 +1,7 @@
 import type { Executor } from '../../../db/schema.js';
 import type { ChargeResult } from '../../../providers/port.js';
 import { asJson, getPayment, type Payment, type PaymentsContext } from '../context.js';
+import { paymentEvent } from '../events.js';
 import { paymentTables } from '../tables.js';
 import { applyCapture } from './apply-capture.js';
 
@@ -24,7 +25,7 @@ export async function finishPayment(
     .where('id', '=', payment.id)
     .execute();
   if (result.status === 'declined') {
-    await db
+    const failed = await db
       .updateTable('payments')
       .set({
         status: 'failed',
@@ -35,7 +36,8 @@ export async function finishPayment(
       })
       .where('id', '=', payment.id)
       .where('status', '=', 'processing')
-      .execute();
+      .executeTakeFirst();
+    if (failed.numUpdatedRows === 1n) await paymentEvent(ctx, trx, 'payment.failed', payment.id);
   } else {
     await applyCapture(ctx, trx, payment.id, {
       provider: payment.provider,

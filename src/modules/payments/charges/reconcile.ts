@@ -1,5 +1,6 @@
 import { transact } from '../../../db/transaction.js';
 import { getPayment, type PaymentsContext } from '../context.js';
+import { paymentEvent } from '../events.js';
 import { applySnapshot } from '../provider-events/apply-snapshot.js';
 import { paymentTables } from '../tables.js';
 import { reconcileJob } from './start.js';
@@ -29,7 +30,10 @@ export async function reconcilePayment(ctx: PaymentsContext, paymentId: string):
       .where('provider', '=', payment.provider)
       .where((eb) => eb.or([eb('charge_deadline_at', 'is', null), eb('charge_deadline_at', '<=', now)]))
       .executeTakeFirst();
-    if (failed.numUpdatedRows === 1n) return;
+    if (failed.numUpdatedRows === 1n) {
+      await paymentEvent(ctx, trx, 'payment.failed', paymentId);
+      return;
+    }
     const current = await getPayment(ctx, paymentId, trx);
     if (current.status === 'processing' && current.charge_deadline_at)
       await ctx.jobs.schedule(trx, reconcileJob(current, current.charge_deadline_at));

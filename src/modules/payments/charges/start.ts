@@ -129,6 +129,7 @@ export async function startPayment(
     request_hash: requestKey ? hash : null,
     charge_token: lease.token,
     charge_deadline_at: deadline,
+    version: 0,
     created_at: now,
     updated_at: now,
   };

@@ -5,6 +5,7 @@ import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
 import { applyCapture } from '../charges/apply-capture.js';
 import type { Payment, PaymentsContext } from '../context.js';
 import { applyDispute } from '../disputes/apply.js';
+import { paymentEvent } from '../events.js';
 import { bookRefund, finishRefund } from '../refunds/finish.js';
 import { type PaymentTables, paymentTables } from '../tables.js';
 
@@ -41,7 +42,7 @@ export async function applySnapshot(
   if (!payment) return;
   const now = ctx.clock.now();
   if (s.status === 'failed' && payment.status === 'processing') {
-    await db
+    const failed = await db
       .updateTable('payments')
       .set({
         status: 'failed',
@@ -51,7 +52,8 @@ export async function applySnapshot(
       })
       .where('id', '=', payment.id)
       .where('status', '=', 'processing')
-      .execute();
+      .executeTakeFirst();
+    if (failed.numUpdatedRows === 1n) await paymentEvent(ctx, trx, 'payment.failed', payment.id);
     return;
   }
   if (s.status === 'voided' && (payment.status === 'authorized' || payment.status === 'processing')) {

@@ -11,9 +11,11 @@ import {
   type Payment,
   type PaymentsContext,
   type Refund,
+  type RefundFact,
   statusOf,
 } from '../context.js';
 import { refundEntry, refundTaxPart } from '../domain/entries.js';
+import { paymentEvent } from '../events.js';
 import { paymentTables } from '../tables.js';
 
 export type RefundOutcome = { providerRefundId: string } | { failed: string };
@@ -104,6 +106,18 @@ export async function bookRefund(
     .where('id', '=', paymentId)
     .execute();
   await ctx.ledger.post(trx, refundEntry(facts, refundId, amountMinor, taxPart, ctx.clock.now()));
+  await paymentEvent(ctx, trx, 'payment.refunded', paymentId);
+  const fact: RefundFact = {
+    refundId,
+    paymentId,
+    customerId: payment.customer_id,
+    reference: payment.reference,
+    currency: payment.currency,
+    amountMinor,
+    taxMinor: taxPart,
+    paymentAmountMinor: payment.amount_minor,
+  };
+  for (const listener of ctx.refundListeners) await listener(trx, fact);
 }
 
 /** The refunds job: a pending refund whose answer was lost, or a late-capture refund, sent again. */
