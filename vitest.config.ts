@@ -7,7 +7,11 @@ export default defineConfig({
     // embedded engine lives inside the killed process, so that run has nothing to crash-test.
     exclude: process.env.DATABASE_URL
       ? []
-      : ['test/reliability/crash.test.ts', 'test/reliability/crash-billing.test.ts'],
+      : [
+          'test/reliability/crash.test.ts',
+          'test/reliability/crash-billing.test.ts',
+          'test/reliability/renewal-resume.test.ts',
+        ],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,

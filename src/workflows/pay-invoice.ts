@@ -46,6 +46,12 @@ export const payInvoiceWorkflow = Workflow.of<PayInvoiceInput, PayInvoiceContext
     name: 'claim-and-start',
     invoke: async (input, ctx) => {
       const claim = await ctx.billing.claimCharge(input.invoice, input.paymentMethod, input.cause);
+      if (claim.kind === 'in_flight' && claim.payment.status === 'processing') {
+        // Its worker died (a crash, a kill mid-charge): charge it again under the payments module's
+        // lease; the provider knows the payment id and answers with the charge it made, if any.
+        const { payment, lease } = await ctx.payments.resume(claim.payment.id);
+        return { claim, payment, lease, cause: input.cause };
+      }
       if (claim.kind !== 'charge') return { claim, payment: claim.payment, lease: null, cause: input.cause };
       const { payment, lease } = await ctx.payments.start(claim.input, claim.key);
       return { claim, payment, lease, cause: input.cause };
@@ -57,7 +63,7 @@ export const payInvoiceWorkflow = Workflow.of<PayInvoiceInput, PayInvoiceContext
   .step<Charged>({
     name: 'charge-payment',
     invoke: async ({ claim, payment, lease, cause }, ctx) => {
-      if (!payment || !lease || claim.kind !== 'charge') {
+      if (!payment || !lease || claim.kind === 'settle') {
         return { invoiceId: claim.invoiceId, payment, result: null, cause };
       }
       const charged = await ctx.payments.charge(payment, lease);

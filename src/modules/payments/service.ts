@@ -10,7 +10,7 @@ import type { LedgerService } from '../ledger/service.js';
 import { capturePayment, finishCapture, finishVoid, voidPayment } from './charges/authorized.js';
 import { chargePayment } from './charges/charge.js';
 import { finishPayment } from './charges/finish.js';
-import { type ChargeLease, releaseLease } from './charges/lease.js';
+import { type ChargeLease, newLease, releaseLease } from './charges/lease.js';
 import { listPayments } from './charges/queries.js';
 import { reconcilePayment } from './charges/reconcile.js';
 import { type PaymentInput, startPayment } from './charges/start.js';
@@ -122,6 +122,14 @@ export class PaymentService {
     return finishPayment(this.ctx, trx, payment, result);
   }
   /** Gives back a lease under which no provider call was made (workflow compensation). */
+  /**
+   * A payment still `processing` whose charging worker died, ready to charge again: the charge
+   * takes the lease by compare-and-set and calls the provider with the payment id as its
+   * idempotency key, so the provider answers with the charge it already made, never a second one.
+   */
+  async resume(paymentId: string): Promise<{ payment: Payment; lease: ChargeLease }> {
+    return { payment: await this.get(paymentId), lease: newLease() };
+  }
   releaseLease(paymentId: string, lease: ChargeLease): Promise<void> {
     return releaseLease(this.ctx, paymentId, lease);
   }
