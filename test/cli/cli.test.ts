@@ -9,7 +9,8 @@ import { ENGINE, freshDatabase, freshDatabaseUrl } from '../support/database.js'
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-describe(`reprise CLI (${ENGINE})`, () => {
+// Each case spawns the CLI through tsx (compiling on the fly) once or twice: slow on a loaded machine.
+describe(`reprise CLI (${ENGINE})`, { timeout: 150_000 }, () => {
   let dataDir: string;
   let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
   let env: NodeJS.ProcessEnv;
