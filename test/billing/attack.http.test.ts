@@ -1,0 +1,436 @@
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { ENGINE } from '../support/database.js';
+
+/**
+ * The billing engine attacked through HTTP as a stranger would: money races (the same invoice paid
+ * at once, changes, cancels and pauses interleaved, two trial checkouts at once), idempotency replays,
+ * scopes, odd ids, malformed input and every operation on every status. Whatever happens: never a
+ * 500, never two captured payments for one invoice, the trial balance zero, account credit never
+ * negative, and a refused request changes nothing.
+ */
+describe(`billing under attack (${ENGINE})`, () => {
+  let t: TestApp;
+  let n = 0;
+  const planIds: Record<string, string> = {};
+
+  beforeAll(async () => {
+    t = await startTestApp({ providerTimeoutMs: 1_000 });
+    await t.markets('SE');
+    const ok = async (url: string, body: unknown) => {
+      const res = await t.call('POST', url, body);
+      if (res.statusCode !== 201) throw new Error(`${url}: ${res.body}`);
+    };
+    await ok('/v1/products', { code: 'at-music', name: 'Music', features: ['ad-free'], seats: 1 });
+    await ok('/v1/products', { code: 'at-books', name: 'Books', features: ['audiobooks'], seats: 1 });
+    await ok('/v1/products', { code: 'at-family', name: 'Family', features: ['family-hd'], seats: 3 });
+    const plan = (code: string, product: string, amount: number, extra: Record<string, unknown> = {}) =>
+      ok('/v1/plans', {
+        code,
+        product,
+        billingPeriod: 'month',
+        trialDays: 0,
+        prices: [{ currency: 'SEK', amount }],
+        ...extra,
+      });
+    await plan('at-basic', 'at-music', 10000);
+    await plan('at-plus', 'at-music', 15000);
+    await plan('at-premium', 'at-music', 20000);
+    await plan('at-yearly', 'at-music', 100000, { billingPeriod: 'year' });
+    await plan('at-books-trial', 'at-books', 16900, { trialDays: 14 });
+    await plan('at-family', 'at-family', 17900);
+    for (const p of (await t.call('GET', '/v1/plans?limit=100')).json().data as Array<{ id: string; code: string }>) {
+      planIds[p.code] = p.id;
+    }
+  });
+  afterAll(() => t.close());
+
+  // ---------------------------------------------------------------- helpers
+  type Sub = { id: string; status: string; plan: string; cancelAt: string | null; [k: string]: unknown };
+  const customer = async (at = '2027-01-15T00:00:00Z', token = 'tok_visa') => {
+    const clock = (await t.call('POST', '/v1/test-clocks', { frozenTime: at })).json();
+    const externalId = `attack-user-${++n}`;
+    const res = await t.call('POST', '/v1/customers', { externalId, market: 'SE', testClock: clock.id });
+    expect(res.statusCode).toBe(201);
+    const id = res.json().id as string;
+    await attach(id, token);
+    return { id, externalId, clock: clock.id as string };
+  };
+  const attach = async (customerId: string, token: string, makeDefault = false) => {
+    const pm = await t.call('POST', `/v1/customers/${customerId}/payment-methods`, {
+      provider: 'simulator',
+      token,
+    });
+    expect(pm.statusCode).toBe(201);
+    const id = pm.json().id as string;
+    if (makeDefault) {
+      const res = await t.call('POST', `/v1/customers/${customerId}/payment-methods/${id}/default`);
+      expect(res.statusCode).toBe(200);
+    }
+    return id;
+  };
+  const advance = async (clock: string, frozenTime: string) => {
+    const res = await t.call('POST', `/v1/test-clocks/${clock}/advance`, { frozenTime });
+    expect(res.statusCode, res.body).toBe(200);
+    return res;
+  };
+  const subscribe = async (customerId: string, plan: string, status = 201) => {
+    const res = await t.call('POST', '/v1/subscriptions', { customer: customerId, plan });
+    expect(res.statusCode, res.body).toBe(status);
+    return (status === 201 ? res.json() : { id: res.json().subscription, status: 'incomplete' }) as Sub;
+  };
+  const post = (id: string, action: string, body?: unknown, headers?: Record<string, string>) =>
+    t.call('POST', `/v1/subscriptions/${id}/${action}`, body, headers ? { headers } : {});
+  const getSub = async (id: string) => (await t.call('GET', `/v1/subscriptions/${id}`)).json() as Sub;
+  type Invoice = { id: string; status: string; total: number; amountDue: number; payment: string | null };
+  const invoicesOf = async (subscription: string) =>
+    (await t.call('GET', `/v1/invoices?subscription=${subscription}&limit=100`)).json().data as Invoice[];
+  const paymentsOf = async (customerId: string) =>
+    (await t.call('GET', `/v1/payments?customer=${customerId}&limit=100`)).json().data as Array<{
+      id: string;
+      status: string;
+      amount: number;
+      amountRefunded: number;
+      reference: string | null;
+    }>;
+  const captured = (p: { status: string }) => ['succeeded', 'partially_refunded', 'refunded'].includes(p.status);
+  const no500 = (res: LightMyRequestResponse) => expect(res.statusCode, res.body).toBeLessThan(500);
+
+  /** The money invariants: balanced ledger, no negative account credit, no invoice paid twice. */
+  const invariants = async (customerId: string) => {
+    const tb = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json();
+    for (const c of tb.currencies as Array<{ debits: number; credits: number; balanced: boolean }>) {
+      expect(c.balanced).toBe(true);
+      expect(c.debits).toBe(c.credits);
+    }
+    const credits = (
+      await t.call('GET', `/v1/ledger/accounts?type=customer_credit&owner=${customerId}&limit=100`)
+    ).json().data as Array<{ balance: number }>;
+    for (const a of credits) expect(Number(a.balance)).toBeGreaterThanOrEqual(0);
+    const payments = await paymentsOf(customerId);
+    const byInvoice = new Map<string, number>();
+    for (const p of payments.filter(captured)) {
+      if (p.reference) byInvoice.set(p.reference, (byInvoice.get(p.reference) ?? 0) + 1);
+    }
+    for (const [invoice, count] of byInvoice) expect(count, `captured payments of ${invoice}`).toBe(1);
+  };
+  /** A subscription past_due on its Feb 15 renewal (the card declines), then a good default card. */
+  const pastDue = async () => {
+    const c = await customer();
+    const sub = await subscribe(c.id, 'at-basic');
+    await attach(c.id, 'tok_chargeCustomerFail', true);
+    await advance(c.clock, '2027-02-15T12:00:00Z');
+    expect((await getSub(sub.id)).status).toBe('past_due');
+    const renewal = (await invoicesOf(sub.id))[1]!;
+    expect(renewal).toMatchObject({ status: 'open', amountDue: 10000 });
+    return { c, sub, renewal };
+  };
+
+  // ---------------------------------------------------------------- money races
+  describe('money races', () => {
+    it('the same invoice paid four times at once (two without a key, two with one key): one capture', async () => {
+      const { c, sub, renewal } = await pastDue();
+      await attach(c.id, 'tok_visa', true);
+      const pay = (key?: string) =>
+        t.call('POST', `/v1/invoices/${renewal.id}/pay`, {}, key ? { headers: { 'idempotency-key': key } } : {});
+      const answers = await Promise.all([pay(), pay(), pay('pay-race-1'), pay('pay-race-1')]);
+      for (const a of answers) no500(a);
+      const codes = answers.map((a) => a.statusCode);
+      expect(codes.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+      for (const a of answers) {
+        if (a.statusCode !== 200) expect(['invalid_state', 'idempotency_key_in_use']).toContain(a.json().code);
+      }
+      expect((await invoicesOf(sub.id))[1]).toMatchObject({ status: 'paid', amountDue: 10000 });
+      const renewalPayments = (await paymentsOf(c.id)).filter((p) => p.reference === renewal.id);
+      expect(renewalPayments.filter(captured)).toHaveLength(1);
+      expect(await getSub(sub.id)).toMatchObject({ status: 'active', currentPeriodStart: '2027-02-15T00:00:00Z' });
+      // A later pay of the paid invoice is refused and changes nothing.
+      const again = await pay();
+      expect(again.statusCode).toBe(409);
+      expect(again.json().code).toBe('invalid_state');
+      await invariants(c.id);
+    });
+
+    it('a pay at once with the advance that runs its dunning retry: one capture', async () => {
+      const { c, sub, renewal } = await pastDue();
+      await attach(c.id, 'tok_visa', true);
+      const [paid, advanced] = await Promise.all([
+        t.call('POST', `/v1/invoices/${renewal.id}/pay`, {}),
+        t.call('POST', `/v1/test-clocks/${c.clock}/advance`, { frozenTime: '2027-02-16T12:00:00Z' }),
+      ]);
+      no500(paid);
+      expect(advanced.statusCode, advanced.body).toBe(200);
+      expect([200, 409]).toContain(paid.statusCode);
+      expect((await invoicesOf(sub.id))[1]).toMatchObject({ status: 'paid' });
+      expect((await paymentsOf(c.id)).filter((p) => p.reference === renewal.id).filter(captured)).toHaveLength(1);
+      expect((await getSub(sub.id)).status).toBe('active');
+      await invariants(c.id);
+    });
+
+    it('two immediate upgrades at once: one wins, the other is refused unchanged; a later one prorates against the winner', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+      const answers = await Promise.all([
+        post(sub.id, 'change', { plan: 'at-plus', timing: 'immediate' }),
+        post(sub.id, 'change', { plan: 'at-premium', timing: 'immediate' }),
+      ]);
+      for (const a of answers) no500(a);
+      // One immediate change per instant (a test clock stands still): the loser is 409 and changes nothing.
+      expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 409]);
+      const winner = answers.find((a) => a.statusCode === 200)!.json() as Sub;
+      expect(answers.find((a) => a.statusCode === 409)!.json().code).toBe('invalid_state');
+      expect(await getSub(sub.id)).toEqual(winner);
+      type Lined = Invoice & { lines: Array<{ kind: string; amount: number }> };
+      const [, first] = (await invoicesOf(sub.id)) as Lined[];
+      // Jan 25 → Feb 15 is 21 of 31 days: −10000 × 21/31 = −6774; plus 10161 or premium 13548.
+      expect(first!.lines.find((l) => l.kind === 'proration_credit')!.amount).toBe(-6774);
+      const charged = first!.lines.find((l) => l.kind === 'proration_charge')!.amount;
+      expect(charged).toBe(winner.plan === planIds['at-plus'] ? 10161 : 13548);
+
+      await advance(c.clock, '2027-01-25T01:00:00Z');
+      const other = winner.plan === planIds['at-plus'] ? 'at-premium' : 'at-plus';
+      const again = await post(sub.id, 'change', { plan: other, timing: 'immediate' });
+      expect(again.statusCode, again.body).toBe(200);
+      const invoices = (await invoicesOf(sub.id)) as Lined[];
+      expect(invoices).toHaveLength(3);
+      expect(invoices[2]!.lines.find((l) => l.kind === 'proration_credit')!.amount).toBe(-charged);
+      const payments = (await paymentsOf(c.id)).filter(captured);
+      expect(payments.map((p) => p.amount).sort()).toEqual(
+        invoices.filter((i) => i.amountDue > 0).map((i) => i.amountDue).sort(),
+      );
+      await invariants(c.id);
+    });
+
+    it('cancel and change at once: one wins, the other sees its result', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+      const [cancel, change] = await Promise.all([
+        post(sub.id, 'cancel', { timing: 'immediate', refund: 'prorated' }),
+        post(sub.id, 'change', { plan: 'at-premium', timing: 'immediate' }),
+      ]);
+      no500(cancel);
+      no500(change);
+      expect(cancel.statusCode).toBe(200);
+      const after = await getSub(sub.id);
+      expect(after.status).toBe('canceled');
+      await invariants(c.id);
+      // Whatever was captured beyond what the served time cost was refunded or is account credit.
+      const payments = await paymentsOf(c.id);
+      const net = payments.filter(captured).reduce((s, p) => s + p.amount - p.amountRefunded, 0);
+      expect(net).toBeGreaterThan(0);
+    });
+
+    it('pause, resume and cancel interleaved: the state machine holds, money balances', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+      const answers = await Promise.all([
+        post(sub.id, 'pause', {}),
+        post(sub.id, 'resume', {}),
+        post(sub.id, 'cancel', { timing: 'immediate' }),
+        post(sub.id, 'pause', {}),
+      ]);
+      for (const a of answers) {
+        no500(a);
+        if (a.statusCode !== 200) expect(a.json().code, a.body).toBe('invalid_state');
+      }
+      expect((await getSub(sub.id)).status).toBe('canceled');
+      await invariants(c.id);
+    });
+
+    it('two checkouts at once with a trial for the same customer and product: one trial only', async () => {
+      const c = await customer();
+      const answers = await Promise.all([
+        t.call('POST', '/v1/subscriptions', { customer: c.id, plan: 'at-books-trial' }),
+        t.call('POST', '/v1/subscriptions', { customer: c.id, plan: 'at-books-trial' }),
+      ]);
+      for (const a of answers) no500(a);
+      const subs = (await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data as Sub[];
+      expect(subs.filter((s) => s.status === 'trialing')).toHaveLength(1);
+      await invariants(c.id);
+    });
+  });
+
+  // ---------------------------------------------------------------- idempotency
+  describe('idempotency', () => {
+    const keyed = (key: string) => ({ headers: { 'idempotency-key': key } });
+    const replays = async (url: string, body: unknown, key: string) => {
+      const first = await t.call('POST', url, body, keyed(key));
+      no500(first);
+      const again = await t.call('POST', url, body, keyed(key));
+      expect(again.statusCode, `${url}: ${again.body}`).toBe(first.statusCode);
+      expect(again.headers['idempotent-replayed'], url).toBe('true');
+      expect(again.json()).toEqual(first.json());
+      return first;
+    };
+    const reused = async (url: string, body: unknown, key: string) => {
+      const res = await t.call('POST', url, body, keyed(key));
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(422);
+      expect(res.json().code).toBe('idempotency_key_reused');
+    };
+
+    it('every billing POST replays its answer with the same key, and refuses the key with another body', async () => {
+      const c = await customer();
+      const family = await customer();
+      const checkout = await replays('/v1/subscriptions', { customer: c.id, plan: 'at-basic' }, 'idem-checkout');
+      expect(checkout.statusCode).toBe(201);
+      const sub = checkout.json() as Sub;
+      expect((await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data).toHaveLength(1);
+      await reused('/v1/subscriptions', { customer: c.id, plan: 'at-plus' }, 'idem-checkout');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+
+      const base = `/v1/subscriptions/${sub.id}`;
+      expect((await replays(`${base}/change/preview`, { plan: 'at-plus' }, 'idem-preview')).statusCode).toBe(200);
+      await reused(`${base}/change/preview`, { plan: 'at-premium' }, 'idem-preview');
+      expect((await replays(`${base}/change`, { plan: 'at-plus' }, 'idem-change')).statusCode).toBe(200);
+      await reused(`${base}/change`, { plan: 'at-premium' }, 'idem-change');
+      expect(await invoicesOf(sub.id)).toHaveLength(2);
+      expect((await replays(`${base}/cancel`, {}, 'idem-cancel')).statusCode).toBe(200);
+      await reused(`${base}/cancel`, { timing: 'immediate' }, 'idem-cancel');
+      expect((await replays(`${base}/reactivate`, undefined, 'idem-reactivate')).statusCode).toBe(200);
+      expect((await replays(`${base}/pause`, {}, 'idem-pause')).statusCode).toBe(200);
+      await reused(`${base}/pause`, { at: '2027-01-26T00:00:00Z' }, 'idem-pause');
+      expect(await invoicesOf(sub.id)).toHaveLength(3);
+      expect((await replays(`${base}/resume`, {}, 'idem-resume')).statusCode).toBe(200);
+      await reused(`${base}/resume`, { at: '2027-01-26T00:00:00Z' }, 'idem-resume');
+      expect(await invoicesOf(sub.id)).toHaveLength(4);
+      // A key reused on another route of the same subscription.
+      await reused(`${base}/cancel`, {}, 'idem-pause');
+      await reused(`${base}/pause`, {}, 'idem-cancel');
+      expect((await getSub(sub.id)).status).toBe('active');
+
+      const fam = await subscribe(family.id, 'at-family');
+      const members = `/v1/subscriptions/${fam.id}/members`;
+      expect((await replays(members, { externalId: 'idem-member-1' }, 'idem-member')).statusCode).toBe(201);
+      await reused(members, { externalId: 'idem-member-2' }, 'idem-member');
+      expect((await getSub(fam.id)).members).toEqual(['idem-member-1']);
+      // A refusal (4xx) is replayed too, and changes nothing.
+      const refused = await replays(`${base}/members`, { externalId: 'x' }, 'idem-member-refused');
+      expect(refused.statusCode).toBe(409);
+
+      // Pay: a past_due invoice paid with a key, replayed without a second charge.
+      const { c: pd, renewal } = await pastDue();
+      await attach(pd.id, 'tok_visa', true);
+      expect((await replays(`/v1/invoices/${renewal.id}/pay`, {}, 'idem-pay')).statusCode).toBe(200);
+      await reused(`/v1/invoices/${renewal.id}/pay`, { paymentMethod: 'pm_other' }, 'idem-pay');
+      expect((await paymentsOf(pd.id)).filter((p) => p.reference === renewal.id).filter(captured)).toHaveLength(1);
+      await invariants(c.id);
+      await invariants(pd.id);
+    });
+  });
+
+  // ---------------------------------------------------------------- authorization and paths
+  describe('authorization and paths', () => {
+    it('each billing route refuses a key without its scope (403), whatever other scopes it has', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      const invoice = (await invoicesOf(sub.id))[0]!;
+      const before = { sub: await getSub(sub.id), invoices: await invoicesOf(sub.id) };
+      const readOnly = await t.keyWith('subscriptions:read');
+      const writeOnly = await t.keyWith('subscriptions:write');
+      const others = await t.keyWith('customers:write', 'payments:write', 'payments:refund', 'catalog:write');
+      const entitlementsOnly = await t.keyWith('entitlements:read');
+      const writes: Array<[string, string, unknown]> = [
+        ['POST', '/v1/subscriptions', { customer: c.id, plan: 'at-plus' }],
+        ['POST', `/v1/subscriptions/${sub.id}/change`, { plan: 'at-plus' }],
+        ['POST', `/v1/subscriptions/${sub.id}/cancel`, { timing: 'immediate' }],
+        ['POST', `/v1/subscriptions/${sub.id}/reactivate`, undefined],
+        ['POST', `/v1/subscriptions/${sub.id}/pause`, {}],
+        ['POST', `/v1/subscriptions/${sub.id}/resume`, {}],
+        ['POST', `/v1/subscriptions/${sub.id}/members`, { externalId: 'm' }],
+        ['DELETE', `/v1/subscriptions/${sub.id}/members/m`, undefined],
+        ['POST', `/v1/invoices/${invoice.id}/pay`, {}],
+      ];
+      const reads: Array<[string, string, unknown]> = [
+        ['GET', `/v1/subscriptions/${sub.id}`, undefined],
+        ['GET', `/v1/subscriptions?customer=${c.id}`, undefined],
+        ['GET', `/v1/invoices/${invoice.id}`, undefined],
+        ['GET', `/v1/invoices?subscription=${sub.id}`, undefined],
+        ['POST', `/v1/subscriptions/${sub.id}/change/preview`, { plan: 'at-plus' }],
+      ];
+      const entitlementRoutes: Array<[string, string, unknown]> = [
+        ['GET', `/v1/entitlements/${c.externalId}`, undefined],
+        ['POST', '/v1/entitlements/batch', { externalIds: [c.externalId] }],
+      ];
+      const refused = async (key: string, routes: Array<[string, string, unknown]>, scope: string) => {
+        for (const [method, url, body] of routes) {
+          const res = await t.call(method as 'GET', url, body, { key });
+          expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(403);
+          expect(res.json()).toMatchObject({ code: 'forbidden', requiredScope: scope });
+        }
+      };
+      await refused(readOnly, writes, 'subscriptions:write');
+      await refused(others, writes, 'subscriptions:write');
+      await refused(entitlementsOnly, writes, 'subscriptions:write');
+      await refused(others, reads, 'subscriptions:read');
+      await refused(entitlementsOnly, reads, 'subscriptions:read');
+      await refused(writeOnly, entitlementRoutes, 'entitlements:read');
+      await refused(readOnly, entitlementRoutes, 'entitlements:read');
+      for (const [method, url, body] of reads) {
+        expect((await t.call(method as 'GET', url, body, { key: readOnly })).statusCode, url).toBe(200);
+        expect((await t.call(method as 'GET', url, body, { key: writeOnly })).statusCode, url).toBe(200);
+      }
+      for (const [method, url, body] of entitlementRoutes) {
+        expect((await t.call(method as 'GET', url, body, { key: entitlementsOnly })).statusCode, url).toBe(200);
+      }
+      for (const [method, url, body] of [...writes, ...reads]) {
+        expect((await t.call(method as 'GET', url, body, { key: null })).statusCode, url).toBe(401);
+        expect((await t.call(method as 'GET', url, body, { key: 'nope' })).statusCode, url).toBe(401);
+      }
+      expect({ sub: await getSub(sub.id), invoices: await invoicesOf(sub.id) }).toEqual(before);
+    });
+
+    it('odd and unknown ids in paths: 404 (or 400 naming the id), never 500', async () => {
+      const long = `sub_${'A'.repeat(5000)}`;
+      const ids = [
+        'sub_01ZZZZZZZZZZZZZZZZZZZZZZZZ',
+        'inv_01ZZZZZZZZZZZZZZZZZZZZZZZZ',
+        '%2F',
+        '%2E%2E',
+        '..',
+        'a%2Fb',
+        '%F0%9F%98%80',
+        'caf%C3%A9',
+        "x'%20OR%201=1--",
+        `sub_${'A'.repeat(60)}`,
+        '%25',
+        '%E0%A4%A',
+        '%00',
+        '%ED%A0%80',
+        'undefined',
+        'null',
+        long,
+      ];
+      for (const id of ids) {
+        const routes: Array<[string, string, unknown]> = [
+          ['GET', `/v1/subscriptions/${id}`, undefined],
+          ['GET', `/v1/invoices/${id}`, undefined],
+          ['POST', `/v1/invoices/${id}/pay`, {}],
+          ['POST', `/v1/subscriptions/${id}/change`, { plan: 'at-plus' }],
+          ['POST', `/v1/subscriptions/${id}/change/preview`, { plan: 'at-plus' }],
+          ['POST', `/v1/subscriptions/${id}/cancel`, {}],
+          ['POST', `/v1/subscriptions/${id}/reactivate`, undefined],
+          ['POST', `/v1/subscriptions/${id}/pause`, {}],
+          ['POST', `/v1/subscriptions/${id}/resume`, {}],
+          ['POST', `/v1/subscriptions/${id}/members`, { externalId: 'm' }],
+          ['DELETE', `/v1/subscriptions/${id}/members/${id}`, undefined],
+          ['GET', `/v1/entitlements/${id}`, undefined],
+          ['GET', `/v1/invoices?subscription=${id}`, undefined],
+          ['GET', `/v1/subscriptions?customer=${id}`, undefined],
+        ];
+        for (const [method, url, body] of routes) {
+          const res = await t.call(method as 'GET', url, body);
+          expect(res.statusCode, `${method} ${url.slice(0, 120)}: ${res.body.slice(0, 300)}`).toBeLessThan(500);
+          if (res.statusCode >= 400) {
+            expect(['not_found', 'validation_failed', 'uri_too_long'], `${method} ${url.slice(0, 80)}`).toContain(
+              res.json().code,
+            );
+          }
+        }
+      }
+    });
+  });
+});
