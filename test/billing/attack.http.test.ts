@@ -40,7 +40,10 @@ describe(`billing under attack (${ENGINE})`, () => {
     await plan('at-yearly', 'at-music', 100000, { billingPeriod: 'year' });
     await plan('at-books-trial', 'at-books', 16900, { trialDays: 14 });
     await plan('at-family', 'at-family', 17900);
-    for (const p of (await t.call('GET', '/v1/plans?limit=100')).json().data as Array<{ id: string; code: string }>) {
+    for (const p of (await t.call('GET', '/v1/plans?limit=100')).json().data as Array<{
+      id: string;
+      code: string;
+    }>) {
       planIds[p.code] = p.id;
     }
   });
@@ -94,7 +97,8 @@ describe(`billing under attack (${ENGINE})`, () => {
       amountRefunded: number;
       reference: string | null;
     }>;
-  const captured = (p: { status: string }) => ['succeeded', 'partially_refunded', 'refunded'].includes(p.status);
+  const captured = (p: { status: string }) =>
+    ['succeeded', 'partially_refunded', 'refunded'].includes(p.status);
   const no500 = (res: LightMyRequestResponse) => expect(res.statusCode, res.body).toBeLessThan(500);
 
   /** The money invariants: balanced ledger, no negative account credit, no invoice paid twice. */
@@ -133,18 +137,27 @@ describe(`billing under attack (${ENGINE})`, () => {
       const { c, sub, renewal } = await pastDue();
       await attach(c.id, 'tok_visa', true);
       const pay = (key?: string) =>
-        t.call('POST', `/v1/invoices/${renewal.id}/pay`, {}, key ? { headers: { 'idempotency-key': key } } : {});
+        t.call(
+          'POST',
+          `/v1/invoices/${renewal.id}/pay`,
+          {},
+          key ? { headers: { 'idempotency-key': key } } : {},
+        );
       const answers = await Promise.all([pay(), pay(), pay('pay-race-1'), pay('pay-race-1')]);
       for (const a of answers) no500(a);
       const codes = answers.map((a) => a.statusCode);
       expect(codes.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
       for (const a of answers) {
-        if (a.statusCode !== 200) expect(['invalid_state', 'idempotency_key_in_use']).toContain(a.json().code);
+        if (a.statusCode !== 200)
+          expect(['invalid_state', 'idempotency_key_in_use']).toContain(a.json().code);
       }
       expect((await invoicesOf(sub.id))[1]).toMatchObject({ status: 'paid', amountDue: 10000 });
       const renewalPayments = (await paymentsOf(c.id)).filter((p) => p.reference === renewal.id);
       expect(renewalPayments.filter(captured)).toHaveLength(1);
-      expect(await getSub(sub.id)).toMatchObject({ status: 'active', currentPeriodStart: '2027-02-15T00:00:00Z' });
+      expect(await getSub(sub.id)).toMatchObject({
+        status: 'active',
+        currentPeriodStart: '2027-02-15T00:00:00Z',
+      });
       // A later pay of the paid invoice is refused and changes nothing.
       const again = await pay();
       expect(again.statusCode).toBe(409);
@@ -163,7 +176,9 @@ describe(`billing under attack (${ENGINE})`, () => {
       expect(advanced.statusCode, advanced.body).toBe(200);
       expect([200, 409]).toContain(paid.statusCode);
       expect((await invoicesOf(sub.id))[1]).toMatchObject({ status: 'paid' });
-      expect((await paymentsOf(c.id)).filter((p) => p.reference === renewal.id).filter(captured)).toHaveLength(1);
+      expect(
+        (await paymentsOf(c.id)).filter((p) => p.reference === renewal.id).filter(captured),
+      ).toHaveLength(1);
       expect((await getSub(sub.id)).status).toBe('active');
       await invariants(c.id);
     });
@@ -198,7 +213,10 @@ describe(`billing under attack (${ENGINE})`, () => {
       expect(invoices[2]!.lines.find((l) => l.kind === 'proration_credit')!.amount).toBe(-charged);
       const payments = (await paymentsOf(c.id)).filter(captured);
       expect(payments.map((p) => p.amount).sort()).toEqual(
-        invoices.filter((i) => i.amountDue > 0).map((i) => i.amountDue).sort(),
+        invoices
+          .filter((i) => i.amountDue > 0)
+          .map((i) => i.amountDue)
+          .sort(),
       );
       await invariants(c.id);
     });
@@ -275,7 +293,11 @@ describe(`billing under attack (${ENGINE})`, () => {
     it('every billing POST replays its answer with the same key, and refuses the key with another body', async () => {
       const c = await customer();
       const family = await customer();
-      const checkout = await replays('/v1/subscriptions', { customer: c.id, plan: 'at-basic' }, 'idem-checkout');
+      const checkout = await replays(
+        '/v1/subscriptions',
+        { customer: c.id, plan: 'at-basic' },
+        'idem-checkout',
+      );
       expect(checkout.statusCode).toBe(201);
       const sub = checkout.json() as Sub;
       expect((await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data).toHaveLength(1);
@@ -283,7 +305,9 @@ describe(`billing under attack (${ENGINE})`, () => {
       await advance(c.clock, '2027-01-25T00:00:00Z');
 
       const base = `/v1/subscriptions/${sub.id}`;
-      expect((await replays(`${base}/change/preview`, { plan: 'at-plus' }, 'idem-preview')).statusCode).toBe(200);
+      expect((await replays(`${base}/change/preview`, { plan: 'at-plus' }, 'idem-preview')).statusCode).toBe(
+        200,
+      );
       await reused(`${base}/change/preview`, { plan: 'at-premium' }, 'idem-preview');
       expect((await replays(`${base}/change`, { plan: 'at-plus' }, 'idem-change')).statusCode).toBe(200);
       await reused(`${base}/change`, { plan: 'at-premium' }, 'idem-change');
@@ -316,7 +340,9 @@ describe(`billing under attack (${ENGINE})`, () => {
       await attach(pd.id, 'tok_visa', true);
       expect((await replays(`/v1/invoices/${renewal.id}/pay`, {}, 'idem-pay')).statusCode).toBe(200);
       await reused(`/v1/invoices/${renewal.id}/pay`, { paymentMethod: 'pm_other' }, 'idem-pay');
-      expect((await paymentsOf(pd.id)).filter((p) => p.reference === renewal.id).filter(captured)).toHaveLength(1);
+      expect(
+        (await paymentsOf(pd.id)).filter((p) => p.reference === renewal.id).filter(captured),
+      ).toHaveLength(1);
       await invariants(c.id);
       await invariants(pd.id);
     });
@@ -374,7 +400,9 @@ describe(`billing under attack (${ENGINE})`, () => {
         expect((await t.call(method as 'GET', url, body, { key: writeOnly })).statusCode, url).toBe(200);
       }
       for (const [method, url, body] of entitlementRoutes) {
-        expect((await t.call(method as 'GET', url, body, { key: entitlementsOnly })).statusCode, url).toBe(200);
+        expect((await t.call(method as 'GET', url, body, { key: entitlementsOnly })).statusCode, url).toBe(
+          200,
+        );
       }
       for (const [method, url, body] of [...writes, ...reads]) {
         expect((await t.call(method as 'GET', url, body, { key: null })).statusCode, url).toBe(401);
@@ -423,14 +451,192 @@ describe(`billing under attack (${ENGINE})`, () => {
         ];
         for (const [method, url, body] of routes) {
           const res = await t.call(method as 'GET', url, body);
-          expect(res.statusCode, `${method} ${url.slice(0, 120)}: ${res.body.slice(0, 300)}`).toBeLessThan(500);
+          expect(res.statusCode, `${method} ${url.slice(0, 120)}: ${res.body.slice(0, 300)}`).toBeLessThan(
+            500,
+          );
           if (res.statusCode >= 400) {
-            expect(['not_found', 'validation_failed', 'uri_too_long'], `${method} ${url.slice(0, 80)}`).toContain(
-              res.json().code,
-            );
+            expect(
+              ['not_found', 'validation_failed', 'uri_too_long'],
+              `${method} ${url.slice(0, 80)}`,
+            ).toContain(res.json().code);
           }
         }
       }
+    });
+  });
+
+  // ---------------------------------------------------------------- input
+  describe('input', () => {
+    /** 400 validation_failed naming `path`, and the subscription (and its invoices) unchanged. */
+    const refusedNaming = async (res: LightMyRequestResponse, path: string) => {
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().code).toBe('validation_failed');
+      expect(
+        (res.json().errors as Array<{ path: string }>).map((e) => e.path),
+        res.body,
+      ).toContain(path);
+    };
+
+    it('malformed, oversized, mistyped and unknown input is 400 naming the field and changes nothing', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      const snapshot = async () => ({
+        sub: await getSub(sub.id),
+        invoices: await invoicesOf(sub.id),
+        payments: await paymentsOf(c.id),
+      });
+      const before = await snapshot();
+      const base = `/v1/subscriptions/${sub.id}`;
+
+      await refusedNaming(await t.call('POST', '/v1/subscriptions', { customer: c.id, plan: 123 }), 'plan');
+      await refusedNaming(await t.call('POST', '/v1/subscriptions', { customer: c.id }), 'plan');
+      await refusedNaming(
+        await t.call('POST', '/v1/subscriptions', { customer: c.id, plan: 'at-plus', trialDays: 0 }),
+        'trialDays',
+      );
+      await refusedNaming(
+        await t.call('POST', '/v1/subscriptions', { customer: c.id, plan: 'at-plus', coupon: 'FREE' }),
+        'coupon',
+      );
+      await refusedNaming(await post(sub.id, 'change', { plan: 'at-plus', timing: 'later' }), 'timing');
+      await refusedNaming(
+        await post(sub.id, 'change', { plan: 'at-plus', prorationUnit: 'hour' }),
+        'prorationUnit',
+      );
+      await refusedNaming(await post(sub.id, 'change', { plan: ['at-plus'] }), 'plan');
+      await refusedNaming(await post(sub.id, 'change', { plan: 'at-plus', price: 1 }), 'price');
+      await refusedNaming(await post(sub.id, 'change/preview', { plan: 'at-plus', price: 1 }), 'price');
+      await refusedNaming(await post(sub.id, 'change', { plan: 'at-basic' }), 'plan');
+      await refusedNaming(await post(sub.id, 'cancel', { timing: 'never' }), 'timing');
+      await refusedNaming(await post(sub.id, 'cancel', { refund: 'full' }), 'refund');
+      await refusedNaming(
+        await post(sub.id, 'cancel', { timing: 'end_of_term', refund: 'prorated' }),
+        'refund',
+      );
+      await refusedNaming(await post(sub.id, 'cancel', { timing: 'immediate', reason: 'x' }), 'reason');
+      await refusedNaming(await post(sub.id, 'cancel', { timing: 1 }), 'timing');
+      for (const at of [
+        'tomorrow',
+        '2027-13-01T00:00:00Z',
+        '2027-02-30T00:00:00Z',
+        '',
+        '+275760-09-13T00:00:00Z',
+      ]) {
+        const res = await post(sub.id, 'pause', { at });
+        expect(res.statusCode, `${at}: ${res.body}`).toBe(400);
+        expect((res.json().errors as Array<{ path: string }>).map((e) => e.path)).toContain('at');
+      }
+      for (const at of [
+        '1900-01-01T00:00:00Z',
+        '2026-01-01T00:00:00Z',
+        '2030-01-01T00:00:00Z',
+        '9999-12-31T23:59:59Z',
+        12,
+      ]) {
+        const res = await post(sub.id, 'pause', { at });
+        no500(res);
+        expect([400, 409], `${at}: ${res.body}`).toContain(res.statusCode);
+      }
+      await refusedNaming(await post(sub.id, 'pause', { at: '2027-01-20T00:00:00Z', until: 'x' }), 'until');
+      await refusedNaming(await post(sub.id, 'resume', { at: '2030-01-01T00:00:00Z', x: 1 }), 'x');
+      await refusedNaming(await post(sub.id, 'members', { externalId: 'x'.repeat(300) }), 'externalId');
+      await refusedNaming(await post(sub.id, 'members', { externalId: '' }), 'externalId');
+      await refusedNaming(await post(sub.id, 'members', { externalId: 'a\u0000b' }), 'externalId');
+      await refusedNaming(await post(sub.id, 'members', { externalId: 'a\ud800b' }), 'externalId');
+      await refusedNaming(await post(sub.id, 'members', { externalId: 7 }), 'externalId');
+      await refusedNaming(await post(sub.id, 'members', { externalId: 'm', role: 'owner' }), 'role');
+      const pay = await t.call('POST', `/v1/invoices/${before.invoices[0]!.id}/pay`, { paymentMethod: 5 });
+      await refusedNaming(pay, 'paymentMethod');
+      await refusedNaming(
+        await t.call('POST', `/v1/invoices/${before.invoices[0]!.id}/pay`, { amount: 5 }),
+        'amount',
+      );
+
+      // Not JSON, JSON that is not an object, a deep nest, a body over the limit.
+      const raw = (url: string, payload: string, type = 'application/json') =>
+        t.app.server.inject({
+          method: 'POST',
+          url,
+          payload,
+          headers: { authorization: `Bearer ${t.config.bootstrapKey}`, 'content-type': type },
+        });
+      for (const payload of ['{', '{"plan":', 'null', '[]', '"x"', '123', 'true', '{"plan":"at-plus"}}']) {
+        const res = await raw(`${base}/change`, payload);
+        no500(res);
+        expect(res.statusCode, `${payload}: ${res.body}`).toBe(400);
+      }
+      const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+      no500(await raw(`${base}/cancel`, deep));
+      expect((await raw(`${base}/cancel`, deep)).statusCode).toBe(400);
+      const huge = JSON.stringify({ plan: 'at-plus', pad: 'x'.repeat(t.config.bodyLimitBytes + 10) });
+      const tooLarge = await raw(`${base}/change`, huge);
+      expect(tooLarge.statusCode, tooLarge.body.slice(0, 200)).toBe(413);
+      const text = await raw(`${base}/cancel`, 'timing=immediate', 'application/x-www-form-urlencoded');
+      expect(text.statusCode, text.body).toBe(415);
+      const wide = await raw(
+        `${base}/cancel`,
+        JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`f${i}`, i]))),
+      );
+      no500(wide);
+      expect(wide.statusCode).toBe(400);
+
+      expect(await snapshot()).toEqual(before);
+      await invariants(c.id);
+    });
+
+    it('members are bounded by seats however many are sent; batch entitlements of 1000, 1001 and duplicates', async () => {
+      const c = await customer();
+      const fam = await subscribe(c.id, 'at-family');
+      const base = `/v1/subscriptions/${fam.id}/members`;
+      expect((await t.call('POST', base, { externalId: 'seat-1' })).statusCode).toBe(201);
+      const dup = await t.call('POST', base, { externalId: 'seat-1' });
+      expect(dup.statusCode).toBe(409);
+      expect(dup.json().code).toBe('already_exists');
+      await refusedNaming(await t.call('POST', base, { externalId: c.externalId }), 'externalId');
+      // Many at once after that: exactly one more fits (3 seats = the owner + 2 members).
+      const many = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => t.call('POST', base, { externalId: `seat-more-${i}` })),
+      );
+      for (const res of many) no500(res);
+      expect(many.filter((r) => r.statusCode === 201)).toHaveLength(1);
+      for (const res of many.filter((r) => r.statusCode !== 201)) {
+        expect(res.statusCode).toBe(409);
+        expect(res.json().detail).toMatch(/seat/);
+      }
+      // One by one, more: each refused.
+      for (let i = 0; i < 60; i++) {
+        expect((await t.call('POST', base, { externalId: `seat-late-${i}` })).statusCode).toBe(409);
+      }
+      const members = (await getSub(fam.id)).members as string[];
+      expect(members).toHaveLength(2);
+      expect(members[0]).toBe('seat-1');
+      const notMember = await t.call('DELETE', `${base}/nobody`);
+      expect(notMember.statusCode).toBe(404);
+      const encoded = await t.call('DELETE', `${base}/${encodeURIComponent('seat-1')}`);
+      expect(encoded.statusCode).toBe(200);
+      expect((await getSub(fam.id)).members).toHaveLength(1);
+
+      const ids = Array.from({ length: 1000 }, (_, i) => (i % 3 === 0 ? members[1]! : `nobody-${i}`));
+      ids[1] = c.externalId;
+      ids[2] = c.externalId;
+      const batch = await t.call('POST', '/v1/entitlements/batch', { externalIds: ids });
+      expect(batch.statusCode, batch.body.slice(0, 300)).toBe(200);
+      const data = batch.json().data as Array<{ externalId: string; active: boolean }>;
+      expect(data.map((d) => d.externalId)).toEqual(ids);
+      expect(data[0]!.active).toBe(true);
+      expect(data[1]!.active).toBe(true);
+      expect(data[2]).toEqual(data[1]);
+      expect(data[4]!.active).toBe(false);
+      await refusedNaming(
+        await t.call('POST', '/v1/entitlements/batch', { externalIds: [...ids, 'one-too-many'] }),
+        'externalIds',
+      );
+      await refusedNaming(await t.call('POST', '/v1/entitlements/batch', { externalIds: [] }), 'externalIds');
+      await refusedNaming(
+        await t.call('POST', '/v1/entitlements/batch', { externalIds: ['ok', 'x'.repeat(300)] }),
+        'externalIds[1]',
+      );
+      await invariants(c.id);
     });
   });
 });
