@@ -40,6 +40,7 @@ describe(`billing under attack (${ENGINE})`, () => {
     await plan('at-yearly', 'at-music', 100000, { billingPeriod: 'year' });
     await plan('at-books-trial', 'at-books', 16900, { trialDays: 14 });
     await plan('at-family', 'at-family', 17900);
+    await plan('at-music-trial', 'at-music', 10000, { trialDays: 7 });
     for (const p of (await t.call('GET', '/v1/plans?limit=100')).json().data as Array<{
       id: string;
       code: string;
@@ -268,6 +269,25 @@ describe(`billing under attack (${ENGINE})`, () => {
       for (const a of answers) no500(a);
       const subs = (await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data as Sub[];
       expect(subs.filter((s) => s.status === 'trialing')).toHaveLength(1);
+      await invariants(c.id);
+    });
+  });
+
+  describe('trials', () => {
+    it("a trial changed to another product's plan counts as that product's trial: no second trial of it later", async () => {
+      const c = await customer();
+      const books = await subscribe(c.id, 'at-books-trial');
+      expect(books.status).toBe('trialing');
+      const changed = await post(books.id, 'change', { plan: 'at-plus' });
+      expect(changed.statusCode, changed.body).toBe(200);
+      expect(changed.json()).toMatchObject({ status: 'trialing', plan: planIds['at-plus'] });
+      expect((await post(books.id, 'cancel', { timing: 'immediate' })).statusCode).toBe(200);
+      // The music trial was had (through the change): a music trial plan now starts paid.
+      const music = await subscribe(c.id, 'at-music-trial');
+      expect(music).toMatchObject({ status: 'active', trialEnd: null });
+      // And the books trial too.
+      const again = await subscribe(c.id, 'at-books-trial');
+      expect(again).toMatchObject({ status: 'active', trialEnd: null });
       await invariants(c.id);
     });
   });
@@ -637,6 +657,224 @@ describe(`billing under attack (${ENGINE})`, () => {
         'externalIds[1]',
       );
       await invariants(c.id);
+    });
+  });
+
+  // ---------------------------------------------------------------- state machine
+  describe('state machine', () => {
+    type Status =
+      | 'incomplete'
+      | 'trialing'
+      | 'active'
+      | 'cancel_scheduled'
+      | 'past_due'
+      | 'paused'
+      | 'canceled'
+      | 'expired';
+    const build: Record<Status, () => Promise<{ c: { id: string; clock: string }; sub: Sub }>> = {
+      incomplete: async () => {
+        const c = await customer('2027-01-15T00:00:00Z', 'tok_chargeCustomerFail');
+        return { c, sub: await subscribe(c.id, 'at-basic', 402) };
+      },
+      expired: async () => {
+        const c = await customer('2027-01-15T00:00:00Z', 'tok_chargeCustomerFail');
+        const sub = await subscribe(c.id, 'at-basic', 402);
+        await advance(c.clock, '2027-01-16T00:00:00Z');
+        return { c, sub };
+      },
+      trialing: async () => {
+        const c = await customer();
+        return { c, sub: await subscribe(c.id, 'at-books-trial') };
+      },
+      active: async () => {
+        const c = await customer();
+        const sub = await subscribe(c.id, 'at-basic');
+        await advance(c.clock, '2027-01-25T00:00:00Z');
+        return { c, sub };
+      },
+      cancel_scheduled: async () => {
+        const c = await customer();
+        const sub = await subscribe(c.id, 'at-basic');
+        await advance(c.clock, '2027-01-25T00:00:00Z');
+        expect((await post(sub.id, 'cancel', { timing: 'end_of_term' })).json().cancelAt).toBe(
+          '2027-02-15T00:00:00Z',
+        );
+        return { c, sub };
+      },
+      past_due: async () => {
+        const { c, sub } = await pastDue();
+        return { c, sub };
+      },
+      paused: async () => {
+        const c = await customer();
+        const sub = await subscribe(c.id, 'at-basic');
+        await advance(c.clock, '2027-01-25T00:00:00Z');
+        expect((await post(sub.id, 'pause', {})).statusCode).toBe(200);
+        return { c, sub };
+      },
+      canceled: async () => {
+        const c = await customer();
+        const sub = await subscribe(c.id, 'at-basic');
+        await advance(c.clock, '2027-01-25T00:00:00Z');
+        expect((await post(sub.id, 'cancel', { timing: 'immediate' })).statusCode).toBe(200);
+        return { c, sub };
+      },
+    };
+    const lastInvoice = async (sub: string) => (await invoicesOf(sub)).at(-1)!.id;
+    const ops: Record<string, (sub: Sub) => Promise<LightMyRequestResponse>> = {
+      changeNow: (sub) => post(sub.id, 'change', { plan: 'at-plus', timing: 'immediate' }),
+      changeLater: (sub) => post(sub.id, 'change', { plan: 'at-plus', timing: 'end_of_term' }),
+      preview: (sub) => post(sub.id, 'change/preview', { plan: 'at-plus' }),
+      cancelLater: (sub) => post(sub.id, 'cancel', { timing: 'end_of_term' }),
+      cancelNow: (sub) => post(sub.id, 'cancel', { timing: 'immediate' }),
+      cancelRefund: (sub) => post(sub.id, 'cancel', { timing: 'immediate', refund: 'prorated' }),
+      reactivate: (sub) => post(sub.id, 'reactivate'),
+      pause: (sub) => post(sub.id, 'pause', {}),
+      resume: (sub) => post(sub.id, 'resume', {}),
+      member: (sub) => post(sub.id, 'members', { externalId: `member-of-${sub.id}` }),
+      pay: async (sub) => t.call('POST', `/v1/invoices/${await lastInvoice(sub.id)}/pay`, {}),
+    };
+    /** What each operation answers on each status (the status after it, or the refusal's code). */
+    const expected: Record<Status, Record<string, string>> = {
+      incomplete: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '409 invalid_state',
+        cancelNow: '409 invalid_state',
+        cancelRefund: '409 invalid_state',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '402 incomplete',
+      },
+      expired: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '409 invalid_state',
+        cancelNow: '409 invalid_state',
+        cancelRefund: '409 invalid_state',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+      trialing: {
+        changeNow: '200 trialing',
+        changeLater: '200 trialing',
+        preview: '200 trialing',
+        cancelLater: '200 trialing',
+        cancelNow: '200 canceled',
+        cancelRefund: '200 canceled',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+      active: {
+        changeNow: '200 active',
+        changeLater: '200 active',
+        preview: '200 active',
+        cancelLater: '200 active',
+        cancelNow: '200 canceled',
+        cancelRefund: '200 canceled',
+        reactivate: '409 invalid_state',
+        pause: '200 paused',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+      cancel_scheduled: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '200 active',
+        cancelNow: '200 canceled',
+        cancelRefund: '200 canceled',
+        reactivate: '200 active',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+      past_due: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '200 canceled',
+        cancelNow: '200 canceled',
+        cancelRefund: '200 canceled',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '402 past_due',
+      },
+      paused: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '200 canceled',
+        cancelNow: '200 canceled',
+        cancelRefund: '200 canceled',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '200 active',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+      canceled: {
+        changeNow: '409 invalid_state',
+        changeLater: '409 invalid_state',
+        preview: '409 invalid_state',
+        cancelLater: '409 invalid_state',
+        cancelNow: '409 invalid_state',
+        cancelRefund: '409 invalid_state',
+        reactivate: '409 invalid_state',
+        pause: '409 invalid_state',
+        resume: '409 invalid_state',
+        member: '409 invalid_state',
+        pay: '409 invalid_state',
+      },
+    };
+
+    it('every operation on every status: 2xx or a documented refusal (which changes nothing), never 500', async () => {
+      const observed: Record<string, Record<string, string>> = {};
+      for (const status of Object.keys(build) as Status[]) {
+        observed[status] = {};
+        let current: Awaited<ReturnType<(typeof build)[Status]>> | null = null;
+        for (const [name, op] of Object.entries(ops)) {
+          current ??= await build[status]();
+          expect((await getSub(current.sub.id)).status).toBe(
+            status === 'cancel_scheduled' ? 'active' : status,
+          );
+          const snapshot = async (id: string, customerId: string) => ({
+            sub: await getSub(id),
+            invoices: await invoicesOf(id),
+            payments: await paymentsOf(customerId),
+          });
+          const before = await snapshot(current.sub.id, current.c.id);
+          const res = await op(current.sub);
+          no500(res);
+          const after = await snapshot(current.sub.id, current.c.id);
+          if (res.statusCode < 300 || res.statusCode === 402) {
+            observed[status]![name] = `${res.statusCode} ${after.sub.status}`;
+            if (name !== 'preview') current = null;
+          } else {
+            observed[status]![name] = `${res.statusCode} ${res.json().code}`;
+            expect(['invalid_state', 'validation_failed', 'already_exists'], `${status} ${name}`).toContain(
+              res.json().code,
+            );
+            expect(after, `${status} ${name} refused but changed: ${res.body}`).toEqual(before);
+          }
+          await invariants(current?.c.id ?? before.sub.customer);
+        }
+      }
+      expect(observed).toEqual(expected);
     });
   });
 });
