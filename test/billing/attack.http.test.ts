@@ -1,5 +1,5 @@
 import type { LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -270,6 +270,120 @@ describe(`billing under attack (${ENGINE})`, () => {
       const subs = (await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data as Sub[];
       expect(subs.filter((s) => s.status === 'trialing')).toHaveLength(1);
       await invariants(c.id);
+    });
+  });
+
+  describe('more races and foreign references', () => {
+    it('a past_due invoice paid at once with a cancel that voids it: a capture that comes back too late becomes account credit', async () => {
+      let late = 0;
+      for (let round = 0; round < 3; round++) {
+        const { c, sub, renewal } = await pastDue();
+        await attach(c.id, 'tok_visa', true);
+        const pay = () => t.call('POST', `/v1/invoices/${renewal.id}/pay`, {});
+        const cancel = () => post(sub.id, 'cancel', { timing: 'immediate' });
+        const [paid, canceled] =
+          round === 1
+            ? (await Promise.all([cancel(), pay()])).reverse()
+            : await Promise.all([pay(), cancel()]);
+        no500(paid!);
+        no500(canceled!);
+        expect((await getSub(sub.id)).status).toBe('canceled');
+        const invoice = (await invoicesOf(sub.id))[1]!;
+        const payments = (await paymentsOf(c.id)).filter((p) => p.reference === renewal.id && captured(p));
+        const credit = async () =>
+          (
+            (await t.call('GET', `/v1/ledger/accounts?type=customer_credit&owner=${c.id}&limit=100`)).json()
+              .data as Array<{ balance: number }>
+          ).reduce((sum, a) => sum + Number(a.balance), 0);
+        if (invoice.status === 'paid') {
+          // The pay won: the cancel came after it.
+          expect(payments).toHaveLength(1);
+        } else {
+          expect(invoice.status).toBe('void');
+          expect(payments.length).toBeLessThanOrEqual(1);
+          if (payments.length === 1) {
+            // Captured after the void: the 100.00 SEK is the customer's account credit, which the
+            // next sign-up spends (nothing charged).
+            late++;
+            expect(await credit()).toBe(10000);
+            const next = await subscribe(c.id, 'at-basic');
+            expect(next.status).toBe('active');
+            const first = (await invoicesOf(next.id))[0] as Invoice & {
+              lines: Array<{ kind: string; amount: number }>;
+            };
+            expect(first).toMatchObject({ status: 'paid', total: 10000, amountDue: 0 });
+            expect(first.lines.find((l) => l.kind === 'credit_applied')?.amount).toBe(-10000);
+            expect(await credit()).toBe(0);
+          } else {
+            expect(await credit()).toBe(0);
+          }
+        }
+        await invariants(c.id);
+      }
+      // At least one round had the charge come back after the void (the race this guards).
+      expect(late).toBeGreaterThanOrEqual(1);
+    });
+
+    it("another customer's payment method or an unknown one is refused, never charged", async () => {
+      const { c, sub, renewal } = await pastDue();
+      const stranger = await customer();
+      const theirs = (await t.call('GET', `/v1/customers/${stranger.id}/payment-methods`)).json().data[0]
+        .id as string;
+      for (const paymentMethod of [theirs, 'pm_01ZZZZZZZZZZZZZZZZZZZZZZZZ', 'nope']) {
+        const res = await t.call('POST', `/v1/invoices/${renewal.id}/pay`, { paymentMethod });
+        no500(res);
+        expect([400, 404, 409], `${paymentMethod}: ${res.body}`).toContain(res.statusCode);
+        const checkout = await t.call('POST', '/v1/subscriptions', {
+          customer: c.id,
+          plan: 'at-family',
+          paymentMethod,
+        });
+        no500(checkout);
+        expect([400, 404, 409], `${paymentMethod}: ${checkout.body}`).toContain(checkout.statusCode);
+      }
+      expect(await paymentsOf(stranger.id)).toHaveLength(0);
+      expect((await invoicesOf(sub.id))[1]!.status).toBe('open');
+      expect((await t.call('GET', `/v1/subscriptions?customer=${c.id}`)).json().data).toHaveLength(1);
+      // Unknown customer and plan: 404, nothing created.
+      for (const body of [
+        { customer: 'cus_01ZZZZZZZZZZZZZZZZZZZZZZZZ', plan: 'at-basic' },
+        { customer: c.id, plan: 'plan_01ZZZZZZZZZZZZZZZZZZZZZZZZ' },
+        { customer: c.id, plan: 'no-such-plan' },
+      ]) {
+        const res = await t.call('POST', '/v1/subscriptions', body);
+        expect(res.statusCode, res.body).toBe(404);
+      }
+      const unknownPlan = await post(sub.id, 'change', { plan: 'no-such-plan' });
+      expect(unknownPlan.statusCode, unknownPlan.body).toBe(404);
+      await invariants(c.id);
+      await invariants(stranger.id);
+    });
+
+    it('a change and a pause at once, and an advance over the renewal at once with a change', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+      const [changed, paused] = await Promise.all([
+        post(sub.id, 'change', { plan: 'at-premium', timing: 'immediate' }),
+        post(sub.id, 'pause', {}),
+      ]);
+      no500(changed);
+      no500(paused);
+      await invariants(c.id);
+
+      const d = await customer();
+      const other = await subscribe(d.id, 'at-basic');
+      await advance(d.clock, '2027-02-14T23:00:00Z');
+      const [moved, change] = await Promise.all([
+        t.call('POST', `/v1/test-clocks/${d.clock}/advance`, { frozenTime: '2027-03-20T00:00:00Z' }),
+        post(other.id, 'change', { plan: 'at-yearly' }),
+      ]);
+      expect(moved.statusCode, moved.body).toBe(200);
+      no500(change);
+      const after = await getSub(other.id);
+      expect(['active']).toContain(after.status);
+      for (const i of await invoicesOf(other.id)) expect(i.status).toBe('paid');
+      await invariants(d.id);
     });
   });
 
@@ -871,7 +985,7 @@ describe(`billing under attack (${ENGINE})`, () => {
             );
             expect(after, `${status} ${name} refused but changed: ${res.body}`).toEqual(before);
           }
-          await invariants(current?.c.id ?? before.sub.customer);
+          await invariants(current?.c.id ?? (before.sub.customer as string));
         }
       }
       expect(observed).toEqual(expected);
