@@ -344,7 +344,20 @@ async function apply(ctx: BillingContext, trx: Executor, f: Facts): Promise<Invo
       );
       return null;
     case 'trial':
-      // Free: no invoice, the trial end (and so the anchor) does not move.
+      // Free: no invoice, the trial end (and so the anchor) does not move. A trial moved to
+      // another product is that product's trial too (one trial per customer and product).
+      if (target.productId !== sub.product_id) {
+        await billingTables(trx)
+          .insertInto('trial_usage')
+          .values({
+            customer_id: sub.customer_id,
+            product_id: target.productId,
+            subscription_id: sub.id,
+            created_at: at,
+          })
+          .onConflict((oc) => oc.columns(['customer_id', 'product_id']).doNothing())
+          .execute();
+      }
       await ctx.saveSubscription(trx, sub, swap, at, 'subscription.changed', {
         previousAttributes: previous,
       });

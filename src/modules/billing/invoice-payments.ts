@@ -4,7 +4,7 @@ import { invalidState } from '../../kernel/errors.js';
 import type { Payment, PaymentInput } from '../payments/service.js';
 import { type BillingContext, JOBS, lockInvoice, lockSubscription, mustExist, stateOf } from './context.js';
 import { isLastFailure, retryAt } from './domain/dunning.js';
-import { invoiceAttemptKey, paidEntry, writeOffEntry } from './domain/entries.js';
+import { invoiceAttemptKey, paidEntry, unappliedPaymentEntry, writeOffEntry } from './domain/entries.js';
 import { applyEvent } from './domain/lifecycle.js';
 import { resumePaid } from './pause-resume.js';
 import { billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
@@ -131,7 +131,37 @@ export async function settleInvoice(
     declineCode,
     payment: payment?.id ?? null,
   });
-  if (invoice.status !== 'open') return outcome(null);
+  if (invoice.status !== 'open') {
+    // A charge that came back captured after the invoice stopped being open (a cancel voided it
+    // meanwhile): the money is not lost, it becomes the customer's account credit (once per payment).
+    if (payment?.captured && invoice.payment_id !== payment.id) {
+      const posted = await ctx.ledger.post(
+        trx,
+        unappliedPaymentEntry(
+          { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
+          { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+          now,
+        ),
+      );
+      if (!posted.replayed) {
+        const balance =
+          (await ctx.accountCredit(trx, sub.customer_id, invoice.currency, true)) + payment.amount_minor;
+        await db
+          .insertInto('account_credits')
+          .values({
+            customer_id: sub.customer_id,
+            currency: invoice.currency,
+            balance_minor: balance,
+            updated_at: now,
+          })
+          .onConflict((oc) =>
+            oc.columns(['customer_id', 'currency']).doUpdateSet({ balance_minor: balance, updated_at: now }),
+          )
+          .execute();
+      }
+    }
+    return outcome(null);
+  }
   if (payment && !payment.captured && payment.status !== 'failed') {
     throw new Error(`invoice ${invoice.id}: payment ${payment.id} is still ${payment.status}`);
   }

@@ -30,8 +30,10 @@ function resumeOutcome(out: ResumeOutcome): Outcome {
 
 const atBody = z
   .object({
-    at: z
-      .string()
+    // An ISO-8601 instant with its offset, validated as a calendar date (2027-02-30 is refused, not
+    // read as Mar 2 as `new Date` would).
+    at: z.iso
+      .datetime({ offset: true })
       .max(40)
       .optional()
       .describe("ISO-8601 instant, not before the customer's now (default: now); a later one is scheduled"),

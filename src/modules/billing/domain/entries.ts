@@ -78,6 +78,34 @@ export function paidEntry(
   });
 }
 
+/**
+ * A payment captured for an invoice that was no longer open when it came back (a cancel voided
+ * it, dunning wrote it off, an expiry voided it while the charge was at the provider): the money
+ * is the customer's, kept as account credit, tax included, which later invoices spend. The
+ * capture booked revenue and tax; both are taken back onto the customer's credit.
+ */
+export function unappliedPaymentEntry(
+  invoice: Pick<InvoiceFacts, 'id' | 'customerId' | 'currency'>,
+  payment: { readonly id: string; readonly amountMinor: number; readonly taxMinor: number },
+  at: Date,
+): TransactionSpec {
+  assert(payment.taxMinor >= 0 && payment.taxMinor <= payment.amountMinor, 'tax within the amount');
+  return nonZero({
+    idempotencyKey: `payment:${payment.id}:unapplied`,
+    reference: invoice.id,
+    description: `payment ${payment.id} for invoice ${invoice.id}, no longer open, kept as account credit`,
+    effectiveAt: at,
+    postings: [
+      {
+        account: { type: 'revenue', currency: invoice.currency },
+        debit: payment.amountMinor - payment.taxMinor,
+      },
+      { account: { type: 'tax_payable', currency: invoice.currency }, debit: payment.taxMinor },
+      { account: customerCredit(invoice), credit: payment.amountMinor },
+    ],
+  });
+}
+
 /** Voiding a finalised invoice nobody paid (an expired sign-up): the finalisation, undone. Null for a 0 invoice. */
 export function voidEntry(invoice: InvoiceFacts, at: Date): TransactionSpec | null {
   const finalized = finalizeEntry(invoice, at);
