@@ -13,7 +13,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
   let t: TestApp;
   let n = 0;
   beforeAll(async () => {
-    t = await startTestApp({ providerTimeoutMs: 400, breakerHalfOpenMs: 500 });
+    t = await startTestApp({ providerTimeoutMs: 1_000, breakerHalfOpenMs: 500 });
     const address = await t.app.server.listen({ port: 0, host: '127.0.0.1' });
     t.app.services.providers.setWebhookBase(address);
     await t.markets('SE');
@@ -67,7 +67,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
     const webhookUrl = a.state.webhook.url;
     // No webhooks for now: only the reconciliation can learn what happened.
     a.state.webhook.url = undefined;
-    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 700 };
+    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 1_500 };
     try {
       const res = await pay(c);
       // Every attempt timed out: the outcome is unknown, so the API says so (202 processing),
@@ -113,6 +113,9 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
         if (r.statusCode === 201) expect(capturedCount(r.json().id)).toBe(1);
       }
       sims()['simulator-a']!.state.faults.errorRate = 0;
+      // Half the calls failing may have opened simulator-a's circuit (5 failures in a row): let it
+      // half-open, so the reconciliation below reaches the provider.
+      await new Promise((r) => setTimeout(r, 600));
       // The 202s settle once every attempt's deadline has passed (moved to now here): each is
       // either charged once and booked once, or failed with nothing charged and nothing booked.
       const { db, payments } = t.app.services;
@@ -140,6 +143,9 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       expect(await trialBalanced()).toBe(true);
     } finally {
       sims()['simulator-a']!.state.faults.errorRate = 0;
+      // Leave simulator-a's circuit closed for the next tests: a probe after the half-open delay.
+      await new Promise((r) => setTimeout(r, 600));
+      expect((await pay(c, 100)).statusCode).toBe(201);
     }
   });
 
@@ -148,7 +154,7 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
     const a = sims()['simulator-a']!;
     const webhookUrl = a.state.webhook.url;
     a.state.webhook.url = undefined;
-    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 700 };
+    a.state.faults = { ...a.state.faults, timeoutRate: 1, timeoutMs: 1_500 };
     const headers = { 'idempotency-key': `resume-${c}` };
     const body = { customer: c, amount: 5000, currency: 'SEK', description: 'Gift card' };
     try {
