@@ -242,6 +242,18 @@ describe(`billing under attack (${ENGINE})`, () => {
       expect(net).toBeGreaterThan(0);
     });
 
+    it('pause, resume, pause at one frozen instant: the second pause invoice is refused (409), not a 500', async () => {
+      const c = await customer();
+      const sub = await subscribe(c.id, 'at-basic');
+      await advance(c.clock, '2027-01-25T00:00:00Z');
+      expect((await post(sub.id, 'pause', {})).statusCode).toBe(200);
+      expect([200, 402]).toContain((await post(sub.id, 'resume', {})).statusCode);
+      const again = await post(sub.id, 'pause', {});
+      no500(again);
+      if (again.statusCode !== 200) expect(again.json().code, again.body).toBe('invalid_state');
+      await invariants(c.id);
+    });
+
     it('pause, resume and cancel interleaved: the state machine holds, money balances', async () => {
       const c = await customer();
       const sub = await subscribe(c.id, 'at-basic');

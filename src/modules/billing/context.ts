@@ -1,10 +1,12 @@
 import type { Kysely } from 'kysely';
+import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { EventType, JsonObject } from '../../events/types.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { assert } from '../../kernel/assert.js';
 import { isoSeconds } from '../../kernel/clock.js';
+import { invalidState } from '../../kernel/errors.js';
 import { isIdOf, newId } from '../../kernel/ids.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
@@ -295,7 +297,18 @@ export class BillingContext {
       created_at: at,
       updated_at: at,
     };
-    await db.insertInto('invoices').values(invoice).execute();
+    try {
+      await db.insertInto('invoices').values(invoice).execute();
+    } catch (error) {
+      // One invoice per (subscription, period start, reason): a second pause, resume or change at
+      // the same instant (a frozen test clock, two requests at once) is refused, not a 500.
+      if (isUniqueViolation(error)) {
+        throw invalidState(
+          `Subscription ${sub.id} already has a ${p.reason} invoice from ${at.toISOString()}; retry in a moment.`,
+        );
+      }
+      throw error;
+    }
     // Each charge line's net (the invoice's tax spread by cumulative rounding; `lineNets` follows
     // the charge lines in order, which come first); tax and credit_applied lines carry none.
     const nets = lineNets(a);
