@@ -219,21 +219,7 @@ async function voidInvoice(ctx: BillingContext, trx: Executor, invoice: Invoices
         },
       ],
     });
-    const balance = await ctx.accountCredit(trx, invoice.customer_id, invoice.currency, true);
-    await billingTables(trx)
-      .insertInto('account_credits')
-      .values({
-        customer_id: invoice.customer_id,
-        currency: invoice.currency,
-        balance_minor: balance + credit,
-        updated_at: now,
-      })
-      .onConflict((oc) =>
-        oc
-          .columns(['customer_id', 'currency'])
-          .doUpdateSet({ balance_minor: balance + credit, updated_at: now }),
-      )
-      .execute();
+    await ctx.addAccountCredit(trx, invoice.customer_id, invoice.currency, credit, now);
   }
 }
 

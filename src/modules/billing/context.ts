@@ -235,6 +235,41 @@ export class BillingContext {
   }
 
   /**
+   * Moves the customer's account credit by `deltaMinor` (the ledger's `customer_credit` posting is
+   * the caller's): one statement, so it never reads a stale balance. Below 0 is refused by the
+   * table's check.
+   */
+  async addAccountCredit(
+    trx: Executor,
+    customerId: string,
+    currency: string,
+    deltaMinor: number,
+    at: Date,
+  ): Promise<void> {
+    const db = billingTables(trx);
+    if (deltaMinor < 0) {
+      // Spending credit: the row exists (the check on a proposed insert would refuse a negative).
+      await db
+        .updateTable('account_credits')
+        .set((eb) => ({ balance_minor: eb('balance_minor', '+', deltaMinor), updated_at: at }))
+        .where('customer_id', '=', customerId)
+        .where('currency', '=', currency)
+        .executeTakeFirstOrThrow();
+      return;
+    }
+    await db
+      .insertInto('account_credits')
+      .values({ customer_id: customerId, currency, balance_minor: deltaMinor, updated_at: at })
+      .onConflict((oc) =>
+        oc.columns(['customer_id', 'currency']).doUpdateSet((eb) => ({
+          balance_minor: eb('account_credits.balance_minor', '+', deltaMinor),
+          updated_at: at,
+        })),
+      )
+      .execute();
+  }
+
+  /**
    * Assembles and stores an invoice, finalised: the customer's account credit applied first (or
    * created by a negative total), numbered from its series (`InvoiceNumbers`: gapless, taken in
    * blocks), booked, `invoice.created` and
@@ -250,14 +285,11 @@ export class BillingContext {
       testClock: boolean;
       at: Date;
       reason: InvoicesTable['reason'];
-      /** Apply the customer's account credit (default true). */
-      useCredit?: boolean;
     },
   ): Promise<InvoicesTable> {
     const db = billingTables(trx);
     const { sub, at } = p;
-    const credit =
-      p.useCredit === false ? 0 : await this.accountCredit(trx, sub.customer_id, sub.currency, true);
+    const credit = await this.accountCredit(trx, sub.customer_id, sub.currency, true);
     const a: AssembledInvoice = assembleInvoice({
       currency: sub.currency,
       tax: p.tax,
@@ -339,20 +371,7 @@ export class BillingContext {
     if (a.creditAppliedMinor > 0)
       await this.ledger.post(trx, creditAppliedEntry(facts, a.creditAppliedMinor, at));
     if (a.accountCreditAfterMinor !== credit) {
-      await db
-        .insertInto('account_credits')
-        .values({
-          customer_id: sub.customer_id,
-          currency: sub.currency,
-          balance_minor: a.accountCreditAfterMinor,
-          updated_at: at,
-        })
-        .onConflict((oc) =>
-          oc
-            .columns(['customer_id', 'currency'])
-            .doUpdateSet({ balance_minor: a.accountCreditAfterMinor, updated_at: at }),
-        )
-        .execute();
+      await this.addAccountCredit(trx, sub.customer_id, sub.currency, a.accountCreditAfterMinor - credit, at);
     }
     const open = { ...invoice, status: 'open' as const, paid_at: null };
     await this.invoiceEvent(trx, 'invoice.created', { ...open, version: 1 });

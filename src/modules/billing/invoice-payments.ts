@@ -144,20 +144,7 @@ export async function settleInvoice(
         ),
       );
       if (!posted.replayed) {
-        const balance =
-          (await ctx.accountCredit(trx, sub.customer_id, invoice.currency, true)) + payment.amount_minor;
-        await db
-          .insertInto('account_credits')
-          .values({
-            customer_id: sub.customer_id,
-            currency: invoice.currency,
-            balance_minor: balance,
-            updated_at: now,
-          })
-          .onConflict((oc) =>
-            oc.columns(['customer_id', 'currency']).doUpdateSet({ balance_minor: balance, updated_at: now }),
-          )
-          .execute();
+        await ctx.addAccountCredit(trx, sub.customer_id, invoice.currency, payment.amount_minor, now);
       }
     }
     return outcome(null);
@@ -239,32 +226,9 @@ async function onPaid(
     await ctx.scheduleCycle(trx, next, period.end, await testClockId());
     return next;
   }
-  if (
-    (sub.status === 'trialing' || sub.status === 'active') &&
-    invoice.reason === 'subscription_cycle' &&
-    sub.current_period_end !== null &&
-    invoice.period_start.getTime() >= sub.current_period_end.getTime()
-  ) {
-    const trial = sub.status === 'trialing';
-    const state = applyEvent(stateOf(sub), {
-      type: trial ? 'trial_ended' : 'renewed',
-      at: now,
-      paid: true,
-      period,
-    });
-    const next = await ctx.saveSubscription(
-      trx,
-      sub,
-      {
-        status: state.status,
-        current_period_start: state.currentPeriodStart,
-        current_period_end: state.currentPeriodEnd,
-        past_due_since: null,
-      },
-      now,
-      trial ? 'subscription.activated' : 'subscription.renewed',
-    );
-    await ctx.scheduleCycle(trx, next, period.end, await testClockId());
+  if (isNextPeriod(sub, invoice)) {
+    const next = await startPeriod(ctx, trx, sub, invoice, true, now);
+    await ctx.scheduleCycle(trx, next, invoice.period_end, await testClockId());
     return next;
   }
   if (sub.status === 'paused' && invoice.reason === 'subscription_resume') {
@@ -297,6 +261,50 @@ async function onPaid(
   return sub;
 }
 
+/** Whether `invoice` bills the period after the trialing or active subscription's current one. */
+function isNextPeriod(sub: SubscriptionsTable, invoice: InvoicesTable): boolean {
+  return (
+    (sub.status === 'trialing' || sub.status === 'active') &&
+    invoice.reason === 'subscription_cycle' &&
+    sub.current_period_end !== null &&
+    invoice.period_start.getTime() >= sub.current_period_end.getTime()
+  );
+}
+
+/**
+ * The trial end or renewal the invoice billed, settled: the subscription moves to its period,
+ * active when paid (`subscription.activated` after a trial, `.renewed` after a period), else
+ * past_due (`subscription.past_due`, the dunning clock started).
+ */
+async function startPeriod(
+  ctx: BillingContext,
+  trx: Executor,
+  sub: SubscriptionsTable,
+  invoice: InvoicesTable,
+  paid: boolean,
+  now: Date,
+): Promise<SubscriptionsTable> {
+  const trial = sub.status === 'trialing';
+  const state = applyEvent(stateOf(sub), {
+    type: trial ? 'trial_ended' : 'renewed',
+    at: now,
+    paid,
+    period: { start: invoice.period_start, end: invoice.period_end },
+  });
+  return ctx.saveSubscription(
+    trx,
+    sub,
+    {
+      status: state.status,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
+      past_due_since: state.pastDueSince,
+    },
+    now,
+    paid ? (trial ? 'subscription.activated' : 'subscription.renewed') : 'subscription.past_due',
+  );
+}
+
 /** The subscription after its invoice's charge was declined: dunning. */
 async function onDeclined(
   ctx: BillingContext,
@@ -308,31 +316,8 @@ async function onDeclined(
   testClockId: () => Promise<string | null>,
 ): Promise<SubscriptionsTable> {
   const period = { start: invoice.period_start, end: invoice.period_end };
-  if (
-    (sub.status === 'trialing' || sub.status === 'active') &&
-    invoice.reason === 'subscription_cycle' &&
-    sub.current_period_end !== null &&
-    invoice.period_start.getTime() >= sub.current_period_end.getTime()
-  ) {
-    const trial = sub.status === 'trialing';
-    const state = applyEvent(stateOf(sub), {
-      type: trial ? 'trial_ended' : 'renewed',
-      at: now,
-      paid: false,
-      period,
-    });
-    const next = await ctx.saveSubscription(
-      trx,
-      sub,
-      {
-        status: state.status,
-        current_period_start: state.currentPeriodStart,
-        current_period_end: state.currentPeriodEnd,
-        past_due_since: state.pastDueSince,
-      },
-      now,
-      'subscription.past_due',
-    );
+  if (isNextPeriod(sub, invoice)) {
+    const next = await startPeriod(ctx, trx, sub, invoice, false, now);
     await scheduleRetry(ctx, trx, next, invoice, 1, await testClockId());
     return next;
   }
