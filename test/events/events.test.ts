@@ -48,14 +48,16 @@ describe(`events outbox (${ENGINE})`, () => {
   const count = async () =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM events`.execute(db())).rows[0]!.n;
   /**
+   * Retries an assertion about what the reader returns: a transaction of another test file in
+   * flight on the same PostgreSQL server holds every later row back until it ends (CI saw this).
+   */
+  const eventually = (check: () => Promise<void>) => vi.waitFor(check, { timeout: 20_000, interval: 50 });
+  /**
    * Waits until every committed event is readable. Readers stop at the oldest transaction in flight
    * on the whole server (ADR 0015), and on PostgreSQL other test files run transactions meanwhile.
    */
   const settled = () =>
-    vi.waitFor(async () => expect((await events.readFrom(OUTBOX_START, 1000)).length).toBe(await count()), {
-      timeout: 10_000,
-      interval: 50,
-    });
+    eventually(async () => expect((await events.readFrom(OUTBOX_START, 1000)).length).toBe(await count()));
   /** Every event the API lists for `query`, following nextCursor; asserts each page's size. */
   const listAll = async (query: string, limit: number) => {
     const ids: string[] = [];
@@ -295,6 +297,8 @@ describe(`events outbox (${ENGINE})`, () => {
     const sub = newAggregate();
     const written: string[] = [];
     for (let v = 1; v <= 5; v++) written.push((await append(input('subscription.renewed', sub, v))).id);
+    // Once readable, rows of committed transactions stay readable: the loop below sees them all.
+    await settled();
     const seen: string[] = [];
     let position: OutboxPosition = OUTBOX_START;
     for (let round = 0; round < 100; round++) {
@@ -313,7 +317,9 @@ describe(`events outbox (${ENGINE})`, () => {
 
   it('holds back rows of transactions at or above the oldest one in flight, and delivers them later in order', async () => {
     // A row stamped with a transaction id not yet ended (above the snapshot's xmin) is visible
-    // but not final: the reader must not move past it.
+    // but not final: the reader must not move past it. Once every row so far is readable, no
+    // transaction older than them is in flight, so the snapshot's xmin sorts after all of them.
+    await settled();
     const xmin = (
       await sql<{ x: number }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x`.execute(
         db(),
@@ -335,8 +341,9 @@ describe(`events outbox (${ENGINE})`, () => {
     // Once that transaction id is below every one in flight, the row comes after the last read.
     await sql`UPDATE events SET xact_id = ${xmin} WHERE id = 'evt_held'`.execute(db());
     // (xmin) sorts after every row of earlier transactions already read.
-    const next = await events.readFrom(last, 1000);
-    expect(next.map((e) => e.id)).toEqual(['evt_held']);
+    await eventually(async () =>
+      expect((await events.readFrom(last, 1000)).map((e) => e.id)).toEqual(['evt_held']),
+    );
   });
 
   it('an older version written by a later transaction is an ordering conflict (retried as 40001)', async () => {
@@ -389,6 +396,7 @@ describe(`events outbox (${ENGINE})`, () => {
     it('never skips a row whose transaction commits after a later one (two connections)', async () => {
       const sub1 = newAggregate();
       const sub2 = newAggregate();
+      await settled();
       const before = await events.readFrom(OUTBOX_START, 1000);
       const position = before.at(-1)?.position ?? OUTBOX_START;
       const seqBefore = (
@@ -420,13 +428,15 @@ describe(`events outbox (${ENGINE})`, () => {
       expect(listed.map((e: { id: string }) => e.id)).not.toContain(second.id);
       mayCommit.open();
       const firstEvent = await first;
-      const after = await events.readFrom(position, 1000);
-      expect(after.map((e) => e.id)).toEqual([firstEvent.id, second.id]);
+      await eventually(async () =>
+        expect((await events.readFrom(position, 1000)).map((e) => e.id)).toEqual([firstEvent.id, second.id]),
+      );
     });
 
     it('an event of a transaction older than one already committed comes first, never skipped', async () => {
       const subA = newAggregate();
       const subB = newAggregate();
+      await settled();
       const before = await events.readFrom(OUTBOX_START, 1000);
       const position = before.at(-1)?.position ?? OUTBOX_START;
       const hasId = latch();
@@ -448,7 +458,9 @@ describe(`events outbox (${ENGINE})`, () => {
       expect(await events.readFrom(position, 1000)).toEqual([]);
       mayInsert.open();
       const bEvent = await b;
-      expect((await events.readFrom(position, 1000)).map((e) => e.id)).toEqual([bEvent.id, a.id]);
+      await eventually(async () =>
+        expect((await events.readFrom(position, 1000)).map((e) => e.id)).toEqual([bEvent.id, a.id]),
+      );
     });
 
     it('keeps versions of one aggregate in position order: a conflicting writer is run again', async () => {
@@ -469,6 +481,7 @@ describe(`events outbox (${ENGINE})`, () => {
       mayAppend.open();
       await v2;
       expect(attempts).toBe(2);
+      await settled();
       const mine = (await events.readFrom(OUTBOX_START, 1000)).filter((e) => e.aggregate.id === sub);
       expect(mine.map((e) => e.aggregate.version)).toEqual([1, 2]);
     });
@@ -497,6 +510,7 @@ describe(`events outbox (${ENGINE})`, () => {
     clock.set(new Date(start + 90 * DAY - 60_000));
     expect(await pruner.prune()).toBe(0);
     clock.set(new Date(start + 91 * DAY));
+    await settled();
     const mine = (await pruner.readFrom(OUTBOX_START, 1000)).filter((e) => e.aggregate.id === sub);
     // The relay has published up to the second old event: only those two may go.
     expect(await pruner.prune({ keepAfter: mine[1]!.position })).toBe(2);
