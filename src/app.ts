@@ -85,6 +85,8 @@ export function createServices(
     retryDays: config.dunningRetryDays,
     clock,
     numberBlock: config.invoiceNumberBlock,
+    renewalBatch: config.renewalBatch,
+    renewalConcurrency: config.renewalConcurrency,
   });
   const entitlements = new EntitlementService(billing, customers, catalog);
   return {

@@ -26,6 +26,10 @@ export interface Config {
   dunningRetryDays: number[];
   /** Invoice numbers a node takes at once per series (gapless either way; 1 keeps them in time order). */
   invoiceNumberBlock: number;
+  /** Cycle jobs a renewal batch claims (`REPRISE_RENEWAL_BATCH`). */
+  renewalBatch: number;
+  /** Charges a renewal batch has in flight at once (`REPRISE_RENEWAL_CONCURRENCY`). */
+  renewalConcurrency: number;
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -189,6 +193,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionDays: int('REPRISE_EVENT_RETENTION_DAYS', env.REPRISE_EVENT_RETENTION_DAYS, 90, 1, 3650),
     dunningRetryDays: retryDaysOf(env.REPRISE_DUNNING_RETRY_DAYS),
     invoiceNumberBlock: int('REPRISE_INVOICE_NUMBER_BLOCK', env.REPRISE_INVOICE_NUMBER_BLOCK, 50, 1, 10_000),
+    renewalBatch: int('REPRISE_RENEWAL_BATCH', env.REPRISE_RENEWAL_BATCH, 200, 1, 5_000),
+    renewalConcurrency: int('REPRISE_RENEWAL_CONCURRENCY', env.REPRISE_RENEWAL_CONCURRENCY, 8, 1, 256),
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

@@ -73,6 +73,8 @@ export interface EventPage {
   next: OutboxPosition | null;
 }
 
+/** Events one `appendMany` writes at most (one multi-row insert). */
+export const APPEND_BATCH_MAX = 10_000;
 /** A relay batch at most. */
 export const READ_LIMIT_MAX = 1_000;
 export const RETENTION_DAYS_DEFAULT = 90;
@@ -133,72 +135,98 @@ export class EventsOutbox {
    * at a time. Data is asserted to carry no names or emails. Returns the envelope.
    */
   async append(trx: Executor, input: AppendInput): Promise<EventEnvelope> {
+    const [envelope] = await this.appendMany(trx, [input]);
+    return envelope!;
+  }
+
+  /**
+   * Appends events in order inside the caller's transaction in two statements whatever their
+   * number (a batch of renewals): one read of the latest version of each aggregate, one insert.
+   * Versions of one aggregate must increase along the list, as across calls.
+   */
+  async appendMany(trx: Executor, inputs: readonly AppendInput[]): Promise<EventEnvelope[]> {
     assert(trx.isTransaction, 'events are appended inside the transaction of their change');
-    assert(isEventType(input.type), `unknown event type '${input.type}'`);
-    const { aggregate } = input;
-    assert(AGGREGATE_TYPE.test(aggregate.type), `aggregate type '${aggregate.type}'`);
-    assert(
-      typeof aggregate.id === 'string' && aggregate.id.length > 0 && aggregate.id.length <= AGGREGATE_ID_MAX,
-      'aggregate id of 1 to 255 characters',
-    );
-    assert(
-      Number.isInteger(aggregate.version) && aggregate.version >= 1 && aggregate.version <= VERSION_MAX,
-      `aggregate version ${aggregate.version}`,
-    );
-    const customerId = input.customerId ?? null;
-    assert(
-      customerId === null || (customerId.length > 0 && customerId.length <= CUSTOMER_ID_MAX),
-      'customer id',
-    );
-    const data = checkEventData(input.data);
+    assert(inputs.length <= APPEND_BATCH_MAX, `${inputs.length} events in one append`);
+    if (inputs.length === 0) return [];
+    const latest = new Map<string, number>();
+    const checked = inputs.map((input) => {
+      assert(isEventType(input.type), `unknown event type '${input.type}'`);
+      const { aggregate } = input;
+      assert(AGGREGATE_TYPE.test(aggregate.type), `aggregate type '${aggregate.type}'`);
+      assert(
+        typeof aggregate.id === 'string' &&
+          aggregate.id.length > 0 &&
+          aggregate.id.length <= AGGREGATE_ID_MAX,
+        'aggregate id of 1 to 255 characters',
+      );
+      assert(
+        Number.isInteger(aggregate.version) && aggregate.version >= 1 && aggregate.version <= VERSION_MAX,
+        `aggregate version ${aggregate.version}`,
+      );
+      const customerId = input.customerId ?? null;
+      assert(
+        customerId === null || (customerId.length > 0 && customerId.length <= CUSTOMER_ID_MAX),
+        'customer id',
+      );
+      const key = `${aggregate.type}\u0000${aggregate.id}`;
+      const before = latest.get(key);
+      assert(
+        before === undefined || before < aggregate.version,
+        `${aggregate.type} ${aggregate.id}: version ${aggregate.version} after ${before}`,
+      );
+      latest.set(key, aggregate.version);
+      return { input, customerId, data: checkEventData(input.data) };
+    });
 
     const db = eventTables(trx);
-    const previous = await db
-      .selectFrom('events')
-      .select([
-        'aggregate_version',
-        'xact_id',
-        sql<number>`pg_current_xact_id()::text::bigint`.as('own_xact_id'),
-      ])
-      .where('aggregate_type', '=', aggregate.type)
-      .where('aggregate_id', '=', aggregate.id)
-      .orderBy('aggregate_version', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    if (previous) {
+    // Each aggregate's first event of the batch is the one to compare with what is stored.
+    const firsts = new Map<string, (typeof checked)[number]>();
+    for (const c of checked) {
+      const key = `${c.input.aggregate.type}\u0000${c.input.aggregate.id}`;
+      if (!firsts.has(key)) firsts.set(key, c);
+    }
+    const types = [...firsts.values()].map((c) => c.input.aggregate.type);
+    const ids = [...firsts.values()].map((c) => c.input.aggregate.id);
+    // The latest stored version of each aggregate (the index on type, id, version, read backwards).
+    const previous = await sql<{ t: string; i: string; version: number; xact_id: number; own: number }>`
+      SELECT a.t, a.i, e.aggregate_version AS version, e.xact_id,
+             pg_current_xact_id()::text::bigint AS own
+      FROM unnest(${types}::text[], ${ids}::text[]) AS a(t, i)
+      CROSS JOIN LATERAL (
+        SELECT aggregate_version, xact_id FROM events
+        WHERE aggregate_type = a.t AND aggregate_id = a.i
+        ORDER BY aggregate_version DESC LIMIT 1
+      ) e`.execute(trx);
+    for (const p of previous.rows) {
+      const first = firsts.get(`${p.t}\u0000${p.i}`)!;
       assert(
-        previous.aggregate_version < aggregate.version,
-        `${aggregate.type} ${aggregate.id}: version ${aggregate.version} after ${previous.aggregate_version}`,
+        p.version < first.input.aggregate.version,
+        `${p.t} ${p.i}: version ${first.input.aggregate.version} after ${p.version}`,
       );
-      if (previous.xact_id > previous.own_xact_id) {
+      if (Number(p.xact_id) > Number(p.own)) {
         throw new OutboxOrderConflict(
-          `${aggregate.type} ${aggregate.id} version ${previous.aggregate_version} was written by a later transaction`,
+          `${p.t} ${p.i} version ${p.version} was written by a later transaction`,
         );
       }
     }
 
     const createdAt = this.#clock.now();
-    const id = newId('event', createdAt.getTime());
+    const rows = checked.map((c) => ({
+      id: newId('event', createdAt.getTime()),
+      type: c.input.type,
+      aggregate_type: c.input.aggregate.type,
+      aggregate_id: c.input.aggregate.id,
+      aggregate_version: c.input.aggregate.version,
+      customer_id: c.customerId,
+      data: c.data,
+      created_at: createdAt,
+    }));
     try {
-      await db
-        .insertInto('events')
-        .values({
-          id,
-          type: input.type,
-          aggregate_type: aggregate.type,
-          aggregate_id: aggregate.id,
-          aggregate_version: aggregate.version,
-          customer_id: customerId,
-          data,
-          created_at: createdAt,
-        })
-        .execute();
+      await db.insertInto('events').values(rows).execute();
     } catch (error) {
       if (isUniqueViolation(error)) {
         // Two unserialised writers of one aggregate: a bug in the caller, not a client's mistake.
-        throw new AssertionError(
-          `${aggregate.type} ${aggregate.id}: version ${aggregate.version} written twice`,
-        );
+        throw new AssertionError(`an aggregate version written twice (${(error as Error).message})`);
       }
       throw error;
     }
@@ -208,7 +236,13 @@ export class EventsOutbox {
         for (const listener of this.#listeners) listener();
       });
     }
-    return { id, type: input.type, createdAt, data: input.data, aggregate: { ...aggregate } };
+    return checked.map((c, i) => ({
+      id: rows[i]!.id,
+      type: c.input.type,
+      createdAt,
+      data: c.input.data,
+      aggregate: { ...c.input.aggregate },
+    }));
   }
 
   /**

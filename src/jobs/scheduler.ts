@@ -20,6 +20,23 @@ export interface Job {
 /** Runs one job inside its own transaction; `now` is the job's due time on a test clock. */
 export type JobHandler = (job: Job, ctx: { trx: Executor; now: Date }) => Promise<void>;
 
+/**
+ * Runs a claimed batch of due wall-clock jobs of one kind (outside any transaction; each job is
+ * leased for `leaseMs`). The handler completes the jobs it finished with `complete()` in its own
+ * transactions, and answers the failures by job id; a job neither completed nor failed (a crash,
+ * an answer still pending) is claimed again when its lease lapses, so the work must be idempotent.
+ */
+export type BatchHandler = (jobs: Job[], now: Date) => Promise<Map<string, string>>;
+
+export interface BatchOptions {
+  /** Jobs claimed per batch. */
+  size: number;
+  /** Batches one node runs at once (one can write while another waits on a provider). */
+  parallel?: number;
+  /** How long a claimed batch is protected from other runners. */
+  leaseMs?: number;
+}
+
 export interface ScheduleInput {
   kind: string;
   runAt: Date;
@@ -53,6 +70,12 @@ const RETRY_BASE_MS = 60_000;
 export const RETRY_DELAY_MAX_MS = 15 * 60_000;
 /** Longest retry window a kind may ask for (a bound, like every retry). */
 export const RETRY_FOR_MAX_MS = 30 * 24 * 60 * 60_000;
+/** Jobs one batch claims at most. */
+export const BATCH_SIZE_MAX = 5_000;
+/** How long one poll runs a batch kind before the other jobs get their turn. */
+const BATCH_BUDGET_MS = 5_000;
+/** Polls one tick runs back to back while there is work (then the next tick goes on). */
+const DRAIN_POLLS_MAX = 1_000;
 /** Bound of one advance or one poll: more jobs than this in one go means a runaway schedule. */
 export const JOBS_PER_RUN_MAX = 100_000;
 /**
@@ -83,6 +106,7 @@ export class JobScheduler {
     string,
     { handler: JobHandler; external: boolean; retryForMs: number | undefined }
   >();
+  readonly #batches = new Map<string, { handler: BatchHandler } & Required<BatchOptions>>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
   #prunedAtMs: number | undefined;
@@ -111,6 +135,108 @@ export class JobScheduler {
       `job kind ${kind}: retryForMs out of range`,
     );
     this.#handlers.set(kind, { handler, external: opts.external ?? false, retryForMs });
+  }
+
+  /**
+   * Runs the due wall-clock jobs of `kind` (registered with `register`, which still runs a test
+   * clock's jobs one at a time, in time order) a batch at a time: claimed with `FOR UPDATE SKIP
+   * LOCKED` and leased in one short transaction, so several nodes share a run without taking a job
+   * twice.
+   */
+  registerBatch(kind: string, handler: BatchHandler, opts: BatchOptions): void {
+    assert(this.#handlers.has(kind), `job kind ${kind}: register its one-job handler first`);
+    assert(!this.#batches.has(kind), `job kind ${kind} has a batch handler already`);
+    const parallel = opts.parallel ?? 1;
+    const leaseMs = opts.leaseMs ?? EXTERNAL_LEASE_MS;
+    assert(Number.isInteger(opts.size) && opts.size >= 1 && opts.size <= BATCH_SIZE_MAX, 'batch size');
+    assert(Number.isInteger(parallel) && parallel >= 1 && parallel <= 16, 'parallel batches');
+    assert(Number.isInteger(leaseMs) && leaseMs >= 1_000, 'batch lease');
+    this.#batches.set(kind, { handler, size: opts.size, parallel, leaseMs });
+  }
+
+  /**
+   * Claims up to `limit` due wall-clock jobs of `kind` for `leaseMs` (moves their run_at past the
+   * lease) in its own transaction, oldest first.
+   */
+  async claimBatch(kind: string, limit: number, leaseMs: number): Promise<Job[]> {
+    return (await this.#claimRows(kind, limit, leaseMs)).map(toJob);
+  }
+
+  async #claimRows(kind: string, limit: number, leaseMs: number): Promise<JobRow[]> {
+    const now = this.#clock.now();
+    const due = this.#tables
+      .selectFrom('scheduled_jobs')
+      .select('id')
+      .where('kind', '=', kind)
+      .where('test_clock_id', 'is', null)
+      .where('state', '=', 'pending')
+      .where('run_at', '<=', now)
+      .orderBy('run_at')
+      .orderBy('id')
+      .limit(limit)
+      .forUpdate()
+      .skipLocked();
+    const rows = await this.#tables
+      .updateTable('scheduled_jobs')
+      .set({ run_at: new Date(now.getTime() + leaseMs) })
+      .where(sql<boolean>`id = ANY(ARRAY(${due}))`)
+      .returning([
+        'id',
+        'kind',
+        'run_at',
+        'customer_id',
+        'test_clock_id',
+        'payload',
+        'attempts',
+        'first_failed_at',
+      ])
+      .execute();
+    // The lease moved run_at: hand the handler the time each job was due (its claim time).
+    return rows.map((r) => ({ ...r, run_at: now }));
+  }
+
+  /** Marks jobs done in the caller's transaction (one statement), e.g. with the work they did. */
+  async complete(trx: Executor, ids: readonly string[], now: Date): Promise<void> {
+    if (ids.length === 0) return;
+    await jobTables(trx)
+      .updateTable('scheduled_jobs')
+      .set({ state: 'done', done_at: now, finished_at: this.#clock.now() })
+      .where('id', 'in', [...ids])
+      .where('state', '=', 'pending')
+      .execute();
+  }
+
+  /** Runs batches of `kind` until none is due or `budgetMs` passed; returns the jobs claimed. */
+  async #runBatches(kind: string, budgetMs: number): Promise<number> {
+    const entry = this.#batches.get(kind)!;
+    const until = performance.now() + budgetMs;
+    let claimed = 0;
+    const lane = async () => {
+      while (performance.now() < until) {
+        const rows = await this.#claimRows(kind, entry.size, entry.leaseMs);
+        claimed += rows.length;
+        if (rows.length === 0) return;
+        const now = this.#clock.now();
+        let failures: Map<string, string>;
+        try {
+          failures = await entry.handler(rows.map(toJob), now);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          failures = new Map(rows.map((r) => [r.id, message]));
+        }
+        if (failures.size > 0) {
+          await transact(this.#db, async (trx) => {
+            for (const row of rows) {
+              const failure = failures.get(row.id);
+              if (failure !== undefined) await this.#settle(trx, row, now, failure);
+            }
+          });
+        }
+        if (rows.length < entry.size) return;
+      }
+    };
+    await Promise.all(Array.from({ length: entry.parallel }, lane));
+    return claimed;
   }
 
   /** Failed jobs (kept `FINISHED_RETENTION_MS`) by kind, for the /metrics gauge. */
@@ -164,6 +290,40 @@ export class JobScheduler {
   }
 
   /**
+   * Schedules many jobs in one statement; a dedupe key already taken creates nothing. Returns the
+   * id of each job created, by its dedupe key (jobs without a key are always created).
+   */
+  async scheduleMany(trx: Executor, inputs: readonly ScheduleInput[]): Promise<Map<string, string>> {
+    const created = new Map<string, string>();
+    if (inputs.length === 0) return created;
+    assert(inputs.length <= BATCH_SIZE_MAX * 4, `${inputs.length} jobs in one statement`);
+    const now = this.#clock.now();
+    const rows = await jobTables(trx)
+      .insertInto('scheduled_jobs')
+      .values(
+        inputs.map((input) => ({
+          id: newId('job'),
+          kind: input.kind,
+          run_at: input.runAt,
+          test_clock_id: input.testClockId ?? null,
+          customer_id: input.customerId ?? null,
+          payload: JSON.stringify(input.payload ?? {}),
+          state: 'pending' as const,
+          last_error: null,
+          dedupe_key: input.dedupeKey ?? null,
+          created_at: now,
+          done_at: null,
+          finished_at: null,
+        })),
+      )
+      .onConflict((oc) => oc.column('dedupe_key').doNothing())
+      .returning(['id', 'dedupe_key'])
+      .execute();
+    for (const r of rows) if (r.dedupe_key !== null) created.set(r.dedupe_key, r.id);
+    return created;
+  }
+
+  /**
    * Runs, one by one in (run_at, id) order, every pending job of a test clock due at or before
    * `upTo`. `beforeEach` runs in the job's transaction first (the clock moves to the job's time).
    */
@@ -186,8 +346,13 @@ export class JobScheduler {
     throw new Error(`test clock ${testClockId}: more than ${JOBS_PER_RUN_MAX} jobs in one advance`);
   }
 
-  /** One poll of wall-clock jobs: up to `batch` due jobs, each in its own transaction. */
+  /**
+   * One poll of wall-clock jobs: batches of the batch kinds (for up to `BATCH_BUDGET_MS` each),
+   * then up to `batch` due jobs, each in its own transaction. Returns how many ran.
+   */
   async runDue(batch = 100): Promise<number> {
+    let batched = 0;
+    for (const kind of this.#batches.keys()) batched += await this.#runBatches(kind, BATCH_BUDGET_MS);
     let ran = 0;
     while (
       ran < batch &&
@@ -198,7 +363,7 @@ export class JobScheduler {
       ))
     )
       ran++;
-    return ran;
+    return batched + ran;
   }
 
   /**
@@ -349,7 +514,7 @@ export class JobScheduler {
     if (this.#timer) return;
     this.#timer = setInterval(() => {
       if (this.#running) return;
-      this.#running = this.runDue()
+      this.#running = this.#drain()
         .then(() => this.#pruneIfDue())
         .catch(() => undefined)
         .finally(() => {
@@ -357,6 +522,13 @@ export class JobScheduler {
         });
     }, intervalMs);
     this.#timer.unref();
+  }
+
+  /** Polls again at once while polls find work (a renewal run), up to a bound per tick. */
+  async #drain(): Promise<void> {
+    for (let polls = 0; polls < DRAIN_POLLS_MAX && this.#timer; polls++) {
+      if ((await this.runDue()) === 0) return;
+    }
   }
 
   async stop(): Promise<void> {
@@ -385,7 +557,8 @@ function toJob(row: JobRow): Job {
 
 let savepointSeq = 0;
 
-async function runInSavepoint(trx: Executor, fn: () => Promise<void>): Promise<void> {
+/** Runs `fn` in a savepoint of `trx`: a failure undoes its writes and is rethrown; the transaction goes on. */
+export async function runInSavepoint(trx: Executor, fn: () => Promise<void>): Promise<void> {
   const name = sql.id(`job_${++savepointSeq}`);
   await sql`SAVEPOINT ${name}`.execute(trx);
   try {

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
-import type { EventsOutbox } from '../../events/outbox.js';
+import type { AppendInput, EventsOutbox } from '../../events/outbox.js';
 import type { EventType, JsonObject } from '../../events/types.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
 import { assert } from '../../kernel/assert.js';
@@ -214,13 +214,7 @@ export class BillingContext {
   }
 
   async invoiceEvent(trx: Executor, type: EventType, invoice: InvoicesTable): Promise<void> {
-    assert(type.startsWith('invoice.'), `${type} is not an invoice event`);
-    await this.events.append(trx, {
-      type,
-      aggregate: { type: 'invoice', id: invoice.id, version: invoice.version },
-      customerId: invoice.customer_id,
-      data: { object: invoiceObject(invoice) },
-    });
+    await this.events.append(trx, invoiceEventInput(type, invoice));
   }
 
   /** The customer's account credit in `currency` (tax included), locked until commit when asked. */
@@ -287,7 +281,6 @@ export class BillingContext {
       reason: InvoicesTable['reason'];
     },
   ): Promise<InvoicesTable> {
-    const db = billingTables(trx);
     const { sub, at } = p;
     const credit = await this.accountCredit(trx, sub.customer_id, sub.currency, true);
     const a: AssembledInvoice = assembleInvoice({
@@ -298,39 +291,10 @@ export class BillingContext {
     });
     const series = invoiceSeries(p.marketCode, at, p.testClock);
     const number = await this.numbers.next(trx, series);
-    const paid = a.amountDueMinor === 0;
-    const invoice: InvoicesTable = {
-      id: newId('invoice'),
-      series,
-      number: invoiceNumber(series, number),
-      customer_id: sub.customer_id,
-      subscription_id: sub.id,
-      reason: p.reason,
-      status: paid ? 'paid' : 'open',
-      currency: a.currency,
-      tax_rate_bps: a.taxRateBps,
-      tax_inclusive: a.taxInclusive,
-      subtotal_minor: a.subtotalMinor,
-      tax_minor: a.taxMinor,
-      total_minor: a.totalMinor,
-      net_minor: a.netMinor,
-      credit_applied_minor: a.creditAppliedMinor,
-      credit_created_minor: a.creditCreatedMinor,
-      amount_due_minor: a.amountDueMinor,
-      period_start: a.periodStart,
-      period_end: a.periodEnd,
-      payment_id: null,
-      attempts: 0,
-      scheduled_attempts: 0,
-      // invoice.created (1), invoice.finalized (2), invoice.paid (3) when nothing is due.
-      version: paid ? 3 : 2,
-      finalized_at: at,
-      paid_at: paid ? at : null,
-      created_at: at,
-      updated_at: at,
-    };
+    const built = buildInvoice({ sub, assembled: a, series, number, at, reason: p.reason });
+    const scope = p.testClock ? await scopeOf(this, trx, sub.customer_id) : LIVE_SCOPE;
     try {
-      await db.insertInto('invoices').values(invoice).execute();
+      await this.storeFinalized(trx, [built], scope, at);
     } catch (error) {
       // One invoice per (subscription, period start, reason): a second pause, resume or change at
       // the same instant (a frozen test clock, two requests at once) is refused, not a 500.
@@ -341,43 +305,62 @@ export class BillingContext {
       }
       throw error;
     }
-    // Each charge line's net (the invoice's tax spread by cumulative rounding; `lineNets` follows
-    // the charge lines in order, which come first); tax and credit_applied lines carry none.
-    const nets = lineNets(a);
-    const lines: InvoiceLinesTable[] = a.lines.map((l, position) => ({
-      invoice_id: invoice.id,
-      position,
-      kind: l.kind,
-      description: l.description,
-      period_start: l.periodStart,
-      period_end: l.periodEnd,
-      amount_minor: l.amountMinor,
-      net_minor: l.kind === 'tax' || l.kind === 'credit_applied' ? 0 : (nets[position] ?? 0),
-    }));
-    await db.insertInto('invoice_lines').values(lines).execute();
-    // Revenue of the lines, recognised daily from here (deferred until served).
-    const scope = p.testClock ? await scopeOf(this, trx, sub.customer_id) : LIVE_SCOPE;
-    await addRecognitionLines(this, trx, scope, invoiceRecognitionLines(invoice, lines), at);
-    const facts = {
-      id: invoice.id,
-      customerId: sub.customer_id,
-      currency: invoice.currency,
-      totalMinor: invoice.total_minor,
-      taxMinor: invoice.tax_minor,
-      netMinor: invoice.net_minor,
-    };
-    const entry = a.totalMinor < 0 ? finalizeCreditEntry(facts, at) : finalizeEntry(facts, at);
-    if (entry) await this.ledger.post(trx, entry);
+    const { invoice } = built;
     if (a.creditAppliedMinor > 0)
-      await this.ledger.post(trx, creditAppliedEntry(facts, a.creditAppliedMinor, at));
+      await this.ledger.post(trx, creditAppliedEntry(factsOf(invoice), a.creditAppliedMinor, at));
     if (a.accountCreditAfterMinor !== credit) {
       await this.addAccountCredit(trx, sub.customer_id, sub.currency, a.accountCreditAfterMinor - credit, at);
     }
-    const open = { ...invoice, status: 'open' as const, paid_at: null };
-    await this.invoiceEvent(trx, 'invoice.created', { ...open, version: 1 });
-    await this.invoiceEvent(trx, 'invoice.finalized', { ...open, version: 2 });
-    if (paid) await this.invoiceEvent(trx, 'invoice.paid', invoice);
     return invoice;
+  }
+
+  /**
+   * Stores finalised invoices (built by `buildInvoice`, numbered) in a fixed number of statements
+   * whatever their count: the invoices, their lines, their revenue to recognise in `scope`, their
+   * ledger entries, and `invoice.created`, `invoice.finalized` (and `invoice.paid` when nothing is
+   * due). The account credit they applied or created is the caller's.
+   */
+  async storeFinalized(
+    trx: Executor,
+    built: readonly BuiltInvoice[],
+    scope: string,
+    at: Date,
+  ): Promise<void> {
+    if (built.length === 0) return;
+    const db = billingTables(trx);
+    await db
+      .insertInto('invoices')
+      .values(built.map((b) => b.invoice))
+      .execute();
+    await db
+      .insertInto('invoice_lines')
+      .values(built.flatMap((b) => b.lines))
+      .execute();
+    // Revenue of the lines, recognised daily from here (deferred until served).
+    await addRecognitionLines(
+      this,
+      trx,
+      scope,
+      built.flatMap((b) => invoiceRecognitionLines(b.invoice, b.lines)),
+      at,
+    );
+    const entries = built.flatMap(({ invoice }) => {
+      const facts = factsOf(invoice);
+      const entry = invoice.total_minor < 0 ? finalizeCreditEntry(facts, at) : finalizeEntry(facts, at);
+      return entry ? [entry] : [];
+    });
+    await this.ledger.postBatch(trx, entries);
+    await this.events.appendMany(
+      trx,
+      built.flatMap(({ invoice }) => {
+        const open = { ...invoice, status: 'open' as const, paid_at: null };
+        return [
+          invoiceEventInput('invoice.created', { ...open, version: 1 }),
+          invoiceEventInput('invoice.finalized', { ...open, version: 2 }),
+          ...(invoice.status === 'paid' ? [invoiceEventInput('invoice.paid', invoice)] : []),
+        ];
+      }),
+    );
   }
 
   /**
@@ -468,6 +451,93 @@ export function subscriptionObject(s: SubscriptionsTable): JsonObject {
     currentPeriodEnd: iso(s.current_period_end),
     trialEnd: iso(s.trial_end),
     cancelAt: iso(s.cancel_at),
+  };
+}
+
+/** An invoice event as the outbox takes it. */
+export function invoiceEventInput(type: EventType, invoice: InvoicesTable): AppendInput {
+  assert(type.startsWith('invoice.'), `${type} is not an invoice event`);
+  return {
+    type,
+    aggregate: { type: 'invoice', id: invoice.id, version: invoice.version },
+    customerId: invoice.customer_id,
+    data: { object: invoiceObject(invoice) },
+  };
+}
+
+/** A finalised invoice and its lines, ready to store (`BillingContext.storeFinalized`). */
+export interface BuiltInvoice {
+  invoice: InvoicesTable;
+  lines: InvoiceLinesTable[];
+}
+
+/**
+ * The rows of an assembled invoice, finalised at `at` with its number: `paid` when nothing is due.
+ * Each charge line carries its net (the invoice's tax spread by cumulative rounding; `lineNets`
+ * follows the charge lines in order, which come first); tax and credit_applied lines carry none.
+ */
+export function buildInvoice(p: {
+  sub: Pick<SubscriptionsTable, 'id' | 'customer_id'>;
+  assembled: AssembledInvoice;
+  series: string;
+  number: number;
+  at: Date;
+  reason: InvoicesTable['reason'];
+}): BuiltInvoice {
+  const { assembled: a, at } = p;
+  const paid = a.amountDueMinor === 0;
+  const invoice: InvoicesTable = {
+    id: newId('invoice'),
+    series: p.series,
+    number: invoiceNumber(p.series, p.number),
+    customer_id: p.sub.customer_id,
+    subscription_id: p.sub.id,
+    reason: p.reason,
+    status: paid ? 'paid' : 'open',
+    currency: a.currency,
+    tax_rate_bps: a.taxRateBps,
+    tax_inclusive: a.taxInclusive,
+    subtotal_minor: a.subtotalMinor,
+    tax_minor: a.taxMinor,
+    total_minor: a.totalMinor,
+    net_minor: a.netMinor,
+    credit_applied_minor: a.creditAppliedMinor,
+    credit_created_minor: a.creditCreatedMinor,
+    amount_due_minor: a.amountDueMinor,
+    period_start: a.periodStart,
+    period_end: a.periodEnd,
+    payment_id: null,
+    attempts: 0,
+    scheduled_attempts: 0,
+    // invoice.created (1), invoice.finalized (2), invoice.paid (3) when nothing is due.
+    version: paid ? 3 : 2,
+    finalized_at: at,
+    paid_at: paid ? at : null,
+    created_at: at,
+    updated_at: at,
+  };
+  const nets = lineNets(a);
+  const lines: InvoiceLinesTable[] = a.lines.map((l, position) => ({
+    invoice_id: invoice.id,
+    position,
+    kind: l.kind,
+    description: l.description,
+    period_start: l.periodStart,
+    period_end: l.periodEnd,
+    amount_minor: l.amountMinor,
+    net_minor: l.kind === 'tax' || l.kind === 'credit_applied' ? 0 : (nets[position] ?? 0),
+  }));
+  return { invoice, lines };
+}
+
+function factsOf(invoice: InvoicesTable) {
+  return {
+    id: invoice.id,
+    customerId: invoice.customer_id,
+    currency: invoice.currency,
+    totalMinor: invoice.total_minor,
+    taxMinor: invoice.tax_minor,
+    netMinor: invoice.net_minor,
   };
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Db, Executor } from '../../db/schema.js';
-import { afterCommit } from '../../db/transaction.js';
+import { afterCommit, transact } from '../../db/transaction.js';
 import { assert } from '../../kernel/assert.js';
 import type { Clock } from '../../kernel/clock.js';
 import { billingTables } from './tables.js';
@@ -9,6 +9,8 @@ import { billingTables } from './tables.js';
 export const NUMBER_BLOCK_DEFAULT = 50;
 /** How long a node holds a block's unused numbers before any node may take them. */
 export const NUMBER_LEASE_MS_DEFAULT = 5 * 60_000;
+/** Numbers one `reserve` takes of a series at most (a batch of renewals). */
+const RESERVE_MAX = 100_000;
 /** Series a node keeps blocks of at once (markets × years × live/test): bounded. */
 const SERIES_HELD_MAX = 1_000;
 
@@ -71,6 +73,61 @@ export class InvoiceNumbers {
     return first;
   }
 
+  /**
+   * Before a batch (renewals): makes this node hold at least `count` numbers of each series, each
+   * short series' block taken in its own short transaction, so the counter row is touched once per
+   * batch and never held while the batch's invoices are written.
+   */
+  async reserve(needs: ReadonlyMap<string, number>): Promise<void> {
+    for (const [series, count] of needs) {
+      assert(Number.isInteger(count) && count >= 0 && count <= RESERVE_MAX, `reserve of ${count} numbers`);
+      const short = count - this.#usable(series);
+      if (short <= 0) continue;
+      const size = Math.max(this.#blockSize, short);
+      await transact(this.#db, async (trx) => {
+        const numbers = await this.#claim(trx, series, size);
+        const leaseUntil = this.#clock.now().getTime() + this.#leaseMs;
+        afterCommit(trx, () => this.#keep(series, numbers, leaseUntil));
+      });
+    }
+  }
+
+  /**
+   * `n` numbers of `series`, ascending, for invoices finalised in `trx`: those this node holds in
+   * one statement, any shortfall one at a time (`next`).
+   */
+  async takeMany(trx: Executor, series: string, n: number): Promise<number[]> {
+    assert(trx.isTransaction, 'invoice numbers are taken in the transaction that finalises the invoices');
+    const wanted: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const k = this.#fromBlock(series);
+      if (k === null) break;
+      wanted.push(k);
+    }
+    const got: number[] = [];
+    if (wanted.length > 0) {
+      const used = await billingTables(trx)
+        .deleteFrom('invoice_number_pool')
+        .where('series', '=', series)
+        .where('number', 'in', wanted)
+        .where('owner', '=', this.owner)
+        .returning('number')
+        .execute();
+      got.push(...used.map((r) => Number(r.number)));
+      // Numbers not found: our lease lapsed and another node took them; forget the block.
+      if (got.length < wanted.length) this.#held.delete(series);
+    }
+    while (got.length < n) got.push(await this.next(trx, series));
+    return got.sort((a, b) => a - b);
+  }
+
+  /** Numbers of `series` this node holds and may still use. */
+  #usable(series: string): number {
+    const held = this.#held.get(series);
+    if (!held || held.leaseUntil - this.#clock.now().getTime() <= 5_000) return 0;
+    return held.numbers.length;
+  }
+
   #fromBlock(series: string): number | null {
     const held = this.#held.get(series);
     // A margin: a number is used well within its lease, or left for the next block.
@@ -111,7 +168,7 @@ export class InvoiceNumbers {
    * gaps a rollback or a dead node left are filled before new numbers are made), then new ones
    * from the series' counter.
    */
-  async #claim(trx: Executor, series: string): Promise<number[]> {
+  async #claim(trx: Executor, series: string, size = this.#blockSize): Promise<number[]> {
     const now = this.#clock.now();
     const leaseUntil = new Date(now.getTime() + this.#leaseMs);
     const db = billingTables(trx);
@@ -121,7 +178,7 @@ export class InvoiceNumbers {
       .where('series', '=', series)
       .where('lease_until', '<=', now)
       .orderBy('number')
-      .limit(this.#blockSize)
+      .limit(size)
       .forUpdate()
       .skipLocked()
       .execute();
@@ -134,7 +191,7 @@ export class InvoiceNumbers {
         .where('number', 'in', taken)
         .execute();
     }
-    const more = this.#blockSize - taken.length;
+    const more = size - taken.length;
     if (more > 0) {
       const counter = await db
         .insertInto('invoice_number_series')

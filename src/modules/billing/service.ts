@@ -73,6 +73,7 @@ import {
   resumeDue,
 } from './pause-resume.js';
 import { RECOGNIZE_JOB, recognizeScope, reverseInvoiceRecognition } from './recognition.js';
+import { RENEWAL_BATCH_DEFAULT, RENEWAL_CONCURRENCY_DEFAULT, renewBatch } from './renewals.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -146,6 +147,8 @@ export class BillingService {
       retryDays?: readonly number[] | undefined;
       clock?: Clock | undefined;
       numberBlock?: number | undefined;
+      renewalBatch?: number | undefined;
+      renewalConcurrency?: number | undefined;
     } = {},
   ) {
     this.#db = db;
@@ -179,6 +182,13 @@ export class BillingService {
     jobs.register(JOBS.cycle, (job, { trx, now }) =>
       this.invoiceCycle(trx, (job.payload as { subscription: string }).subscription, now),
     );
+    // Wall-clock renewals run as a pipeline of batches (renewals.ts); a test clock's one by one.
+    const concurrency = opts.renewalConcurrency ?? RENEWAL_CONCURRENCY_DEFAULT;
+    jobs.registerBatch(JOBS.cycle, (claimed, now) => renewBatch(this, claimed, now, { concurrency }), {
+      size: opts.renewalBatch ?? RENEWAL_BATCH_DEFAULT,
+      // One batch writes while the other waits on the provider.
+      parallel: 2,
+    });
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
     jobs.register(RECOGNIZE_JOB, async (job, { trx, now }) => {
       await recognizeScope(this.ctx, trx, (job.payload as { scope: string }).scope, now);

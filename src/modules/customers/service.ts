@@ -129,6 +129,22 @@ export class CustomerService {
     return account;
   }
 
+  /** The accounts of these customer ids, in one read (a batch of renewals); unknown ids are absent. */
+  async accounts(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, CustomerAccount>> {
+    const out = new Map<string, CustomerAccount>();
+    if (ids.length === 0) return out;
+    const rows = await customerTables(trx)
+      .selectFrom('customers')
+      .selectAll()
+      .where('id', 'in', [...new Set(ids)])
+      .execute();
+    for (const row of rows) {
+      const { email: _e, name: _n, ...account } = toCustomer(row, { email: null, name: null });
+      out.set(row.id, account);
+    }
+    return out;
+  }
+
   async get(ref: string, trx: Executor = this.#db): Promise<Customer> {
     return (await this.#open([await this.#row(ref, trx)]))[0]!;
   }

@@ -1,0 +1,305 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/schema.js';
+import { transact } from '../../db/transaction.js';
+import { type Job, runInSavepoint, type ScheduleInput } from '../../jobs/scheduler.js';
+import { assert } from '../../kernel/assert.js';
+import { resolvePrice } from '../catalog/domain/price-resolution.js';
+import type { Market, Plan } from '../catalog/service.js';
+import { type BuiltInvoice, buildInvoice, JOBS, scheduleOf } from './context.js';
+import { invoiceSeries } from './domain/entries.js';
+import { assembleInvoice } from './domain/invoice.js';
+import { periodFrom } from './domain/plan-change.js';
+import { recurringLine } from './domain/proration.js';
+import type { ChargeJobPayload } from './invoice-payments.js';
+import { LIVE_SCOPE } from './recognition.js';
+import type { BillingService } from './service.js';
+import { billingTables, type SubscriptionsTable } from './tables.js';
+
+/** Cycle jobs one renewal batch claims (`REPRISE_RENEWAL_BATCH`). */
+export const RENEWAL_BATCH_DEFAULT = 200;
+/** Charges one batch has in flight at the provider at once (`REPRISE_RENEWAL_CONCURRENCY`). */
+export const RENEWAL_CONCURRENCY_DEFAULT = 8;
+/**
+ * How long a batch's charge jobs wait before any runner may take them: the batch charges them
+ * itself at once; if its worker dies, they come due after this and are charged by another.
+ */
+export const CHARGE_LEASE_MS = 5 * 60_000;
+
+/** One subscription of a batch, planned for the set-based path. */
+interface Planned {
+  job: Job;
+  sub: SubscriptionsTable;
+  built: BuiltInvoice;
+  series: string;
+  price: { versionId: string; amountMinor: number };
+}
+
+/**
+ * The renewal pipeline (ARCHITECTURE.md "The billing path", ADR 0016): a batch of due `billing.cycle`
+ * jobs, claimed by the scheduler with SKIP LOCKED, is renewed in three steps.
+ * 1. One transaction locks the batch's subscriptions and finalises their invoices set-based: one
+ *    statement each for the invoices, their lines, their revenue lines, their ledger entries, their
+ *    events and their charge jobs, and the numbers from blocks reserved beforehand in a short
+ *    transaction of their own. A subscription out of the common case (a plan change taking effect,
+ *    account credit, nothing due, a test clock) is renewed by the one-job path (`invoiceCycle`) in
+ *    a savepoint of the same transaction. The cycle jobs are completed in it too.
+ * 2. The invoices are charged with bounded concurrency, no transaction open, each through the
+ *    pay-invoice workflow (its payment key derives from the invoice, so a second run never
+ *    charges twice).
+ * 3. Each charge settles the invoice (paid: the next period and its cycle job; declined: dunning);
+ *    the charge jobs of the settled ones are completed in one statement. A charge left unsettled
+ *    (the provider has not answered, the worker died) stays a due charge job after its lease.
+ * Every step is keyed by (subscription, period): a batch claimed again finds the invoices made.
+ */
+export async function renewBatch(
+  billing: BillingService,
+  jobs: readonly Job[],
+  now: Date,
+  opts: { concurrency: number },
+): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  const subIds = jobs.map((j) => (j.payload as { subscription: string }).subscription);
+  await reserveNumbers(billing, subIds, now);
+
+  const charges = await transact(billing.ctx.db, async (trx) => {
+    const planned = await plan(billing, trx, jobs, now, failures);
+    const built = planned.map((p) => p.built);
+    await billing.ctx.storeFinalized(trx, built, LIVE_SCOPE, now);
+    // The subscriber's price from this period on (the one the invoice bills), where it moved.
+    for (const p of planned) {
+      if (p.price.versionId !== p.sub.price_version_id || p.price.amountMinor !== p.sub.price_minor) {
+        await billingTables(trx)
+          .updateTable('subscriptions')
+          .set({ price_version_id: p.price.versionId, price_minor: p.price.amountMinor })
+          .where('id', '=', p.sub.id)
+          .execute();
+      }
+    }
+    const chargeJobs: ScheduleInput[] = built.map(({ invoice }) => {
+      const payload: ChargeJobPayload = { invoice: invoice.id };
+      return {
+        kind: JOBS.chargeInvoice,
+        runAt: new Date(now.getTime() + CHARGE_LEASE_MS),
+        customerId: invoice.customer_id,
+        testClockId: null,
+        payload: { ...payload },
+        dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
+      };
+    });
+    const created = await billing.jobs.scheduleMany(trx, chargeJobs);
+    await billing.jobs.complete(
+      trx,
+      jobs.filter((j) => !failures.has(j.id)).map((j) => j.id),
+      now,
+    );
+    return built.map(({ invoice }) => ({
+      invoice: invoice.id,
+      job: created.get(`${JOBS.chargeInvoice}:${invoice.id}`),
+    }));
+  });
+
+  const settled: string[] = [];
+  await eachLimited(charges, opts.concurrency, async ({ invoice, job }) => {
+    try {
+      await billing.chargeInvoiceJob({ invoice });
+      if (job) settled.push(job);
+    } catch {
+      // Not settled (the provider did not answer, a database error): the charge job runs it again
+      // once its lease lapses.
+    }
+  });
+  if (settled.length > 0) {
+    await transact(billing.ctx.db, (trx) => billing.jobs.complete(trx, settled, now));
+  }
+  return failures;
+}
+
+/**
+ * Locks the batch's subscriptions and plans the set-based renewals; renews the others one by one
+ * (each in a savepoint: a failure is that job's, recorded in `failures`).
+ */
+async function plan(
+  billing: BillingService,
+  trx: Executor,
+  jobs: readonly Job[],
+  now: Date,
+  failures: Map<string, string>,
+): Promise<Planned[]> {
+  const { ctx } = billing;
+  const db = billingTables(trx);
+  const bySub = new Map(jobs.map((j) => [(j.payload as { subscription: string }).subscription, j]));
+  const subs = await db
+    .selectFrom('subscriptions')
+    .selectAll()
+    .where('id', 'in', [...bySub.keys()])
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  const due = subs.filter(
+    (s) =>
+      (s.status === 'trialing' || s.status === 'active') &&
+      !s.cancel_at &&
+      s.current_period_end !== null &&
+      now.getTime() >= s.current_period_end.getTime(),
+  );
+  const accounts = await ctx.customers.accounts(
+    due.map((s) => s.customer_id),
+    trx,
+  );
+  const withCredit = new Set(
+    (
+      await db
+        .selectFrom('account_credits')
+        .select('customer_id')
+        .where('customer_id', 'in', due.length > 0 ? due.map((s) => s.customer_id) : [''])
+        .where('balance_minor', '<>', 0)
+        .execute()
+    ).map((r) => r.customer_id),
+  );
+
+  const oneByOne: SubscriptionsTable[] = [];
+  const candidates: Array<{ sub: SubscriptionsTable; period: ReturnType<typeof periodFrom> }> = [];
+  for (const sub of due) {
+    const account = accounts.get(sub.customer_id);
+    const changing = sub.pending_plan_id !== null && sub.pending_change_at !== null;
+    if (!account || account.testClockId !== null || changing || withCredit.has(sub.customer_id)) {
+      oneByOne.push(sub);
+      continue;
+    }
+    candidates.push({ sub, period: periodFrom(scheduleOf(sub), sub.current_period_end!) });
+  }
+
+  // Invoices of these periods made already (a batch claimed again after a crash): nothing to do.
+  const made = new Set<string>();
+  if (candidates.length > 0) {
+    const existing = await sql<{ subscription_id: string }>`
+      SELECT i.subscription_id FROM invoices i
+      JOIN unnest(${candidates.map((c) => c.sub.id)}::text[], ${candidates.map((c) => c.period.start.toISOString())}::timestamptz[])
+        AS k(subscription_id, period_start)
+        ON i.subscription_id = k.subscription_id AND i.period_start = k.period_start
+      WHERE i.reason = 'subscription_cycle'`.execute(trx);
+    for (const r of existing.rows) made.add(r.subscription_id);
+  }
+
+  const plans = new Map<string, Plan>();
+  const markets = new Map<string, Market>();
+  const planned: Array<
+    Omit<Planned, 'built' | 'series'> & { assembled: ReturnType<typeof assembleInvoice>; market: Market }
+  > = [];
+  for (const { sub, period } of candidates) {
+    if (made.has(sub.id)) continue;
+    const account = accounts.get(sub.customer_id)!;
+    let planRow = plans.get(sub.plan_id);
+    if (!planRow) {
+      planRow = await ctx.catalog.getPlan(sub.plan_id, trx);
+      plans.set(sub.plan_id, planRow);
+    }
+    let market = markets.get(account.marketId);
+    if (!market) {
+      market = await ctx.catalog.getMarket(account.marketId, trx);
+      markets.set(account.marketId, market);
+    }
+    const price = resolvePrice(planRow.versions, {
+      market: { id: market.id, currency: market.currency },
+      at: period.start,
+      // Grandfathering from the day the subscriber moved to this plan (a change restarts it).
+      subscribedAt: sub.plan_started_at ?? sub.created_at,
+    });
+    if (!price.ok || price.value.currency !== sub.currency) {
+      // The one-job path raises the error this deserves (no price, another currency).
+      oneByOne.push(sub);
+      continue;
+    }
+    const assembled = assembleInvoice({
+      currency: sub.currency,
+      tax: { rateBps: market.taxRateBps, inclusive: market.taxInclusive },
+      lines: [recurringLine({ name: planRow.name, priceMinor: price.value.amountMinor }, period)],
+      accountCreditMinor: 0,
+    });
+    if (assembled.amountDueMinor <= 0) {
+      // Nothing due (a free price): settled at finalisation by the one-job path.
+      oneByOne.push(sub);
+      continue;
+    }
+    planned.push({
+      job: bySub.get(sub.id)!,
+      sub,
+      price: { versionId: price.value.priceVersionId, amountMinor: price.value.amountMinor },
+      assembled,
+      market,
+    });
+  }
+
+  // Numbers in batch order, one statement per series.
+  const bySeries = new Map<string, typeof planned>();
+  for (const p of planned) {
+    const series = invoiceSeries(p.market.code, now, false);
+    bySeries.set(series, [...(bySeries.get(series) ?? []), p]);
+  }
+  const out: Planned[] = [];
+  for (const [series, group] of bySeries) {
+    const numbers = await ctx.numbers.takeMany(trx, series, group.length);
+    group.forEach((p, i) => {
+      out.push({
+        job: p.job,
+        sub: p.sub,
+        price: p.price,
+        series,
+        built: buildInvoice({
+          sub: p.sub,
+          assembled: p.assembled,
+          series,
+          number: numbers[i]!,
+          at: now,
+          reason: 'subscription_cycle',
+        }),
+      });
+    });
+  }
+
+  for (const sub of oneByOne) {
+    const job = bySub.get(sub.id)!;
+    try {
+      await runInSavepoint(trx, () => billing.invoiceCycle(trx, sub.id, now));
+    } catch (error) {
+      failures.set(job.id, error instanceof Error ? error.message : String(error));
+    }
+  }
+  return out;
+}
+
+/** Numbers for the batch's invoices, reserved before its transaction (ADR 0014: blocks). */
+async function reserveNumbers(billing: BillingService, subIds: readonly string[], now: Date): Promise<void> {
+  const { ctx } = billing;
+  const subs = await billingTables(ctx.db)
+    .selectFrom('subscriptions')
+    .select('customer_id')
+    .where('id', 'in', subIds.length > 0 ? [...subIds] : [''])
+    .execute();
+  const accounts = await ctx.customers.accounts(subs.map((s) => s.customer_id));
+  const needs = new Map<string, number>();
+  for (const account of accounts.values()) {
+    if (account.testClockId !== null) continue;
+    const market = await ctx.catalog.getMarket(account.marketId);
+    const series = invoiceSeries(market.code, now, false);
+    needs.set(series, (needs.get(series) ?? 0) + 1);
+  }
+  await ctx.numbers.reserve(needs);
+}
+
+/** Runs `fn` over `items`, at most `limit` at once. */
+async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  assert(Number.isInteger(limit) && limit >= 1, 'concurrency');
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
