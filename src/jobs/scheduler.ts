@@ -558,12 +558,13 @@ function toJob(row: JobRow): Job {
 let savepointSeq = 0;
 
 /** Runs `fn` in a savepoint of `trx`: a failure undoes its writes and is rethrown; the transaction goes on. */
-export async function runInSavepoint(trx: Executor, fn: () => Promise<void>): Promise<void> {
+export async function runInSavepoint<T>(trx: Executor, fn: () => Promise<T>): Promise<T> {
   const name = sql.id(`job_${++savepointSeq}`);
   await sql`SAVEPOINT ${name}`.execute(trx);
   try {
-    await fn();
+    const value = await fn();
     await sql`RELEASE SAVEPOINT ${name}`.execute(trx);
+    return value;
   } catch (error) {
     await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(trx);
     throw error;

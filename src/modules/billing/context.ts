@@ -3,7 +3,7 @@ import { isUniqueViolation } from '../../db/errors.js';
 import type { Db, Executor } from '../../db/schema.js';
 import type { AppendInput, EventsOutbox } from '../../events/outbox.js';
 import type { EventType, JsonObject } from '../../events/types.js';
-import type { JobScheduler } from '../../jobs/scheduler.js';
+import type { JobScheduler, ScheduleInput } from '../../jobs/scheduler.js';
 import { assert } from '../../kernel/assert.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { invalidState } from '../../kernel/errors.js';
@@ -148,35 +148,58 @@ export class BillingContext {
     sub: SubscriptionsTable,
     previousMembers: string[] = [],
   ): Promise<void> {
-    const until = validUntil(stateOf(sub), this.dunning);
-    const [owner, product, members] = await Promise.all([
-      this.customers.account(sub.customer_id, trx),
-      this.catalog.getProduct(sub.product_id, trx),
+    await this.events.appendMany(trx, await this.entitlementEventInputs(trx, [{ sub, previousMembers }]));
+  }
+
+  /** `entitlement.updated` of each subscription as saved, in three reads whatever their number. */
+  async entitlementEventInputs(
+    trx: Executor,
+    items: ReadonlyArray<{ sub: SubscriptionsTable; previousMembers?: string[] }>,
+  ): Promise<AppendInput[]> {
+    if (items.length === 0) return [];
+    const subs = items.map((i) => i.sub);
+    const [owners, products, members] = await Promise.all([
+      this.customers.accounts(
+        subs.map((s) => s.customer_id),
+        trx,
+      ),
+      Promise.all([...new Set(subs.map((s) => s.product_id))].map((id) => this.catalog.getProduct(id, trx))),
       billingTables(trx)
         .selectFrom('subscription_members')
-        .select('external_id')
-        .where('subscription_id', '=', sub.id)
+        .select(['subscription_id', 'external_id'])
+        .where(
+          'subscription_id',
+          'in',
+          subs.map((s) => s.id),
+        )
         .orderBy('external_id')
         .execute(),
     ]);
-    const current = members.map((m) => m.external_id);
-    await this.events.append(trx, {
-      type: 'entitlement.updated',
-      aggregate: { type: 'entitlement', id: sub.id, version: sub.version },
-      customerId: sub.customer_id,
-      data: {
-        object: {
-          subscription: sub.id,
-          owner: owner.externalId,
-          members: current,
-          removed: previousMembers.filter((m) => !current.includes(m)),
-          product: sub.product_id,
-          features: [...product.features].sort(),
-          active: until !== null,
-          validUntil: until ? isoSeconds(until) : null,
-          status: sub.status,
+    const productById = new Map(products.map((p) => [p.id, p]));
+    return items.map(({ sub, previousMembers = [] }) => {
+      const until = validUntil(stateOf(sub), this.dunning);
+      const owner = owners.get(sub.customer_id);
+      assert(owner !== undefined, `customer ${sub.customer_id} of ${sub.id}`);
+      const product = productById.get(sub.product_id)!;
+      const current = members.filter((m) => m.subscription_id === sub.id).map((m) => m.external_id);
+      return {
+        type: 'entitlement.updated' as const,
+        aggregate: { type: 'entitlement', id: sub.id, version: sub.version },
+        customerId: sub.customer_id,
+        data: {
+          object: {
+            subscription: sub.id,
+            owner: owner.externalId,
+            members: current,
+            removed: previousMembers.filter((m) => !current.includes(m)),
+            product: sub.product_id,
+            features: [...product.features].sort(),
+            active: until !== null,
+            validUntil: until ? isoSeconds(until) : null,
+            status: sub.status,
+          },
         },
-      },
+      };
     });
   }
 
@@ -204,13 +227,7 @@ export class BillingContext {
     sub: SubscriptionsTable,
     extra: JsonObject = {},
   ): Promise<void> {
-    assert(type.startsWith('subscription.'), `${type} is not a subscription event`);
-    await this.events.append(trx, {
-      type,
-      aggregate: { type: 'subscription', id: sub.id, version: sub.version },
-      customerId: sub.customer_id,
-      data: { object: subscriptionObject(sub), ...extra },
-    });
+    await this.events.append(trx, subscriptionEventInput(type, sub, extra));
   }
 
   async invoiceEvent(trx: Executor, type: EventType, invoice: InvoicesTable): Promise<void> {
@@ -391,14 +408,7 @@ export class BillingContext {
     at: Date,
     testClockId: string | null,
   ): Promise<void> {
-    await this.jobs.schedule(trx, {
-      kind: JOBS.cycle,
-      runAt: at,
-      customerId: sub.customer_id,
-      testClockId,
-      payload: { subscription: sub.id },
-      dedupeKey: `${JOBS.cycle}:${sub.id}:${at.getTime()}`,
-    });
+    await this.jobs.schedule(trx, cycleJob(sub, at, testClockId));
   }
 
   async customerId(ref: string): Promise<string> {
@@ -408,7 +418,7 @@ export class BillingContext {
 }
 
 /** Whether a save changed what the subscription entitles (status, until when, product). */
-function entitlementChanged(
+export function entitlementChanged(
   before: SubscriptionsTable,
   after: SubscriptionsTable,
   dunning: RetrySchedule,
@@ -451,6 +461,37 @@ export function subscriptionObject(s: SubscriptionsTable): JsonObject {
     currentPeriodEnd: iso(s.current_period_end),
     trialEnd: iso(s.trial_end),
     cancelAt: iso(s.cancel_at),
+  };
+}
+
+/** A subscription event as the outbox takes it. */
+export function subscriptionEventInput(
+  type: EventType,
+  sub: SubscriptionsTable,
+  extra: JsonObject = {},
+): AppendInput {
+  assert(type.startsWith('subscription.'), `${type} is not a subscription event`);
+  return {
+    type,
+    aggregate: { type: 'subscription', id: sub.id, version: sub.version },
+    customerId: sub.customer_id,
+    data: { object: subscriptionObject(sub), ...extra },
+  };
+}
+
+/** The cycle job of the period of `sub` ending at `at` (one per subscription and period end). */
+export function cycleJob(
+  sub: Pick<SubscriptionsTable, 'id' | 'customer_id'>,
+  at: Date,
+  testClockId: string | null,
+): ScheduleInput {
+  return {
+    kind: JOBS.cycle,
+    runAt: at,
+    customerId: sub.customer_id,
+    testClockId,
+    payload: { subscription: sub.id },
+    dedupeKey: `${JOBS.cycle}:${sub.id}:${at.getTime()}`,
   };
 }
 

@@ -1,8 +1,20 @@
+import { sql } from 'kysely';
 import type { Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import { invalidState } from '../../kernel/errors.js';
 import type { Payment, PaymentInput } from '../payments/service.js';
-import { type BillingContext, JOBS, lockInvoice, lockSubscription, mustExist, stateOf } from './context.js';
+import {
+  type BillingContext,
+  cycleJob,
+  entitlementChanged,
+  invoiceEventInput,
+  JOBS,
+  lockInvoice,
+  lockSubscription,
+  mustExist,
+  stateOf,
+  subscriptionEventInput,
+} from './context.js';
 import { isLastFailure, retryAt } from './domain/dunning.js';
 import { invoiceAttemptKey, paidEntry, unappliedPaymentEntry, writeOffEntry } from './domain/entries.js';
 import { applyEvent } from './domain/lifecycle.js';
@@ -181,6 +193,142 @@ export async function settleInvoice(
   if (payment) invoice = await ctx.saveInvoice(trx, invoice, { payment_id: payment.id }, now, null);
   sub = await onDeclined(ctx, trx, sub, invoice, cause, now, testClockId);
   return outcome(declineCode);
+}
+
+/**
+ * Captured charges of renewal invoices (a batch of the renewal pipeline, ADR 0016), settled in
+ * the caller's transaction as `settleInvoice` settles each, in a fixed number of statements: the
+ * invoices paid and booked, `invoice.paid`; the subscriptions in their next period,
+ * `subscription.renewed` (`.activated` after a trial) and `entitlement.updated`; the next cycle
+ * jobs. Returns the invoices settled here; any other (no longer open, not the next period, a
+ * payment not captured) is the caller's to settle one by one.
+ */
+export async function settleRenewalsPaid(
+  ctx: BillingContext,
+  trx: Executor,
+  items: ReadonlyArray<{ invoiceId: string; payment: Payment }>,
+  now: Date,
+): Promise<Set<string>> {
+  const settled = new Set<string>();
+  if (items.length === 0) return settled;
+  const db = billingTables(trx);
+  const paymentOf = new Map(items.map((i) => [i.invoiceId, i.payment]));
+  const heads = await db
+    .selectFrom('invoices')
+    .select(['id', 'subscription_id'])
+    .where('id', 'in', [...paymentOf.keys()])
+    .execute();
+  // Subscriptions before invoices, each in id order, as every locking path: no deadlock.
+  const subs = await db
+    .selectFrom('subscriptions')
+    .selectAll()
+    .where('id', 'in', [...new Set(heads.map((h) => h.subscription_id))])
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  const invoices = await db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('id', 'in', [...paymentOf.keys()])
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  const subById = new Map(subs.map((s) => [s.id, s]));
+  const accounts = await ctx.customers.accounts(
+    subs.map((s) => s.customer_id),
+    trx,
+  );
+  const work = invoices.flatMap((invoice) => {
+    const sub = subById.get(invoice.subscription_id);
+    const payment = paymentOf.get(invoice.id)!;
+    const ok =
+      sub !== undefined &&
+      invoice.status === 'open' &&
+      payment.captured &&
+      payment.reference === invoice.id &&
+      accounts.get(sub.customer_id)?.testClockId === null &&
+      isNextPeriod(sub, invoice);
+    return ok ? [{ invoice, sub: sub!, payment }] : [];
+  });
+  // Two invoices of one subscription in one batch: the second is settled one by one, after.
+  const seen = new Set<string>();
+  const batch = work.filter((w) => !seen.has(w.sub.id) && seen.add(w.sub.id));
+  if (batch.length === 0) return settled;
+
+  const paidInvoices = batch.map((w) => ({
+    ...w.invoice,
+    status: 'paid' as const,
+    payment_id: w.payment.id,
+    paid_at: now,
+    version: w.invoice.version + 1,
+    updated_at: now,
+  }));
+  await sql`
+    UPDATE invoices i SET status = 'paid', payment_id = v.payment_id, paid_at = ${now.toISOString()}::timestamptz,
+      version = v.version, updated_at = ${now.toISOString()}::timestamptz
+    FROM unnest(${paidInvoices.map((i) => i.id)}::text[], ${paidInvoices.map((i) => i.payment_id)}::text[],
+                ${paidInvoices.map((i) => i.version)}::int[]) AS v(id, payment_id, version)
+    WHERE i.id = v.id`.execute(trx);
+  await ctx.ledger.postBatch(
+    trx,
+    batch.map(({ invoice, sub, payment }) =>
+      paidEntry(
+        { id: invoice.id, customerId: sub.customer_id, currency: invoice.currency },
+        { id: payment.id, amountMinor: payment.amount_minor, taxMinor: payment.tax_minor },
+        now,
+      ),
+    ),
+  );
+
+  const moved = batch.map(({ invoice, sub }) => {
+    const trial = sub.status === 'trialing';
+    const state = applyEvent(stateOf(sub), {
+      type: trial ? 'trial_ended' : 'renewed',
+      at: now,
+      paid: true,
+      period: { start: invoice.period_start, end: invoice.period_end },
+    });
+    const next: SubscriptionsTable = {
+      ...sub,
+      status: state.status,
+      current_period_start: state.currentPeriodStart,
+      current_period_end: state.currentPeriodEnd,
+      past_due_since: state.pastDueSince,
+      version: sub.version + 1,
+      updated_at: now,
+    };
+    return {
+      sub,
+      next,
+      event: trial ? ('subscription.activated' as const) : ('subscription.renewed' as const),
+    };
+  });
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  await sql`
+    UPDATE subscriptions s SET status = v.status, current_period_start = v.cps, current_period_end = v.cpe,
+      past_due_since = v.pds, version = v.version, updated_at = ${now.toISOString()}::timestamptz
+    FROM unnest(${moved.map((m) => m.next.id)}::text[], ${moved.map((m) => m.next.status)}::text[],
+                ${moved.map((m) => iso(m.next.current_period_start))}::timestamptz[],
+                ${moved.map((m) => iso(m.next.current_period_end))}::timestamptz[],
+                ${moved.map((m) => iso(m.next.past_due_since))}::timestamptz[],
+                ${moved.map((m) => m.next.version)}::int[]) AS v(id, status, cps, cpe, pds, version)
+    WHERE s.id = v.id`.execute(trx);
+
+  const entitled = await ctx.entitlementEventInputs(
+    trx,
+    moved.filter((m) => entitlementChanged(m.sub, m.next, ctx.dunning)).map((m) => ({ sub: m.next })),
+  );
+  await ctx.events.appendMany(trx, [
+    ...paidInvoices.map((i) => invoiceEventInput('invoice.paid', i)),
+    ...moved.map((m) => subscriptionEventInput(m.event, m.next)),
+    ...entitled,
+  ]);
+  await ctx.jobs.scheduleMany(
+    trx,
+    moved.map(({ next }) => cycleJob(next, next.current_period_end!, null)),
+  );
+  for (const w of batch) settled.add(w.invoice.id);
+  return settled;
 }
 
 /**

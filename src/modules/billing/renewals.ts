@@ -1,16 +1,18 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
-import { type Job, runInSavepoint, type ScheduleInput } from '../../jobs/scheduler.js';
+import { type Job, runInSavepoint } from '../../jobs/scheduler.js';
 import { assert } from '../../kernel/assert.js';
+import type { ChargeResult } from '../../providers/port.js';
 import { resolvePrice } from '../catalog/domain/price-resolution.js';
 import type { Market, Plan } from '../catalog/service.js';
+import type { Payment } from '../payments/service.js';
 import { type BuiltInvoice, buildInvoice, JOBS, scheduleOf } from './context.js';
-import { invoiceSeries } from './domain/entries.js';
+import { invoiceAttemptKey, invoiceSeries } from './domain/entries.js';
 import { assembleInvoice } from './domain/invoice.js';
 import { periodFrom } from './domain/plan-change.js';
 import { recurringLine } from './domain/proration.js';
-import type { ChargeJobPayload } from './invoice-payments.js';
+import { type ChargeJobPayload, settleRenewalsPaid } from './invoice-payments.js';
 import { LIVE_SCOPE } from './recognition.js';
 import type { BillingService } from './service.js';
 import { billingTables, type SubscriptionsTable } from './tables.js';
@@ -31,6 +33,7 @@ interface Planned {
   sub: SubscriptionsTable;
   built: BuiltInvoice;
   series: string;
+  marketCode: string;
   price: { versionId: string; amountMinor: number };
 }
 
@@ -57,14 +60,20 @@ export async function renewBatch(
   now: Date,
   opts: { concurrency: number },
 ): Promise<Map<string, string>> {
+  const { ctx } = billing;
   const failures = new Map<string, string>();
   const subIds = jobs.map((j) => (j.payload as { subscription: string }).subscription);
   await reserveNumbers(billing, subIds, now);
 
-  const charges = await transact(billing.ctx.db, async (trx) => {
+  // 1. Finalise, and start the first charge of each invoice (attempt 1 of the charge job).
+  const charges = await transact(ctx.db, async (trx) => {
     const planned = await plan(billing, trx, jobs, now, failures);
     const built = planned.map((p) => p.built);
-    await billing.ctx.storeFinalized(trx, built, LIVE_SCOPE, now);
+    for (const b of built) {
+      b.invoice.attempts = 1;
+      b.invoice.scheduled_attempts = 1;
+    }
+    await ctx.storeFinalized(trx, built, LIVE_SCOPE, now);
     // The subscriber's price from this period on (the one the invoice bills), where it moved.
     for (const p of planned) {
       if (p.price.versionId !== p.sub.price_version_id || p.price.amountMinor !== p.sub.price_minor) {
@@ -75,18 +84,30 @@ export async function renewBatch(
           .execute();
       }
     }
-    const chargeJobs: ScheduleInput[] = built.map(({ invoice }) => {
-      const payload: ChargeJobPayload = { invoice: invoice.id };
-      return {
-        kind: JOBS.chargeInvoice,
-        runAt: new Date(now.getTime() + CHARGE_LEASE_MS),
-        customerId: invoice.customer_id,
-        testClockId: null,
-        payload: { ...payload },
-        dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
-      };
-    });
-    const created = await billing.jobs.scheduleMany(trx, chargeJobs);
+    const started = await ctx.payments.startMany(
+      trx,
+      planned.map((p) => ({
+        input: ctx.chargeOf(p.built.invoice, undefined)!,
+        marketCode: p.marketCode,
+        requestKey: invoiceAttemptKey(p.built.invoice.id, 1),
+      })),
+    );
+    // Each invoice's charge job, leased: this batch charges them now; if its worker dies, any
+    // runner takes them once the lease lapses (the pay-invoice workflow resumes the payment).
+    const created = await billing.jobs.scheduleMany(
+      trx,
+      built.map(({ invoice }) => {
+        const payload: ChargeJobPayload = { invoice: invoice.id };
+        return {
+          kind: JOBS.chargeInvoice,
+          runAt: new Date(now.getTime() + CHARGE_LEASE_MS),
+          customerId: invoice.customer_id,
+          testClockId: null,
+          payload: { ...payload },
+          dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
+        };
+      }),
+    );
     await billing.jobs.complete(
       trx,
       jobs.filter((j) => !failures.has(j.id)).map((j) => j.id),
@@ -94,22 +115,87 @@ export async function renewBatch(
     );
     return built.map(({ invoice }) => ({
       invoice: invoice.id,
-      job: created.get(`${JOBS.chargeInvoice}:${invoice.id}`),
+      job: created.get(`${JOBS.chargeInvoice}:${invoice.id}`) ?? null,
+      started: started.get(invoiceAttemptKey(invoice.id, 1)) ?? null,
     }));
   });
 
-  const settled: string[] = [];
-  await eachLimited(charges, opts.concurrency, async ({ invoice, job }) => {
+  // 2. Charge at the provider, no transaction open, at most `concurrency` at once. An invoice
+  // whose payment was not started here goes the one-invoice way (the charge job's work).
+  const answered: Array<{ invoice: string; job: string | null; payment: Payment; result: ChargeResult }> = [];
+  const settledJobs: string[] = [];
+  await eachLimited(charges, opts.concurrency, async ({ invoice, job, started }) => {
     try {
-      await billing.chargeInvoiceJob({ invoice });
-      if (job) settled.push(job);
+      if (!started) {
+        await billing.chargeInvoiceJob({ invoice });
+        if (job) settledJobs.push(job);
+        return;
+      }
+      const { payment, result } = await ctx.payments.charge(started.payment, started.lease);
+      // No answer (a timeout, another worker holds it): the charge job resumes it after its lease.
+      if (result) answered.push({ invoice, job, payment, result });
     } catch {
-      // Not settled (the provider did not answer, a database error): the charge job runs it again
-      // once its lease lapses.
+      // A database or provider error: the charge job runs it again once its lease lapses.
     }
   });
-  if (settled.length > 0) {
-    await transact(billing.ctx.db, (trx) => billing.jobs.complete(trx, settled, now));
+
+  // 3. Settle what came back in one transaction: set-based for captured renewals, one by one
+  // (in savepoints) for the rest.
+  if (answered.length > 0) {
+    const settled = await transact(ctx.db, async (trx) => {
+      const done: string[] = [];
+      const captured = answered.filter(
+        (a): a is typeof a & { result: ChargeResult & { status: 'succeeded' } } =>
+          a.result.status === 'succeeded',
+      );
+      const finished = await ctx.payments.finishCapturedMany(
+        trx,
+        captured.map((a) => ({ payment: a.payment, result: a.result })),
+      );
+      const payments = new Map<string, Payment>();
+      for (const a of answered) {
+        const recorded = finished.get(a.payment.id);
+        if (recorded) {
+          payments.set(a.invoice, recorded);
+          continue;
+        }
+        try {
+          payments.set(
+            a.invoice,
+            await runInSavepoint(trx, () => ctx.payments.finish(trx, a.payment, a.result)),
+          );
+        } catch {
+          // Left to the charge job.
+        }
+      }
+      const paid = await settleRenewalsPaid(
+        ctx,
+        trx,
+        answered.flatMap((a) => {
+          const p = payments.get(a.invoice);
+          return p?.captured ? [{ invoiceId: a.invoice, payment: p }] : [];
+        }),
+        now,
+      );
+      for (const a of answered) {
+        const payment = payments.get(a.invoice);
+        if (!payment) continue;
+        if (!paid.has(a.invoice)) {
+          try {
+            await runInSavepoint(trx, () => billing.settleInvoice(trx, a.invoice, payment, { retry: null }));
+          } catch {
+            continue;
+          }
+        }
+        if (a.job) done.push(a.job);
+      }
+      await billing.jobs.complete(trx, done, now);
+      return done.length;
+    });
+    void settled;
+  }
+  if (settledJobs.length > 0) {
+    await transact(ctx.db, (trx) => billing.jobs.complete(trx, settledJobs, now));
   }
   return failures;
 }
@@ -184,7 +270,10 @@ async function plan(
   const plans = new Map<string, Plan>();
   const markets = new Map<string, Market>();
   const planned: Array<
-    Omit<Planned, 'built' | 'series'> & { assembled: ReturnType<typeof assembleInvoice>; market: Market }
+    Omit<Planned, 'built' | 'series' | 'marketCode'> & {
+      assembled: ReturnType<typeof assembleInvoice>;
+      market: Market;
+    }
   > = [];
   for (const { sub, period } of candidates) {
     if (made.has(sub.id)) continue;
@@ -245,6 +334,7 @@ async function plan(
         sub: p.sub,
         price: p.price,
         series,
+        marketCode: p.market.code,
         built: buildInvoice({
           sub: p.sub,
           assembled: p.assembled,

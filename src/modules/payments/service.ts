@@ -8,6 +8,7 @@ import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { LedgerService } from '../ledger/service.js';
 import { capturePayment, finishCapture, finishVoid, voidPayment } from './charges/authorized.js';
+import { type BatchPaymentInput, finishCapturedMany, startPaymentsMany } from './charges/batch.js';
 import { chargePayment } from './charges/charge.js';
 import { finishPayment } from './charges/finish.js';
 import { type ChargeLease, newLease, releaseLease } from './charges/lease.js';
@@ -36,6 +37,7 @@ import { paymentTables } from './tables.js';
 const MONEY_RETRY_FOR_MS = 3 * 24 * 60 * 60_000;
 
 export type {
+  BatchPaymentInput,
   ChargeLease,
   Payment,
   PaymentInput,
@@ -120,6 +122,20 @@ export class PaymentService {
   }
   finish(trx: Executor, payment: Payment, result: ChargeResult): Promise<Payment> {
     return finishPayment(this.ctx, trx, payment, result);
+  }
+  /** Payments of a batch (renewals) started in the caller's transaction; see charges/batch.ts. */
+  startMany(
+    trx: Executor,
+    inputs: readonly BatchPaymentInput[],
+  ): Promise<Map<string, { payment: Payment; lease: ChargeLease }>> {
+    return startPaymentsMany(this.ctx, trx, inputs);
+  }
+  /** Synchronous captures of a batch recorded in the caller's transaction; see charges/batch.ts. */
+  finishCapturedMany(
+    trx: Executor,
+    items: ReadonlyArray<{ payment: Payment; result: ChargeResult & { status: 'succeeded' } }>,
+  ): Promise<Map<string, Payment>> {
+    return finishCapturedMany(this.ctx, trx, items);
   }
   /** Gives back a lease under which no provider call was made (workflow compensation). */
   /**
