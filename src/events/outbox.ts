@@ -178,38 +178,6 @@ export class EventsOutbox {
       return { input, customerId, data: checkEventData(input.data) };
     });
 
-    const db = eventTables(trx);
-    // Each aggregate's first event of the batch is the one to compare with what is stored.
-    const firsts = new Map<string, (typeof checked)[number]>();
-    for (const c of checked) {
-      const key = `${c.input.aggregate.type}\u0000${c.input.aggregate.id}`;
-      if (!firsts.has(key)) firsts.set(key, c);
-    }
-    const types = [...firsts.values()].map((c) => c.input.aggregate.type);
-    const ids = [...firsts.values()].map((c) => c.input.aggregate.id);
-    // The latest stored version of each aggregate (the index on type, id, version, read backwards).
-    const previous = await sql<{ t: string; i: string; version: number; xact_id: number; own: number }>`
-      SELECT a.t, a.i, e.aggregate_version AS version, e.xact_id,
-             pg_current_xact_id()::text::bigint AS own
-      FROM unnest(${types}::text[], ${ids}::text[]) AS a(t, i)
-      CROSS JOIN LATERAL (
-        SELECT aggregate_version, xact_id FROM events
-        WHERE aggregate_type = a.t AND aggregate_id = a.i
-        ORDER BY aggregate_version DESC LIMIT 1
-      ) e`.execute(trx);
-    for (const p of previous.rows) {
-      const first = firsts.get(`${p.t}\u0000${p.i}`)!;
-      assert(
-        p.version < first.input.aggregate.version,
-        `${p.t} ${p.i}: version ${first.input.aggregate.version} after ${p.version}`,
-      );
-      if (Number(p.xact_id) > Number(p.own)) {
-        throw new OutboxOrderConflict(
-          `${p.t} ${p.i} version ${p.version} was written by a later transaction`,
-        );
-      }
-    }
-
     const createdAt = this.#clock.now();
     const rows = checked.map((c) => ({
       id: newId('event', createdAt.getTime()),
@@ -221,8 +189,35 @@ export class EventsOutbox {
       data: c.data,
       created_at: createdAt,
     }));
+    const col = <K extends keyof (typeof rows)[number]>(k: K) => rows.map((r) => r[k]);
     try {
-      await db.insertInto('events').values(rows).execute();
+      // Usually one statement: all inserted unless an event of one of the aggregates has this
+      // version or a later one, or was written by a later transaction; then nothing is, and the
+      // checks below say which (or insert when only an older version came from a later one).
+      const inserted = await sql<{ id: string }>`
+        WITH v AS (
+          SELECT * FROM unnest(
+            ${col('id')}::text[], ${col('type')}::text[], ${col('aggregate_type')}::text[],
+            ${col('aggregate_id')}::text[], ${col('aggregate_version')}::int[], ${col('customer_id')}::text[],
+            ${col('data')}::text[]
+          ) WITH ORDINALITY AS v(id, type, aggregate_type, aggregate_id, aggregate_version, customer_id, data, n)
+        )
+        INSERT INTO events (id, type, aggregate_type, aggregate_id, aggregate_version, customer_id, data, created_at)
+        SELECT v.id, v.type, v.aggregate_type, v.aggregate_id, v.aggregate_version, v.customer_id, v.data::jsonb,
+               ${createdAt.toISOString()}::timestamptz
+        FROM v
+        WHERE NOT EXISTS (
+          SELECT 1 FROM v w JOIN events e ON e.aggregate_type = w.aggregate_type AND e.aggregate_id = w.aggregate_id
+          WHERE e.aggregate_version >= w.aggregate_version OR e.xact_id > pg_current_xact_id()::text::bigint
+        )
+        ORDER BY v.n
+        RETURNING id`.execute(trx);
+      if (inserted.rows.length !== rows.length) {
+        assert(inserted.rows.length === 0, 'a guarded append inserts all its events or none');
+        await this.#refusal(trx, checked);
+        // An older version written by a later transaction, the latest one not: allowed, as before.
+        await eventTables(trx).insertInto('events').values(rows).execute();
+      }
     } catch (error) {
       if (isUniqueViolation(error)) {
         // Two unserialised writers of one aggregate: a bug in the caller, not a client's mistake.
@@ -243,6 +238,43 @@ export class EventsOutbox {
       data: c.input.data,
       aggregate: { ...c.input.aggregate },
     }));
+  }
+
+  /**
+   * Why a guarded append refused: a version not above the aggregate's latest (a bug in the
+   * caller: assertion) or the latest written by a later transaction (`OutboxOrderConflict`, run
+   * again). Returns when neither holds.
+   */
+  async #refusal(trx: Executor, checked: ReadonlyArray<{ input: AppendInput }>): Promise<void> {
+    // Each aggregate's first event of the batch is the one to compare with what is stored.
+    const firsts = new Map<string, AppendInput>();
+    for (const { input } of checked) {
+      const key = `${input.aggregate.type}\u0000${input.aggregate.id}`;
+      if (!firsts.has(key)) firsts.set(key, input);
+    }
+    const types = [...firsts.values()].map((i) => i.aggregate.type);
+    const ids = [...firsts.values()].map((i) => i.aggregate.id);
+    const previous = await sql<{ t: string; i: string; version: number; xact_id: number; own: number }>`
+      SELECT a.t, a.i, e.aggregate_version AS version, e.xact_id,
+             pg_current_xact_id()::text::bigint AS own
+      FROM unnest(${types}::text[], ${ids}::text[]) AS a(t, i)
+      CROSS JOIN LATERAL (
+        SELECT aggregate_version, xact_id FROM events
+        WHERE aggregate_type = a.t AND aggregate_id = a.i
+        ORDER BY aggregate_version DESC LIMIT 1
+      ) e`.execute(trx);
+    for (const p of previous.rows) {
+      const first = firsts.get(`${p.t}\u0000${p.i}`)!;
+      assert(
+        p.version < first.aggregate.version,
+        `${p.t} ${p.i}: version ${first.aggregate.version} after ${p.version}`,
+      );
+      if (Number(p.xact_id) > Number(p.own)) {
+        throw new OutboxOrderConflict(
+          `${p.t} ${p.i} version ${p.version} was written by a later transaction`,
+        );
+      }
+    }
   }
 
   /**
