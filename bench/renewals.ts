@@ -62,7 +62,14 @@ interface RunResult {
   attachSeconds: number;
   renewSeconds: number;
   renewalsPerSec: number;
+  /** Time within the run when no renewal completed for 2 s or more (e.g. a dead worker's lease). */
+  stalledSeconds: number;
   peakRssBytes: number[];
+  /** CPU seconds of the server processes (the killed one included) per renewal, in ms. */
+  serverCpuMsPerRenewal: number;
+  /** PostgreSQL only: committed transactions on the bench database per renewal. */
+  xactPerRenewal: number | null;
+  jobs: string;
   failures: number;
   checks: string[];
   events: Record<string, number>;
@@ -150,6 +157,10 @@ function flatten(r: RunResult) {
     attachSeconds: round1(r.attachSeconds),
     renewSeconds: round1(r.renewSeconds),
     renewalsPerSec: round1(r.renewalsPerSec),
+    stalledSeconds: round1(r.stalledSeconds),
+    serverCpuMsPerRenewal: round1(r.serverCpuMsPerRenewal),
+    ...(r.xactPerRenewal !== null ? { xactPerRenewal: round1(r.xactPerRenewal) } : {}),
+    jobs: r.jobs,
     peakRssMiB: r.peakRssBytes.map(mib).join(' / '),
     eventsPerRenewal: Object.entries(r.events)
       .map(([t, c]) => `${t}=${round1(c / r.subscriptions)}`)
@@ -268,12 +279,27 @@ async function runOnce(
     processes.push(...servers);
     if (databaseUrl) handle = await openDatabase({ databaseUrl, poolMax: 1 });
     const counter = databaseUrl ? sqlCounter(handle!, seeded.periodEnd) : eventCounter(() => servers[0]!.url);
+    const commits = async () =>
+      handle
+        ? ((
+            await sql<{ n: number }>`
+              SELECT xact_commit::bigint AS n FROM pg_stat_database WHERE datname = ${dbName}`.execute(
+              handle.db,
+            )
+          ).rows[0]?.n ?? 0)
+        : 0;
     const t0 = performance.now();
     const before = await counter();
+    const commitsBefore = await commits();
+    // CPU from here on: startup (migration check, catalog cache) is not a renewal's.
+    const cpuAtStart = servers.reduce((sum, s) => sum + (s.cpuSeconds() ?? 0), 0);
     let renewed = before;
     let killed = false;
     const peaks: number[] = [];
+    let cpuOfKilled = 0;
     let pollMs = 500;
+    let stalledMs = 0;
+    let lastProgressAt = performance.now();
     while (renewed < n) {
       if (Date.now() > deadline) {
         checks.push(`deadline: ${renewed}/${n} renewed after ${deadlineS} s`);
@@ -285,7 +311,13 @@ async function runOnce(
       }
       await new Promise((r) => setTimeout(r, pollMs));
       const asked = performance.now();
+      const previous = renewed;
       renewed = await counter();
+      const now = performance.now();
+      if (renewed > previous) {
+        if (now - lastProgressAt >= 2_000) stalledMs += now - lastProgressAt;
+        lastProgressAt = now;
+      }
       // Counting a million rows every 500 ms would load the server it measures: poll at most
       // 5 % of the time.
       pollMs = Math.max(500, 20 * (performance.now() - asked));
@@ -296,6 +328,7 @@ async function runOnce(
         const i = servers.length - 1;
         const victim = servers[i]!;
         peaks[i] = victim.peakRss() ?? 0;
+        cpuOfKilled += victim.cpuSeconds() ?? 0;
         endBar();
         progress(`kill -9 ${victim.name} at ${renewed}/${n}, starting it again`);
         await victim.kill9();
@@ -310,10 +343,20 @@ async function runOnce(
       `renewed ${renewed}/${n} in ${renewSeconds.toFixed(1)} s (${perSec.toFixed(1)}/s; servers up ${((t0 - spawnedAt) / 1000).toFixed(1)} s after spawn, ${before} renewed by then)`,
     );
     const peakRssBytes = servers.map((s, i) => Math.max(s.peakRss() ?? 0, peaks[i] ?? 0));
+    const cpu = servers.reduce((sum, s) => sum + (s.cpuSeconds() ?? 0), cpuOfKilled) - cpuAtStart;
+    const xacts = (await commits()) - commitsBefore;
     for (const s of servers) await s.stop();
     // ---- checks, on the database the servers left
     if (!handle) handle = await openDatabase({ dataDir: join(dataDirOf(0), 'pgdata') });
     const events = await verify(handle, seeded, checks);
+    const jobs = (
+      await sql<{ kind: string; state: string; n: number }>`
+        SELECT kind, state, count(*)::int AS n FROM scheduled_jobs GROUP BY kind, state ORDER BY kind, state`.execute(
+        handle.db,
+      )
+    ).rows
+      .map((r) => `${r.kind}:${r.state}=${r.n}`)
+      .join(' ');
     if (n <= SETTLEMENT_CHECK_MAX)
       await verifySettlement(handle, simulator, simulatorSecrets.REPRISE_SIMULATOR_API_KEY, n, checks);
     for (const c of checks) process.stderr.write(`  ✗ ${c}\n`);
@@ -327,7 +370,11 @@ async function runOnce(
       attachSeconds: seeded.attachSeconds,
       renewSeconds,
       renewalsPerSec: perSec,
+      stalledSeconds: stalledMs / 1000,
       peakRssBytes,
+      serverCpuMsPerRenewal: (cpu * 1000) / Math.max(1, renewed - before),
+      xactPerRenewal: databaseUrl ? xacts / Math.max(1, renewed - before) : null,
+      jobs,
       failures: checks.length,
       checks,
       events,

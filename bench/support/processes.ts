@@ -13,6 +13,8 @@ export interface BenchProcess {
   readonly logPath: string;
   /** Peak resident set size so far (VmHWM of /proc/<pid>/status), in bytes; null once exited. */
   peakRss(): number | null;
+  /** CPU time used so far (user + system, /proc/<pid>/stat), in seconds; null once exited. */
+  cpuSeconds(): number | null;
   /** The last lines of its log (for failures). */
   tail(lines?: number): string;
   /** SIGTERM and wait (SIGKILL after `graceMs`). */
@@ -49,6 +51,7 @@ export async function startProduct(opts: {
     child,
     logPath: opts.logPath,
     peakRss: () => vmHwm(child),
+    cpuSeconds: () => cpuSeconds(child),
     tail: (lines = 30) => {
       try {
         return readFileSync(opts.logPath, 'utf8').split('\n').slice(-lines).join('\n');
@@ -94,6 +97,19 @@ export function vmHwm(child: ChildProcess): number | null {
     const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
     const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1];
     return kb ? Number(kb) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime of a live child from /proc/<pid>/stat (clock ticks of 1/100 s), in seconds. */
+export function cpuSeconds(child: ChildProcess): number | null {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return null;
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return null;
   }
