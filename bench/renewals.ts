@@ -312,7 +312,8 @@ async function runOnce(
       await new Promise((r) => setTimeout(r, pollMs));
       const asked = performance.now();
       const previous = renewed;
-      renewed = await counter();
+      // A restarting server (kill mode on PGlite) may not answer for a moment: keep the last count.
+      renewed = await counter().catch(() => previous);
       const now = performance.now();
       if (renewed > previous) {
         if (now - lastProgressAt >= 2_000) stalledMs += now - lastProgressAt;
