@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -45,6 +45,13 @@ export const EVENTS_PER_RENEWAL = [
   'subscription.renewed',
   'entitlement.updated',
 ] as const;
+
+/**
+ * Diagnostic (PostgreSQL): with BENCH_LOG_STATEMENTS=<the server's log file>, the bench database
+ * logs every statement (`ALTER DATABASE … SET log_statement = 'all'`, this database only) and the
+ * run counts the statements logged while it renewed. Logging slows the server: not for figures.
+ */
+const STATEMENT_LOG = process.env.BENCH_LOG_STATEMENTS || undefined;
 
 /** The PGlite comparison runs at most this many subscriptions (issue 8: "at 100k"). */
 const PGLITE_MAX = 100_000;
@@ -198,6 +205,7 @@ async function runOnce(
     await adminQuery(url, `CREATE DATABASE "${dbName}"`);
     await adminQuery(url, `CREATE DATABASE "${dbName}_keys"`);
     databaseUrl = withDatabase(url, dbName);
+    if (STATEMENT_LOG) await adminQuery(url, `ALTER DATABASE "${dbName}" SET log_statement = 'all'`);
   }
   const baseEnv: Record<string, string> = {
     HOST: '127.0.0.1',
@@ -278,6 +286,8 @@ async function runOnce(
     servers.push(...(await Promise.all(ports.map((_, i) => start(i)))));
     processes.push(...servers);
     if (databaseUrl) handle = await openDatabase({ databaseUrl, poolMax: 1 });
+    // Cycle invoices finalised so far (PostgreSQL): the first half of a renewal, shown in the bar.
+    const invoiced = { n: -1 };
     const counter = databaseUrl ? sqlCounter(handle!, seeded.periodEnd) : eventCounter(() => servers[0]!.url);
     const commits = async () =>
       handle
@@ -291,6 +301,7 @@ async function runOnce(
     const t0 = performance.now();
     const before = await counter();
     const commitsBefore = await commits();
+    const logFrom = STATEMENT_LOG && databaseUrl ? statSync(STATEMENT_LOG).size : 0;
     // CPU from here on: startup (migration check, catalog cache) is not a renewal's.
     const cpuAtStart = servers.reduce((sum, s) => sum + (s.cpuSeconds() ?? 0), 0);
     let renewed = before;
@@ -323,7 +334,14 @@ async function runOnce(
       // 5 % of the time.
       pollMs = Math.max(500, 20 * (performance.now() - asked));
       const elapsed = (performance.now() - t0) / 1000;
-      bar('renew', renewed, n, elapsed, (renewed - before) / elapsed);
+      bar(
+        'renew',
+        renewed,
+        n,
+        elapsed,
+        (renewed - before) / elapsed,
+        invoiced.n >= 0 ? `invoiced ${invoiced.n}` : '',
+      );
       if (o.kill && !killed && renewed >= 0.3 * n) {
         killed = true;
         const i = servers.length - 1;
@@ -346,6 +364,12 @@ async function runOnce(
     const peakRssBytes = servers.map((s, i) => Math.max(s.peakRss() ?? 0, peaks[i] ?? 0));
     const cpu = servers.reduce((sum, s) => sum + (s.cpuSeconds() ?? 0), cpuOfKilled) - cpuAtStart;
     const xacts = (await commits()) - commitsBefore;
+    if (STATEMENT_LOG && databaseUrl) {
+      const statements = countStatements(STATEMENT_LOG, logFrom);
+      progress(
+        `statements logged while renewing: ${statements} (${(statements / Math.max(1, renewed - before)).toFixed(1)} per renewal)`,
+      );
+    }
     for (const s of servers) await s.stop();
     // ---- checks, on the database the servers left
     if (!handle) handle = await openDatabase({ dataDir: join(dataDirOf(0), 'pgdata') });
@@ -564,14 +588,21 @@ async function verifySettlement(
 
 let barShown = false;
 /** One-line progress on stderr (\r on a terminal, a line every ~5 % otherwise). */
-function bar(what: string, done: number, total: number, elapsed: number, rate: number | undefined) {
+function bar(
+  what: string,
+  done: number,
+  total: number,
+  elapsed: number,
+  rate: number | undefined,
+  extra = '',
+) {
   const width = 30;
   const frac = total === 0 ? 1 : done / total;
   const filled = Math.round(frac * width);
   const eta = rate && rate > 0 ? (total - done) / rate : undefined;
   const line = `  ${what} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${(frac * 100).toFixed(1)}%${
     rate !== undefined
-      ? `  ${rate.toFixed(1)}/s  ETA ${eta === undefined ? '?' : clock(eta)}  ${clock(elapsed)}`
+      ? `  ${rate.toFixed(1)}/s  ETA ${eta === undefined ? '?' : clock(eta)}  ${clock(elapsed)}  ${extra}`
       : ''
   }`;
   if (process.stderr.isTTY) {
@@ -593,4 +624,17 @@ function endBar() {
 function clock(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** Statements a PostgreSQL log holds from byte `from` on (simple and extended protocol). */
+function countStatements(path: string, from: number): number {
+  const size = statSync(path).size;
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(size - from);
+    readSync(fd, buf, 0, buf.length, from);
+    return (buf.toString('utf8').match(/ LOG: {2}(statement|execute [^:]*): /g) ?? []).length;
+  } finally {
+    closeSync(fd);
+  }
 }
