@@ -25,6 +25,7 @@ const { values, positionals } = parseArgs({
     'compare-pglite': { type: 'boolean', default: false },
     deadline: { type: 'string' },
     'pgbench-seconds': { type: 'string', default: '10' },
+    'seed-only': { type: 'boolean', default: false },
   },
 });
 const positiveInt = (name: string, v: string | undefined): number | undefined => {
@@ -49,6 +50,7 @@ const renewalOpts = {
   comparePglite: values['compare-pglite'],
   deadlineSeconds: positiveInt('deadline', values.deadline),
   pgbenchSeconds: positiveInt('pgbench-seconds', values['pgbench-seconds'])!,
+  seedOnly: values['seed-only'],
 };
 /** The default run (no name) keeps to the quick benches; `renewals` is named explicitly. */
 const BENCHES = {
