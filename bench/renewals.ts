@@ -76,6 +76,8 @@ interface RunResult {
   peakRssBytes: number[];
   /** CPU seconds of the server processes (the killed one included) per renewal, in ms. */
   serverCpuMsPerRenewal: number;
+  /** PostgreSQL only: seconds until every cycle invoice was finalised (the cycle jobs' phase). */
+  allInvoicedSeconds: number | null;
   /** PostgreSQL only: committed transactions on the bench database per renewal. */
   xactPerRenewal: number | null;
   jobs: string;
@@ -188,6 +190,7 @@ function flatten(r: RunResult) {
     renewSeconds: round1(r.renewSeconds),
     renewalsPerSec: round1(r.renewalsPerSec),
     stalledSeconds: round1(r.stalledSeconds),
+    ...(r.allInvoicedSeconds !== null ? { allInvoicedSeconds: round1(r.allInvoicedSeconds) } : {}),
     serverCpuMsPerRenewal: round1(r.serverCpuMsPerRenewal),
     ...(r.xactPerRenewal !== null ? { xactPerRenewal: round1(r.xactPerRenewal) } : {}),
     jobs: r.jobs,
@@ -319,6 +322,7 @@ async function runOnce(
         peakRssBytes: [simulator.peakRss() ?? 0],
         serverCpuMsPerRenewal: 0,
         xactPerRenewal: null,
+        allInvoicedSeconds: null,
         jobs: '',
         failures: checks.length,
         checks,
@@ -367,6 +371,8 @@ async function runOnce(
     let cpuOfKilled = 0;
     let pollMs = 500;
     let stalledMs = 0;
+    /** Seconds from the start until every cycle invoice was finalised (PostgreSQL). */
+    let invoicedAt: number | undefined;
     let lastProgressAt = performance.now();
     while (renewed < n) {
       if (Date.now() > deadline) {
@@ -456,6 +462,7 @@ async function runOnce(
       peakRssBytes,
       serverCpuMsPerRenewal: (cpu * 1000) / Math.max(1, renewed - before),
       xactPerRenewal: databaseUrl ? xacts / Math.max(1, renewed - before) : null,
+      allInvoicedSeconds: invoicedAt ?? null,
       jobs,
       failures: checks.length,
       checks,
