@@ -349,7 +349,9 @@ async function runOnce(
     if (databaseUrl) handle = await openDatabase({ databaseUrl, poolMax: 1 });
     // Cycle invoices finalised so far (PostgreSQL): the first half of a renewal, shown in the bar.
     const invoiced = { n: -1 };
-    const counter = databaseUrl ? sqlCounter(handle!, seeded.periodEnd) : eventCounter(() => servers[0]!.url);
+    const counter = databaseUrl
+      ? sqlCounter(handle!, seeded.periodEnd, invoiced)
+      : eventCounter(() => servers[0]!.url);
     const commits = async () =>
       handle
         ? ((
@@ -397,6 +399,7 @@ async function runOnce(
       // 5 % of the time.
       pollMs = Math.max(500, 20 * (performance.now() - asked));
       const elapsed = (performance.now() - t0) / 1000;
+      if (invoicedAt === undefined && invoiced.n >= n) invoicedAt = elapsed;
       bar(
         'renew',
         renewed,
@@ -485,12 +488,14 @@ async function runOnce(
 }
 
 /** Renewed so far, from the database: subscriptions whose current period starts at the seeded end. */
-function sqlCounter(handle: DatabaseHandle, periodEnd: Date) {
+function sqlCounter(handle: DatabaseHandle, periodEnd: Date, invoiced: { n: number }) {
   return async () => {
-    const r = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM subscriptions WHERE current_period_start = ${periodEnd}`.execute(
+    const r = await sql<{ n: number; invoiced: number }>`
+      SELECT (SELECT count(*) FROM subscriptions WHERE current_period_start = ${periodEnd})::int AS n,
+        (SELECT count(*) FROM invoices WHERE reason = 'subscription_cycle')::int AS invoiced`.execute(
       handle.db,
     );
+    invoiced.n = r.rows[0]?.invoiced ?? 0;
     return r.rows[0]?.n ?? 0;
   };
 }
