@@ -11,8 +11,9 @@ import { systemClock } from '../src/kernel/clock.js';
 import type { TransactionSpec } from '../src/modules/ledger/domain/transaction.js';
 import { BALANCE_SLOTS, LedgerService } from '../src/modules/ledger/service.js';
 import { progress } from './support/load.js';
+import { PGBENCH_CLIENTS, pgbenchArgs, pgbenchTpcb } from './support/pgbench.js';
 
-const CLIENTS = 8;
+const CLIENTS = PGBENCH_CLIENTS;
 const BATCH_SIZE = 100;
 
 /**
@@ -76,45 +77,12 @@ export async function benchLedger(opts: { seconds: number }) {
   }
 }
 
-/** pgbench tpcb-like on a fresh database of the same server (scale 10, CLIENTS clients). */
-async function pgbenchTpcb(serverUrl: string, runId: string, seconds: number): Promise<number> {
-  const pgbenchDb = `reprise_bench_pgbench_${runId}`;
-  await adminQuery(serverUrl, `CREATE DATABASE "${pgbenchDb}"`);
-  try {
-    progress('pgbench: initialising scale 10');
-    const url = new URL(withDatabase(serverUrl, pgbenchDb));
-    const args = [
-      '-h',
-      url.hostname,
-      '-p',
-      url.port || '5432',
-      '-U',
-      decodeURIComponent(url.username || 'postgres'),
-    ];
-    execFileSync('pgbench', [...args, '-i', '-s', '10', '-q', pgbenchDb], { stdio: 'ignore' });
-    progress(`pgbench: tpcb-like, ${CLIENTS} clients, ${seconds}s`);
-    const out = execFileSync(
-      'pgbench',
-      [...args, '-b', 'tpcb-like', '-c', String(CLIENTS), '-j', '2', '-T', String(seconds), pgbenchDb],
-      {
-        encoding: 'utf8',
-      },
-    );
-    const match = /tps = ([\d.]+)/.exec(out);
-    if (!match) throw new Error(`cannot read pgbench output:\n${out}`);
-    return Number(match[1]);
-  } finally {
-    await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${pgbenchDb}" WITH (FORCE)`);
-  }
-}
-
 /**
  * Diagnostic: the same one-statement post (transaction, two postings, two balance slots, with the
  * database's checks) driven by pgbench's C client instead of Node, to separate the database's cost
  * from the Node client's on a machine where both share the cores.
  */
 function pgbenchStatement(url: string, seconds: number): number {
-  const u = new URL(url);
   const script = join(mkdtempSync(join(tmpdir(), 'reprise-bench-')), 'post.sql');
   const code = (v: string) => `concat('transfer_test', chr(58), 'a', (:${v})::int, chr(58), 'EUR')`;
   writeFileSync(
@@ -139,12 +107,7 @@ SELECT id FROM ins;
   const out = execFileSync(
     'pgbench',
     [
-      '-h',
-      u.hostname,
-      '-p',
-      u.port || '5432',
-      '-U',
-      decodeURIComponent(u.username || 'postgres'),
+      ...pgbenchArgs(url),
       '-n',
       '-M',
       'prepared',
@@ -156,7 +119,7 @@ SELECT id FROM ins;
       '2',
       '-T',
       String(seconds),
-      u.pathname.slice(1),
+      new URL(url).pathname.slice(1),
     ],
     { encoding: 'utf8' },
   );

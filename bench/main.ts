@@ -2,28 +2,65 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { benchLedger } from './ledger.js';
 import { benchPlans } from './plans.js';
+import { benchRenewals } from './renewals.js';
 
 /**
  * `npm run bench [name] [-- --seconds N --rounds N --connections N]`
+ * `npm run bench renewals -- --subscriptions N [--workers K] [--kill] [--nodes K] [--compare-pglite]
+ *   [--deadline S] [--pgbench-seconds S]`
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
  * .bench/<name>.json. Set DATABASE_URL to run against a PostgreSQL server instead of PGlite.
  */
-const BENCHES = { plans: benchPlans, ledger: benchLedger } as const;
-
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     seconds: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '2' },
     connections: { type: 'string', default: '20' },
+    // renewals
+    subscriptions: { type: 'string', default: '10000' },
+    workers: { type: 'string', default: '1' },
+    kill: { type: 'boolean', default: false },
+    nodes: { type: 'string' },
+    'compare-pglite': { type: 'boolean', default: false },
+    deadline: { type: 'string' },
+    'pgbench-seconds': { type: 'string', default: '10' },
+    'seed-only': { type: 'boolean', default: false },
   },
 });
+const positiveInt = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isSafeInteger(x) || x < 1) {
+    process.stderr.write(`--${name} must be a positive integer, got '${v}'\n`);
+    process.exit(2);
+  }
+  return x;
+};
 const opts = {
   seconds: Number(values.seconds),
   rounds: Number(values.rounds),
   connections: Number(values.connections),
 };
-const names = positionals.length > 0 ? positionals : Object.keys(BENCHES);
+const renewalOpts = {
+  subscriptions: positiveInt('subscriptions', values.subscriptions)!,
+  workers: positiveInt('workers', values.workers)!,
+  kill: values.kill,
+  nodes: positiveInt('nodes', values.nodes),
+  comparePglite: values['compare-pglite'],
+  deadlineSeconds: positiveInt('deadline', values.deadline),
+  pgbenchSeconds: positiveInt('pgbench-seconds', values['pgbench-seconds'])!,
+  seedOnly: values['seed-only'],
+};
+/** The default run (no name) keeps to the quick benches; `renewals` is named explicitly. */
+const BENCHES = {
+  plans: () => benchPlans(opts),
+  ledger: () => benchLedger(opts),
+  renewals: () => benchRenewals(renewalOpts),
+} as const;
+const DEFAULT = ['plans', 'ledger'];
+
+const names = positionals.length > 0 ? positionals : DEFAULT;
 mkdirSync('.bench', { recursive: true });
 for (const name of names) {
   const bench = BENCHES[name as keyof typeof BENCHES];
@@ -31,8 +68,8 @@ for (const name of names) {
     process.stderr.write(`Unknown benchmark '${name}'. Known: ${Object.keys(BENCHES).join(', ')}\n`);
     process.exit(2);
   }
-  process.stderr.write(`bench ${name} (${JSON.stringify(opts)})\n`);
-  const result = await bench(opts);
+  process.stderr.write(`bench ${name} (${JSON.stringify(name === 'renewals' ? renewalOpts : opts)})\n`);
+  const result = await bench();
   writeFileSync(
     `.bench/${name}.json`,
     `${JSON.stringify({ ...result, at: new Date().toISOString() }, null, 2)}\n`,
