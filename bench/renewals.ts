@@ -261,8 +261,10 @@ async function runOnce(
         '--port',
         String(simPort),
         // Webhooks go to the first node, as through a load balancer to one address.
-        '--webhook-url',
-        `http://127.0.0.1:${ports[0]}/v1/providers/${SIMULATOR_ID}/webhooks`,
+        // BENCH_NO_WEBHOOKS=1 (a diagnostic): the simulator sends none, to see their share.
+        ...(process.env.BENCH_NO_WEBHOOKS
+          ? []
+          : ['--webhook-url', `http://127.0.0.1:${ports[0]}/v1/providers/${SIMULATOR_ID}/webhooks`]),
       ],
       port: simPort,
       // The simulator keeps every method, charge and idempotent answer in memory: room for 1M.
@@ -615,7 +617,8 @@ async function verify(handle: DatabaseHandle, seeded: SeededRun, checks: string[
     failedKinds: string | null;
   }>`
     SELECT count(*) FILTER (WHERE state = 'failed')::int AS failed,
-      count(*) FILTER (WHERE kind = 'billing.cycle' AND state = 'done' AND run_at = ${seeded.periodEnd})::int AS "cycleDone",
+      count(*) FILTER (WHERE kind = 'billing.cycle' AND state = 'done'
+        AND dedupe_key LIKE '%:' || ${String(seeded.periodEnd.getTime())})::int AS "cycleDone",
       count(*) FILTER (WHERE kind = 'billing.cycle' AND state = 'pending' AND run_at > ${seeded.periodEnd})::int AS "cyclePending",
       string_agg(DISTINCT kind || ': ' || coalesce(left(last_error, 200), ''), ' | ') FILTER (WHERE state = 'failed') AS "failedKinds"
     FROM scheduled_jobs`);

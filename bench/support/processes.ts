@@ -38,7 +38,15 @@ export async function startProduct(opts: {
   timeoutMs?: number;
 }): Promise<BenchProcess> {
   const out = openSync(opts.logPath, 'a');
-  const child = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), ...opts.args], {
+  // BENCH_CPU_PROF=<dir>: each product process writes a V8 CPU profile there when it exits.
+  const profile = process.env.BENCH_CPU_PROF
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`,
+        `--cpu-prof-name=${opts.name}.cpuprofile`,
+      ]
+    : [];
+  const child = spawn(process.execPath, [...profile, join(ROOT, 'dist/cli/main.js'), ...opts.args], {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', out, out],

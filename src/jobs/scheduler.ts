@@ -206,6 +206,20 @@ export class JobScheduler {
       .execute();
   }
 
+  /**
+   * Marks pending jobs done by their dedupe keys in the caller's transaction (one statement): work
+   * made moot by the transaction, e.g. the reconciliation of a payment whose capture it records.
+   */
+  async completeByKeys(trx: Executor, keys: readonly string[], now: Date): Promise<void> {
+    if (keys.length === 0) return;
+    await jobTables(trx)
+      .updateTable('scheduled_jobs')
+      .set({ state: 'done', done_at: now, finished_at: this.#clock.now() })
+      .where('dedupe_key', 'in', [...keys])
+      .where('state', '=', 'pending')
+      .execute();
+  }
+
   /** Runs batches of `kind` until none is due or `budgetMs` passed; returns the jobs claimed. */
   async #runBatches(kind: string, budgetMs: number): Promise<number> {
     const entry = this.#batches.get(kind)!;

@@ -175,6 +175,12 @@ export async function finishCapturedMany(
       data: { object: paymentObject(p) },
     })),
   );
+  // Their reconciliation is moot now (it ends at once for a payment no longer processing).
+  await ctx.jobs.completeByKeys(
+    trx,
+    rows.flatMap((p) => (p.charge_deadline_at ? [reconcileJob(p, p.charge_deadline_at).dedupeKey] : [])),
+    now,
+  );
   for (const p of rows) done.set(p.id, p);
   return done;
 }
