@@ -101,7 +101,8 @@ export async function seedRenewals(opts: {
   let attachMs = 0;
   let monthly = 0;
   try {
-    for (let from = 0; from < opts.subscriptions; from += SEED_CHUNK) {
+    /** A chunk's rows, sealed, with its cards' attach at the simulator under way. */
+    const prepare = (from: number) => {
       const size = Math.min(SEED_CHUNK, opts.subscriptions - from);
       const rows = Array.from({ length: size }, (_, k) => {
         const i = from + k;
@@ -121,8 +122,7 @@ export async function seedRenewals(opts: {
         };
       });
       // Personal data sealed as CustomerService.create does: a data key per customer, wrapped by
-      // the master key into the key store (first, so a failed chunk leaves orphan keys, which the
-      // product's sweep deletes, never a customer without its key).
+      // the master key into the key store.
       const sealed = rows.map((r) => {
         const dataKey = newDataKey();
         return {
@@ -131,6 +131,26 @@ export async function seedRenewals(opts: {
           name: seal(dataKey, `Renewal Subscriber ${r.i}`, `${r.customerId}:name`),
         };
       });
+      const attachStarted = performance.now();
+      const tokens = attachAll(
+        agent,
+        opts.simulator,
+        rows.map((r) => r.methodId),
+      ).then((t) => {
+        attachMs += performance.now() - attachStarted;
+        return t;
+      });
+      // Settled even if the chunk before fails first (no unhandled rejection); awaited below.
+      tokens.catch(() => undefined);
+      return { from, size, rows, sealed, tokens };
+    };
+    let next: ReturnType<typeof prepare> | undefined = prepare(0);
+    while (next) {
+      const { from, size, rows, sealed, tokens: pendingTokens } = next;
+      // The next chunk's cards attach at the simulator while this one is written.
+      next = from + size < opts.subscriptions ? prepare(from + size) : undefined;
+      // Keys first, so a failed chunk leaves orphan keys (the product's sweep deletes them), never
+      // a customer without its key.
       await keyStore.putMany(
         rows.map((r, k) => ({
           subjectId: r.customerId,
@@ -139,13 +159,7 @@ export async function seedRenewals(opts: {
           createdAt: r.created,
         })),
       );
-      const attachStarted = performance.now();
-      const tokens = await attachAll(
-        agent,
-        opts.simulator,
-        rows.map((r) => r.methodId),
-      );
-      attachMs += performance.now() - attachStarted;
+      const tokens = await pendingTokens;
       const trials = rows.filter((r) => r.combo.period === 'month');
       monthly += trials.length;
       await transact(db, async (trx) => {
