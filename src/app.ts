@@ -87,6 +87,7 @@ export function createServices(
     numberBlock: config.invoiceNumberBlock,
     renewalBatch: config.renewalBatch,
     renewalConcurrency: config.renewalConcurrency,
+    renewalLeaseMs: config.renewalLeaseMs,
   });
   const entitlements = new EntitlementService(billing, customers, catalog);
   return {

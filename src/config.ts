@@ -30,6 +30,8 @@ export interface Config {
   renewalBatch: number;
   /** Charges a renewal batch has in flight at once (`REPRISE_RENEWAL_CONCURRENCY`). */
   renewalConcurrency: number;
+  /** How long a renewal batch holds its claimed jobs (`REPRISE_RENEWAL_LEASE_SECONDS`). */
+  renewalLeaseMs: number;
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -195,6 +197,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     invoiceNumberBlock: int('REPRISE_INVOICE_NUMBER_BLOCK', env.REPRISE_INVOICE_NUMBER_BLOCK, 50, 1, 10_000),
     renewalBatch: int('REPRISE_RENEWAL_BATCH', env.REPRISE_RENEWAL_BATCH, 200, 1, 5_000),
     renewalConcurrency: int('REPRISE_RENEWAL_CONCURRENCY', env.REPRISE_RENEWAL_CONCURRENCY, 8, 1, 256),
+    renewalLeaseMs:
+      int('REPRISE_RENEWAL_LEASE_SECONDS', env.REPRISE_RENEWAL_LEASE_SECONDS, 60, 5, 3_600) * 1_000,
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

@@ -22,10 +22,12 @@ export const RENEWAL_BATCH_DEFAULT = 200;
 /** Charges one batch has in flight at the provider at once (`REPRISE_RENEWAL_CONCURRENCY`). */
 export const RENEWAL_CONCURRENCY_DEFAULT = 8;
 /**
- * How long a batch's charge jobs wait before any runner may take them: the batch charges them
- * itself at once; if its worker dies, they come due after this and are charged by another.
+ * How long a batch holds its claimed cycle jobs and its charge jobs (`REPRISE_RENEWAL_LEASE_SECONDS`):
+ * it charges them itself at once; if its worker dies, any runner takes them once the lease lapses.
+ * A lease that lapses while the batch still works costs duplicate work, never a duplicate charge
+ * (the subscription locks, the unique invoice per period, the payment's key and charge lease).
  */
-export const CHARGE_LEASE_MS = 5 * 60_000;
+export const RENEWAL_LEASE_MS_DEFAULT = 60_000;
 
 /** One subscription of a batch, planned for the set-based path. */
 interface Planned {
@@ -58,7 +60,7 @@ export async function renewBatch(
   billing: BillingService,
   jobs: readonly Job[],
   now: Date,
-  opts: { concurrency: number },
+  opts: { concurrency: number; leaseMs: number },
 ): Promise<Map<string, string>> {
   const { ctx } = billing;
   const failures = new Map<string, string>();
@@ -100,7 +102,7 @@ export async function renewBatch(
         const payload: ChargeJobPayload = { invoice: invoice.id };
         return {
           kind: JOBS.chargeInvoice,
-          runAt: new Date(now.getTime() + CHARGE_LEASE_MS),
+          runAt: new Date(now.getTime() + opts.leaseMs),
           customerId: invoice.customer_id,
           testClockId: null,
           payload: { ...payload },

@@ -73,7 +73,12 @@ import {
   resumeDue,
 } from './pause-resume.js';
 import { RECOGNIZE_JOB, recognizeScope, reverseInvoiceRecognition } from './recognition.js';
-import { RENEWAL_BATCH_DEFAULT, RENEWAL_CONCURRENCY_DEFAULT, renewBatch } from './renewals.js';
+import {
+  RENEWAL_BATCH_DEFAULT,
+  RENEWAL_CONCURRENCY_DEFAULT,
+  RENEWAL_LEASE_MS_DEFAULT,
+  renewBatch,
+} from './renewals.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
 export type { Invoice, Subscription };
@@ -149,6 +154,7 @@ export class BillingService {
       numberBlock?: number | undefined;
       renewalBatch?: number | undefined;
       renewalConcurrency?: number | undefined;
+      renewalLeaseMs?: number | undefined;
     } = {},
   ) {
     this.#db = db;
@@ -184,11 +190,17 @@ export class BillingService {
     );
     // Wall-clock renewals run as a pipeline of batches (renewals.ts); a test clock's one by one.
     const concurrency = opts.renewalConcurrency ?? RENEWAL_CONCURRENCY_DEFAULT;
-    jobs.registerBatch(JOBS.cycle, (claimed, now) => renewBatch(this, claimed, now, { concurrency }), {
-      size: opts.renewalBatch ?? RENEWAL_BATCH_DEFAULT,
-      // One batch writes while the other waits on the provider.
-      parallel: 2,
-    });
+    const leaseMs = opts.renewalLeaseMs ?? RENEWAL_LEASE_MS_DEFAULT;
+    jobs.registerBatch(
+      JOBS.cycle,
+      (claimed, now) => renewBatch(this, claimed, now, { concurrency, leaseMs }),
+      {
+        size: opts.renewalBatch ?? RENEWAL_BATCH_DEFAULT,
+        leaseMs,
+        // One batch writes while the other waits on the provider.
+        parallel: 2,
+      },
+    );
     // Talks to the provider: no transaction held while it waits; retried while the charge is in flight.
     jobs.register(RECOGNIZE_JOB, async (job, { trx, now }) => {
       await recognizeScope(this.ctx, trx, (job.payload as { scope: string }).scope, now);
