@@ -11,6 +11,7 @@ import { systemClock } from '../src/kernel/clock.js';
 import type { TransactionSpec } from '../src/modules/ledger/domain/transaction.js';
 import { BALANCE_SLOTS, LedgerService } from '../src/modules/ledger/service.js';
 import { progress } from './support/load.js';
+import { pgbenchConnectionArgs, pgbenchTpcb } from './support/pgbench.js';
 
 const CLIENTS = 8;
 const BATCH_SIZE = 100;
@@ -45,7 +46,7 @@ export async function benchLedger(opts: { seconds: number }) {
     const deadlockCount = (await deadlocks(handle, ledgerDb)) - deadlocksBefore;
     const trial = await ledger.trialBalance({ verify: true });
     // The baseline last, on a quiet server (its initialisation writes a million rows).
-    const pgbenchTps = await pgbenchTpcb(serverUrl, runId, opts.seconds);
+    const pgbenchTps = await pgbenchTpcb(serverUrl, runId, opts.seconds, CLIENTS);
     return {
       name: 'ledger',
       engine: 'postgres',
@@ -73,38 +74,6 @@ export async function benchLedger(opts: { seconds: number }) {
   } finally {
     await handle.close();
     await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${ledgerDb}" WITH (FORCE)`);
-  }
-}
-
-/** pgbench tpcb-like on a fresh database of the same server (scale 10, CLIENTS clients). */
-async function pgbenchTpcb(serverUrl: string, runId: string, seconds: number): Promise<number> {
-  const pgbenchDb = `reprise_bench_pgbench_${runId}`;
-  await adminQuery(serverUrl, `CREATE DATABASE "${pgbenchDb}"`);
-  try {
-    progress('pgbench: initialising scale 10');
-    const url = new URL(withDatabase(serverUrl, pgbenchDb));
-    const args = [
-      '-h',
-      url.hostname,
-      '-p',
-      url.port || '5432',
-      '-U',
-      decodeURIComponent(url.username || 'postgres'),
-    ];
-    execFileSync('pgbench', [...args, '-i', '-s', '10', '-q', pgbenchDb], { stdio: 'ignore' });
-    progress(`pgbench: tpcb-like, ${CLIENTS} clients, ${seconds}s`);
-    const out = execFileSync(
-      'pgbench',
-      [...args, '-b', 'tpcb-like', '-c', String(CLIENTS), '-j', '2', '-T', String(seconds), pgbenchDb],
-      {
-        encoding: 'utf8',
-      },
-    );
-    const match = /tps = ([\d.]+)/.exec(out);
-    if (!match) throw new Error(`cannot read pgbench output:\n${out}`);
-    return Number(match[1]);
-  } finally {
-    await adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${pgbenchDb}" WITH (FORCE)`);
   }
 }
 
@@ -139,12 +108,7 @@ SELECT id FROM ins;
   const out = execFileSync(
     'pgbench',
     [
-      '-h',
-      u.hostname,
-      '-p',
-      u.port || '5432',
-      '-U',
-      decodeURIComponent(u.username || 'postgres'),
+      ...pgbenchConnectionArgs(url),
       '-n',
       '-M',
       'prepared',

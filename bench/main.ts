@@ -2,26 +2,29 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { benchLedger } from './ledger.js';
 import { benchPlans } from './plans.js';
+import { benchPurchase } from './purchase.js';
 
 /**
- * `npm run bench [name] [-- --seconds N --rounds N --connections N]`
+ * `npm run bench [name] [-- --seconds N --rounds N --connections N --trace]`
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
  * .bench/<name>.json. Set DATABASE_URL to run against a PostgreSQL server instead of PGlite.
  */
-const BENCHES = { plans: benchPlans, ledger: benchLedger } as const;
+const BENCHES = { plans: benchPlans, ledger: benchLedger, purchase: benchPurchase } as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     seconds: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '20' },
+    connections: { type: 'string' },
+    trace: { type: 'boolean', default: false },
   },
 });
 const opts = {
   seconds: Number(values.seconds),
   rounds: Number(values.rounds),
-  connections: Number(values.connections),
+  connections: values.connections === undefined ? undefined : Number(values.connections),
+  trace: values.trace,
 };
 const names = positionals.length > 0 ? positionals : Object.keys(BENCHES);
 mkdirSync('.bench', { recursive: true });
