@@ -5,7 +5,7 @@ import { benchPlans } from './plans.js';
 import { benchPurchase } from './purchase.js';
 
 /**
- * `npm run bench [name] [-- --seconds N --rounds N --connections N --trace]`
+ * `npm run bench [name] [-- --seconds N --rounds N --connections N --trace --engine postgres|pglite]`
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
  * .bench/<name>.json. Set DATABASE_URL to run against a PostgreSQL server instead of PGlite.
  */
@@ -18,6 +18,7 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '2' },
     connections: { type: 'string' },
     trace: { type: 'boolean', default: false },
+    engine: { type: 'string' },
   },
 });
 const opts = {
@@ -25,6 +26,7 @@ const opts = {
   rounds: Number(values.rounds),
   connections: values.connections === undefined ? undefined : Number(values.connections),
   trace: values.trace,
+  engine: values.engine,
 };
 const names = positionals.length > 0 ? positionals : Object.keys(BENCHES);
 mkdirSync('.bench', { recursive: true });

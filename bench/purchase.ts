@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { sql } from 'kysely';
@@ -52,6 +52,8 @@ export async function benchPurchase(opts: {
   seconds: number;
   connections?: number | undefined;
   trace?: boolean;
+  /** One engine only (both by default when DATABASE_URL is set). */
+  engine?: string | undefined;
 }) {
   const connections = opts.connections ?? 32;
   const serverUrl = process.env.DATABASE_URL;
@@ -63,8 +65,9 @@ export async function benchPurchase(opts: {
     return { name: 'purchase-trace', engine: 'postgres', ...traced.trace, failures: 0 };
   }
   const results: EngineFigures[] = [];
-  if (serverUrl) results.push(await runEngine('postgres', connections, opts));
-  results.push(await runEngine('pglite', Math.min(connections, PGLITE_CLIENTS), opts));
+  if (serverUrl && opts.engine !== 'pglite') results.push(await runEngine('postgres', connections, opts));
+  if (!serverUrl || opts.engine !== 'postgres')
+    results.push(await runEngine('pglite', Math.min(connections, PGLITE_CLIENTS), opts));
   const pgbenchTps = serverUrl
     ? await pgbenchTpcb(serverUrl, runId, opts.seconds, PGBENCH_CLIENTS)
     : undefined;
@@ -421,17 +424,22 @@ async function traceRequests(server: RunningServer, api: Api, customers: string[
       await new Promise((r) => setTimeout(r, 500)); // pg_stat_database lags
       const x1 = await xacts();
       const text = readFileSync(log).subarray(from).toString('utf8');
-      const statements = text
+      const lines = text
         .split('\n')
-        .filter((l) => l.includes(`@${database} `) && /LOG: {2}(statement|execute [^:]*):/.test(l)).length;
+        .filter((l) => l.includes(`@${database} `) && /LOG: {2}(statement|execute [^:]*):/.test(l));
+      const statements = lines.length;
+      const begins = lines.filter((l) => /LOG: {2}statement: BEGIN/i.test(l)).length;
+      if (process.env.BENCH_TRACE_DUMP) writeFileSync(`${process.env.BENCH_TRACE_DUMP}.${ep}.log`, text);
       if (ep === 'idle') {
         out.idleStatementsPerSec = statements / seconds;
         out.idleTransactionsPerSec = (x1 - x0) / seconds;
+        out.idleBeginsPerSec = begins / seconds;
       } else {
         const idleS = out.idleStatementsPerSec! * seconds;
         const idleX = out.idleTransactionsPerSec! * seconds;
         out[`${ep}StatementsPerRequest`] = Math.round(((statements - idleS) / N) * 10) / 10;
-        out[`${ep}TransactionsPerRequest`] = Math.round(((x1 - x0 - idleX) / N) * 10) / 10;
+        out[`${ep}CommitsPerRequest`] = Math.round(((x1 - x0 - idleX) / N) * 10) / 10;
+        out[`${ep}BeginsPerRequest`] = Math.round(((begins - out.idleBeginsPerSec! * seconds) / N) * 10) / 10;
       }
     }
   } finally {

@@ -27,7 +27,7 @@ import { listMethods, type PaymentMethod } from './methods/queries.js';
 import { setDefaultMethod } from './methods/set-default.js';
 import { applySnapshot } from './provider-events/apply-snapshot.js';
 import { pruneProviderEvents } from './provider-events/prune.js';
-import { receiveEvent } from './provider-events/receive.js';
+import { knownSettled, receiveEvent, recordEventQuery } from './provider-events/receive.js';
 import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } from './refunds/finish.js';
 import { type RefundInput, startRefund } from './refunds/start.js';
 import { paymentTables } from './tables.js';
@@ -192,6 +192,14 @@ export class PaymentService {
   // ---- provider news
   receiveEvent(trx: Executor, provider: string, event: ProviderEvent) {
     return receiveEvent(this.ctx, trx, provider, event);
+  }
+  /** The payment an event only repeats (acknowledge it without a transaction), or null. */
+  knownSettled(provider: string, event: ProviderEvent): Promise<string | null> {
+    return knownSettled(this.ctx, provider, event);
+  }
+  /** The event's dedupe row as one statement (returns a row when new), unexecuted. */
+  recordEventQuery(provider: string, event: ProviderEvent, paymentId: string | null) {
+    return recordEventQuery(this.ctx, provider, event, paymentId);
   }
   applySnapshot(trx: Executor, provider: string, s: ProviderPaymentSnapshot): Promise<void> {
     return applySnapshot(this.ctx, trx, provider, s);

@@ -32,3 +32,56 @@ export async function receiveEvent(
   if (payment) await applySnapshot(ctx, trx, provider, event.payment);
   return { duplicate: false, payment: payment?.id ?? null };
 }
+
+/**
+ * Whether a verified event only repeats what the payment already records (the usual webhook:
+ * the capture or decline our own call already settled), read outside any transaction. Facts only
+ * grow, so an event reflected now stays reflected: its acknowledgement needs no transaction,
+ * only the dedupe row (`recordEventQuery`). Returns the payment's id, or null when the event may
+ * change something (then `receiveEvent` applies it in a transaction).
+ */
+export async function knownSettled(
+  ctx: PaymentsContext,
+  provider: string,
+  event: ProviderEvent,
+): Promise<string | null> {
+  const s = event.payment;
+  if (s.refunds.length > 0 || s.dispute) return null;
+  if (s.status !== 'succeeded' && s.status !== 'failed') return null;
+  // findBySnapshot's two lookups in one: by the provider's id, or by our id (the charge's key).
+  const rows = await ctx.tables
+    .selectFrom('payments')
+    .select(['id', 'status', 'captured', 'provider_payment_id'])
+    .where('provider', '=', provider)
+    .where((eb) =>
+      eb.or([eb('provider_payment_id', '=', s.providerPaymentId), eb('id', '=', s.idempotencyKey)]),
+    )
+    .limit(2)
+    .execute();
+  const [p] = rows;
+  if (!p || rows.length > 1) return null;
+  // applySnapshot would do nothing: a capture already booked, or a failure of a payment closed.
+  if (s.status === 'succeeded' && p.captured && p.provider_payment_id === s.providerPaymentId) return p.id;
+  if (s.status === 'failed' && p.status !== 'processing') return p.id;
+  return null;
+}
+
+/** The dedupe row of an event (returns its id when new, nothing for a duplicate), unexecuted. */
+export function recordEventQuery(
+  ctx: PaymentsContext,
+  provider: string,
+  event: ProviderEvent,
+  paymentId: string | null,
+) {
+  return ctx.tables
+    .insertInto('provider_events')
+    .values({
+      provider,
+      event_id: event.id,
+      type: event.type,
+      payment_id: paymentId,
+      received_at: ctx.clock.now(),
+    })
+    .onConflict((oc) => oc.columns(['provider', 'event_id']).doNothing())
+    .returning('event_id');
+}
