@@ -153,46 +153,69 @@ export class EventsOutbox {
     const data = checkEventData(input.data);
 
     const db = eventTables(trx);
-    const previous = await db
-      .selectFrom('events')
-      .select([
-        'aggregate_version',
-        'xact_id',
-        sql<number>`pg_current_xact_id()::text::bigint`.as('own_xact_id'),
-      ])
-      .where('aggregate_type', '=', aggregate.type)
-      .where('aggregate_id', '=', aggregate.id)
-      .orderBy('aggregate_version', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    if (previous) {
-      assert(
-        previous.aggregate_version < aggregate.version,
-        `${aggregate.type} ${aggregate.id}: version ${aggregate.version} after ${previous.aggregate_version}`,
-      );
-      if (previous.xact_id > previous.own_xact_id) {
-        throw new OutboxOrderConflict(
-          `${aggregate.type} ${aggregate.id} version ${previous.aggregate_version} was written by a later transaction`,
-        );
-      }
-    }
-
     const createdAt = this.#clock.now();
     const id = newId('event', createdAt.getTime());
+    const row = {
+      id,
+      type: input.type,
+      aggregate_type: aggregate.type,
+      aggregate_id: aggregate.id,
+      aggregate_version: aggregate.version,
+      customer_id: customerId,
+      data,
+      created_at: createdAt,
+    };
     try {
-      await db
+      // Usually one statement: inserted unless an event of the aggregate has this version or a
+      // later one, or was written by a later transaction; then the checks below say which.
+      const inserted = await db
         .insertInto('events')
-        .values({
-          id,
-          type: input.type,
-          aggregate_type: aggregate.type,
-          aggregate_id: aggregate.id,
-          aggregate_version: aggregate.version,
-          customer_id: customerId,
-          data,
-          created_at: createdAt,
-        })
-        .execute();
+        .columns([
+          'id',
+          'type',
+          'aggregate_type',
+          'aggregate_id',
+          'aggregate_version',
+          'customer_id',
+          'data',
+          'created_at',
+        ])
+        .expression(
+          sql`SELECT ${row.id}, ${row.type}, ${row.aggregate_type}, ${row.aggregate_id}, ${row.aggregate_version}::int, ${row.customer_id}, ${row.data}::jsonb, ${row.created_at}::timestamptz
+            WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ${aggregate.type}
+              AND aggregate_id = ${aggregate.id}
+              AND (aggregate_version >= ${aggregate.version}
+                OR xact_id > pg_current_xact_id()::text::bigint))`,
+        )
+        .returning('id')
+        .executeTakeFirst();
+      if (!inserted) {
+        const previous = await db
+          .selectFrom('events')
+          .select([
+            'aggregate_version',
+            'xact_id',
+            sql<number>`pg_current_xact_id()::text::bigint`.as('own_xact_id'),
+          ])
+          .where('aggregate_type', '=', aggregate.type)
+          .where('aggregate_id', '=', aggregate.id)
+          .orderBy('aggregate_version', 'desc')
+          .limit(1)
+          .executeTakeFirst();
+        if (previous) {
+          assert(
+            previous.aggregate_version < aggregate.version,
+            `${aggregate.type} ${aggregate.id}: version ${aggregate.version} after ${previous.aggregate_version}`,
+          );
+          if (previous.xact_id > previous.own_xact_id) {
+            throw new OutboxOrderConflict(
+              `${aggregate.type} ${aggregate.id} version ${previous.aggregate_version} was written by a later transaction`,
+            );
+          }
+        }
+        // An older version written by a later transaction, the latest one not: as before, allowed.
+        await db.insertInto('events').values(row).execute();
+      }
     } catch (error) {
       if (isUniqueViolation(error)) {
         // Two unserialised writers of one aggregate: a bug in the caller, not a client's mistake.

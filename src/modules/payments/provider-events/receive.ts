@@ -29,7 +29,7 @@ export async function receiveEvent(
     .returning('event_id')
     .executeTakeFirst();
   if (!inserted) return { duplicate: true, payment: payment?.id ?? null };
-  if (payment) await applySnapshot(ctx, trx, provider, event.payment);
+  if (payment) await applySnapshot(ctx, trx, provider, event.payment, payment);
   return { duplicate: false, payment: payment?.id ?? null };
 }
 
