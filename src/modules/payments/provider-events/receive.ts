@@ -58,8 +58,20 @@ export async function knownSettled(
     )
     .limit(2)
     .execute();
-  const [p] = rows;
+  let [p] = rows;
   if (!p || rows.length > 1) return null;
+  if (p.status === 'processing') {
+    // Usually the call that charged is recording this very answer now (the provider sends the
+    // webhook as it answers): wait for that transaction's row lock, without one of our own, and
+    // look again at what it committed.
+    p = await ctx.tables
+      .selectFrom('payments')
+      .select(['id', 'status', 'captured', 'provider_payment_id'])
+      .where('id', '=', p.id)
+      .forShare()
+      .executeTakeFirst();
+    if (!p) return null;
+  }
   // applySnapshot would do nothing: a capture already booked, or a failure of a payment closed.
   if (s.status === 'succeeded' && p.captured && p.provider_payment_id === s.providerPaymentId) return p.id;
   if (s.status === 'failed' && p.status !== 'processing') return p.id;
