@@ -408,6 +408,7 @@ async function traceRequests(server: RunningServer, api: Api, customers: string[
       const started = Date.now();
       if (ep === 'idle') await new Promise((r) => setTimeout(r, 3000));
       else {
+        const t0 = performance.now();
         for (let i = 0; i < N; i++) {
           const res = await api(
             'POST',
@@ -418,6 +419,7 @@ async function traceRequests(server: RunningServer, api: Api, customers: string[
           if (res.status >= 300) throw new Error(`trace ${ep}: ${res.status} ${await res.text()}`);
           await res.text();
         }
+        out[`${ep}SequentialMs`] = Math.round(((performance.now() - t0) / N) * 10) / 10;
         await new Promise((r) => setTimeout(r, 1500)); // their webhooks
       }
       const seconds = (Date.now() - started) / 1000;

@@ -23,7 +23,7 @@ import {
   type RefundListener,
 } from './context.js';
 import { type AttachInput, attachMethod } from './methods/attach.js';
-import { listMethods, type PaymentMethod } from './methods/queries.js';
+import { listMethods, methodOf, type PaymentMethod } from './methods/queries.js';
 import { setDefaultMethod } from './methods/set-default.js';
 import { applySnapshot } from './provider-events/apply-snapshot.js';
 import { pruneProviderEvents } from './provider-events/prune.js';
@@ -106,6 +106,10 @@ export class PaymentService {
     page: { limit: number; after?: string | undefined },
   ): Promise<PaymentMethod[]> {
     return listMethods(this.ctx, customerRef, page);
+  }
+  /** Whether the customer (an id) has this method, or a default one when no id is given: one query. */
+  async hasMethod(customerId: string, methodId: string | undefined): Promise<boolean> {
+    return (await methodOf(this.ctx.tables, customerId, methodId)) !== undefined;
   }
   setDefault(customerRef: string, methodId: string, trx: Executor): Promise<PaymentMethod> {
     return setDefaultMethod(this.ctx, customerRef, methodId, trx);
