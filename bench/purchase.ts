@@ -59,7 +59,7 @@ export async function benchPurchase(opts: {
   const serverUrl = process.env.DATABASE_URL;
   const runId = Date.now().toString(36);
   if (opts.trace) {
-    // Diagnostic only: the database is created with log_statement = all (PostgreSQL's own log).
+    // Diagnostic only: the database logs every statement with its duration (PostgreSQL's own log).
     if (!serverUrl) throw new Error('--trace needs DATABASE_URL (statements are counted in its log)');
     const traced = await runEngine('postgres', 1, opts);
     return { name: 'purchase-trace', engine: 'postgres', ...traced.trace, failures: 0 };
@@ -74,7 +74,7 @@ export async function benchPurchase(opts: {
 
   const out: Record<string, unknown> = {
     name: 'purchase',
-    engine: serverUrl ? 'postgres+pglite' : 'pglite',
+    engine: results.map((r) => r.engine).join('+'),
     seconds: opts.seconds,
   };
   if (pgbenchTps !== undefined) out.pgbenchTps = Math.round(pgbenchTps);
@@ -142,7 +142,7 @@ async function runEngine(
             beforeStart: (url: string) =>
               adminQuery(
                 process.env.DATABASE_URL!,
-                `ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET log_statement = 'all'`,
+                `ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET log_min_duration_statement = 0`,
               ),
           }
         : {}),
@@ -378,9 +378,13 @@ async function check(server: RunningServer, answered: Record<Endpoint, number>):
   return failures;
 }
 
+/** A statement in PostgreSQL's log with `log_min_duration_statement = 0`: its time in ms. */
+const STATEMENT_LINE = /LOG: {2}duration: ([\d.]+) ms {2}(?:statement|execute [^:]*):/;
+const PHASE_LINE = /LOG: {2}duration: ([\d.]+) ms {2}(?:statement|parse|bind|execute)/;
+
 /**
  * Diagnostic (PostgreSQL, `--trace`): sequential requests on a bench database created with
- * `log_statement = all`; statements are counted in the server's log (BENCH_PG_LOG), transactions from
+ * `log_min_duration_statement = 0`; statements are counted in the server's log (BENCH_PG_LOG), transactions from
  * pg_stat_database. Includes the simulator's webhook for each charge and the job poller.
  */
 async function traceRequests(server: RunningServer, api: Api, customers: string[]) {
@@ -426,11 +430,12 @@ async function traceRequests(server: RunningServer, api: Api, customers: string[
       await new Promise((r) => setTimeout(r, 500)); // pg_stat_database lags
       const x1 = await xacts();
       const text = readFileSync(log).subarray(from).toString('utf8');
-      const lines = text
-        .split('\n')
-        .filter((l) => l.includes(`@${database} `) && /LOG: {2}(statement|execute [^:]*):/.test(l));
+      const ours = text.split('\n').filter((l) => l.includes(`@${database} `));
+      const lines = ours.filter((l) => STATEMENT_LINE.test(l));
       const statements = lines.length;
-      const begins = lines.filter((l) => /LOG: {2}statement: BEGIN/i.test(l)).length;
+      const begins = lines.filter((l) => /(statement|execute [^:]*): BEGIN/i.test(l)).length;
+      // Parse, bind and execute are logged apart for the extended protocol: all of it is the server's.
+      const serverMs = ours.reduce((ms, l) => ms + Number(PHASE_LINE.exec(l)?.[1] ?? 0), 0);
       if (process.env.BENCH_TRACE_DUMP) writeFileSync(`${process.env.BENCH_TRACE_DUMP}.${ep}.log`, text);
       if (ep === 'idle') {
         out.idleStatementsPerSec = statements / seconds;
@@ -440,6 +445,7 @@ async function traceRequests(server: RunningServer, api: Api, customers: string[
         const idleS = out.idleStatementsPerSec! * seconds;
         const idleX = out.idleTransactionsPerSec! * seconds;
         out[`${ep}StatementsPerRequest`] = Math.round(((statements - idleS) / N) * 10) / 10;
+        out[`${ep}StatementMsPerRequest`] = Math.round((serverMs / N) * 100) / 100;
         out[`${ep}CommitsPerRequest`] = Math.round(((x1 - x0 - idleX) / N) * 10) / 10;
         out[`${ep}BeginsPerRequest`] = Math.round(((begins - out.idleBeginsPerSec! * seconds) / N) * 10) / 10;
       }
