@@ -2,10 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { benchLedger } from './ledger.js';
 import { benchPlans } from './plans.js';
+import { benchPurchase } from './purchase.js';
 import { benchRenewals } from './renewals.js';
 
 /**
- * `npm run bench [name] [-- --seconds N --rounds N --connections N]`
+ * `npm run bench [name] [-- --seconds N --rounds N --connections N --trace --engine postgres|pglite]`
  * `npm run bench renewals -- --subscriptions N [--workers K] [--kill] [--nodes K] [--compare-pglite]
  *   [--deadline S] [--pgbench-seconds S]`
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
@@ -16,7 +17,9 @@ const { values, positionals } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '20' },
+    connections: { type: 'string' },
+    trace: { type: 'boolean', default: false },
+    engine: { type: 'string' },
     // renewals
     subscriptions: { type: 'string', default: '10000' },
     workers: { type: 'string', default: '1' },
@@ -40,7 +43,9 @@ const positiveInt = (name: string, v: string | undefined): number | undefined =>
 const opts = {
   seconds: Number(values.seconds),
   rounds: Number(values.rounds),
-  connections: Number(values.connections),
+  connections: values.connections === undefined ? undefined : Number(values.connections),
+  trace: values.trace,
+  engine: values.engine,
 };
 const renewalOpts = {
   subscriptions: positiveInt('subscriptions', values.subscriptions)!,
@@ -56,6 +61,7 @@ const renewalOpts = {
 const BENCHES = {
   plans: () => benchPlans(opts),
   ledger: () => benchLedger(opts),
+  purchase: () => benchPurchase(opts),
   renewals: () => benchRenewals(renewalOpts),
 } as const;
 const DEFAULT = ['plans', 'ledger'];

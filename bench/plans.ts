@@ -6,7 +6,12 @@ import { startServer } from './support/server.js';
  * same server's GET /health, alternating so both see the same machine state.
  * Goal (docs/PERFORMANCE.md): the ratio, not the absolute number, which depends on the machine.
  */
-export async function benchPlans(opts: { seconds: number; rounds: number; connections: number }) {
+export async function benchPlans(opts: {
+  seconds: number;
+  rounds: number;
+  connections?: number | undefined;
+}) {
+  const connections = opts.connections ?? 20;
   progress('starting the server (built dist/, demo catalog)');
   const server = await startServer();
   try {
@@ -14,10 +19,10 @@ export async function benchPlans(opts: { seconds: number; rounds: number; connec
     progress('warming up');
     await load('warmup', `${server.url}/v1/plans`, {
       seconds: 2,
-      connections: opts.connections,
+      connections,
       headers: auth,
     });
-    await load('warmup', `${server.url}/health`, { seconds: 1, connections: opts.connections });
+    await load('warmup', `${server.url}/health`, { seconds: 1, connections });
     const health: LoadResult[] = [];
     const plans: LoadResult[] = [];
     for (let round = 1; round <= opts.rounds; round++) {
@@ -25,14 +30,14 @@ export async function benchPlans(opts: { seconds: number; rounds: number; connec
       health.push(
         await load('GET /health', `${server.url}/health`, {
           seconds: opts.seconds,
-          connections: opts.connections,
+          connections,
         }),
       );
       progress(`round ${round}/${opts.rounds}: GET /v1/plans for ${opts.seconds}s`);
       plans.push(
         await load('GET /v1/plans', `${server.url}/v1/plans`, {
           seconds: opts.seconds,
-          connections: opts.connections,
+          connections,
           headers: auth,
         }),
       );
@@ -45,7 +50,7 @@ export async function benchPlans(opts: { seconds: number; rounds: number; connec
     return {
       name: 'plans-vs-health',
       engine: server.engine,
-      connections: opts.connections,
+      connections,
       seconds: opts.seconds,
       rounds: opts.rounds,
       healthRps: Math.round(healthRps),
@@ -57,6 +62,6 @@ export async function benchPlans(opts: { seconds: number; rounds: number; connec
       failures,
     };
   } finally {
-    await server.stop();
+    await server.cleanup();
   }
 }

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type Kysely, sql } from 'kysely';
+import { type Compilable, type Kysely, type OperationNodeSource, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
 import { canonicalJson, sha256Hex } from '../kernel/canonical-json.js';
 import type { Clock } from '../kernel/clock.js';
@@ -193,7 +193,8 @@ export class IdempotencyStore {
    * effects and the stored response commit together; if another request took the claim over, this
    * throws and the transaction rolls back (never two effects). With `personal`, the named
    * top-level fields are stored as null and rebuilt on replay, so no personal data outlives its
-   * erasure here (ADR 0012).
+   * erasure here (ADR 0012). `also`, an insert of another module's (the audit entry), is written
+   * by the same statement (a CTE), so completing a request costs one round trip.
    */
   async complete(
     executor: Executor,
@@ -202,8 +203,9 @@ export class IdempotencyStore {
     status: number,
     body: string,
     personal?: PersonalRef,
+    also?: Compilable & OperationNodeSource,
   ): Promise<void> {
-    const result = await idempotencyTables(executor)
+    const update = idempotencyTables(executor)
       .updateTable('idempotency_keys')
       .set({
         state: 'completed',
@@ -218,8 +220,12 @@ export class IdempotencyStore {
       .where('key', '=', claim.key)
       .where('state', '=', 'in_flight')
       .where('lock_token', '=', claim.token)
-      .executeTakeFirst();
-    if (result.numUpdatedRows !== 1n) {
+      .returning('key');
+    // Rolled back with the rest of the transaction when the claim was taken over (the throw below).
+    const rows = also
+      ? (await sql<{ key: string }>`WITH also AS (${also}) ${update}`.execute(executor)).rows
+      : await update.execute();
+    if (rows.length !== 1) {
       throw new DomainError(
         'idempotency_key_in_use',
         `Idempotency-Key '${claim.key}' was taken over by a retry.`,

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { type Compilable, type OperationNodeSource, sql } from 'kysely';
 import type { Db, Executor } from '../db/schema.js';
 import { transact } from '../db/transaction.js';
 import { assert } from '../kernel/assert.js';
@@ -52,7 +53,7 @@ export class UnitOfWork {
           ? { ...(outcome.body as object), requestId: request.id }
           : outcome.body;
       const text = JSON.stringify(body);
-      await this.#audit.record(trx, {
+      const audit = this.#audit.recordQuery(trx, {
         apiKeyId: principal.keyId,
         action: config.action ?? `${request.method} ${request.routeOptions.url}`,
         resourceType: config.resourceType ?? 'unknown',
@@ -60,6 +61,7 @@ export class UnitOfWork {
         requestId: request.id,
         status: outcome.status,
       });
+      // The audit entry rides in the statement storing the response: one round trip for both.
       if (request.idempotency) {
         await this.#idempotency.complete(
           trx,
@@ -68,8 +70,9 @@ export class UnitOfWork {
           outcome.status,
           text,
           outcome.personal,
+          audit,
         );
-      }
+      } else await audit.execute();
       return {
         status: outcome.status,
         json: text,
@@ -78,6 +81,39 @@ export class UnitOfWork {
     });
     request.audited = true;
     await reply.code(status).type(contentType).send(json);
+  }
+
+  /**
+   * A request whose whole effect is one statement (`effect`, e.g. an insert that returns a row when
+   * it changed something): the audit entry rides in it as a CTE, so the effect and its entry still
+   * commit together, without a transaction around them. Only for requests without an
+   * Idempotency-Key (nothing to store for replay); `respond` sees the statement's rows.
+   */
+  async runStatement<R>(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    audit: { status: number; resourceId: string | null },
+    effect: Compilable<R> & OperationNodeSource,
+    respond: (rows: R[]) => unknown,
+  ): Promise<void> {
+    const principal = request.principal;
+    assert(principal, `unit of work without a principal on ${request.method} ${request.routeOptions.url}`);
+    assert(!request.idempotency, 'a single-statement unit of work stores no idempotent response');
+    const config = request.routeOptions.config;
+    const entry = this.#audit.recordQuery(this.#db, {
+      apiKeyId: principal.keyId,
+      action: config.action ?? `${request.method} ${request.routeOptions.url}`,
+      resourceType: config.resourceType ?? 'unknown',
+      resourceId: audit.resourceId,
+      requestId: request.id,
+      status: audit.status,
+    });
+    const { rows } = await sql<R>`WITH audit AS (${entry}) ${effect}`.execute(this.#db);
+    request.audited = true;
+    await reply
+      .code(audit.status)
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(respond(rows)));
   }
 
   /**

@@ -329,6 +329,62 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
       ).toHaveLength(2);
       expect(capturedCount(paymentId)).toBe(1);
     });
+
+    it('a webhook repeating what the payment records is acknowledged without a transaction, audited; one with a new fact is applied in one', async () => {
+      const { payments } = t.app.services;
+      const applied = vi.spyOn(payments, 'receiveEvent');
+      try {
+        const c = await customer();
+        let paymentId = '';
+        const [captured] = await recordWebhooks(async () => {
+          paymentId = (await pay(c, 5100)).json().id;
+        });
+        const first = await deliver(captured!.body, String(captured!.headers['simulator-signature']));
+        expect(first.json()).toEqual({ received: true, duplicate: false });
+        const again = await deliver(captured!.body, String(captured!.headers['simulator-signature']));
+        expect(again.json()).toEqual({ received: true, duplicate: true });
+        // Our own call had booked the capture: nothing for the transaction path to do.
+        expect(applied).not.toHaveBeenCalled();
+        const eventId = JSON.parse(captured!.body).id as string;
+        const stored = await t.app.services.db
+          .selectFrom('provider_events')
+          .select(['payment_id'])
+          .where('event_id', '=', eventId)
+          .execute();
+        expect(stored).toEqual([{ payment_id: paymentId }]);
+        const audited = (await t.call('GET', `/v1/audit-log?resource=${paymentId}`)).json().data as Array<{
+          action: string;
+          apiKey: string;
+          status: number;
+        }>;
+        expect(audited.filter((e) => e.action === 'provider_webhooks.receive')).toEqual([
+          expect.objectContaining({ apiKey: 'provider:simulator-a', status: 200 }),
+          expect.objectContaining({ apiKey: 'provider:simulator-a', status: 200 }),
+        ]);
+
+        // A refund made at the provider directly is news: applied in a transaction, booked once.
+        const sim = sims()['simulator-a']!;
+        const charge = [...sim.state.charges.values()].find((ch) => ch.idempotencyKey === paymentId)!;
+        const [refunded] = await recordWebhooks(async () => {
+          const res = await sim.app.inject({
+            method: 'POST',
+            url: '/v1/refunds',
+            headers: { authorization: `Bearer ${sim.apiKey}`, 'idempotency-key': `direct-${paymentId}` },
+            payload: { charge: charge.id, amount: 1000 },
+          });
+          expect(res.statusCode).toBeLessThan(300);
+        });
+        const news = await deliver(refunded!.body, String(refunded!.headers['simulator-signature']));
+        expect(news.json()).toEqual({ received: true, duplicate: false });
+        expect(applied).toHaveBeenCalledTimes(1);
+        expect((await t.call('GET', `/v1/payments/${paymentId}`)).json()).toMatchObject({
+          status: 'partially_refunded',
+          amountRefunded: 1000,
+        });
+      } finally {
+        applied.mockRestore();
+      }
+    });
   });
 
   it('provider event ids are forgotten after the dedupe window, in bounded batches', async () => {

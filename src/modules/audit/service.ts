@@ -46,7 +46,15 @@ export class AuditService {
   }
 
   async record(trx: Executor, entry: AuditRecord): Promise<void> {
-    await auditTables(trx)
+    await this.recordQuery(trx, entry).execute();
+  }
+
+  /**
+   * The insert of an entry, unexecuted: for a caller that writes it in a statement it runs anyway
+   * (the unit of work puts it in a CTE of the stored idempotent response's update).
+   */
+  recordQuery(trx: Executor, entry: AuditRecord) {
+    return auditTables(trx)
       .insertInto('audit_log')
       .values({
         id: newId('auditEntry'),
@@ -57,8 +65,7 @@ export class AuditService {
         request_id: entry.requestId,
         status: entry.status,
         at: this.#clock.now(),
-      })
-      .execute();
+      });
   }
 
   async list(filter: {

@@ -903,11 +903,7 @@ export class BillingService {
   // ---- internals
 
   async #checkMethod(customerId: string, paymentMethod: string | undefined): Promise<void> {
-    const methods = await this.payments.listMethods(customerId, { limit: 100 });
-    const found = paymentMethod
-      ? methods.some((m) => m.id === paymentMethod)
-      : methods.some((m) => m.isDefault);
-    if (found) return;
+    if (await this.payments.hasMethod(customerId, paymentMethod)) return;
     throw paymentMethod
       ? invalid('paymentMethod', `no payment method '${paymentMethod}' for this customer`)
       : invalid('paymentMethod', 'the customer has no default payment method; attach one or name one');

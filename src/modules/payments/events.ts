@@ -23,6 +23,19 @@ export async function paymentEvent(
     .where('id', '=', paymentId)
     .returningAll()
     .executeTakeFirstOrThrow();
+  await appendPaymentEvent(ctx, trx, type, row);
+}
+
+/**
+ * Appends the event of a payment row whose `version` the caller's update has just bumped (that
+ * update holds the row lock, so versions of one payment increase in commit order).
+ */
+export async function appendPaymentEvent(
+  ctx: PaymentsContext,
+  trx: Executor,
+  type: PaymentEventType,
+  row: Payment,
+): Promise<void> {
   await ctx.events.append(trx, {
     type,
     aggregate: { type: 'payment', id: row.id, version: row.version },

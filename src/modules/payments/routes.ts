@@ -403,6 +403,18 @@ export function paymentRoutes(app: FastifyInstance, deps: { payments: PaymentSer
         }
         // The signature authenticated the provider: its unit of work runs under that principal.
         req.principal = { keyId: `provider:${provider.id}`, scopes: [] };
+        // The usual webhook repeats what our own call already settled: its dedupe row and audit
+        // entry in one statement, no transaction (ADR 0016).
+        const known = await payments.knownSettled(provider.id, event);
+        if (known && !req.idempotency) {
+          return uow.runStatement(
+            req,
+            reply,
+            { status: 200, resourceId: known },
+            payments.recordEventQuery(provider.id, event, known),
+            (rows) => ({ received: true, duplicate: rows.length === 0 }),
+          );
+        }
         return uow.run(req, reply, async (trx) => {
           const result = await payments.receiveEvent(trx, provider.id, event);
           return {

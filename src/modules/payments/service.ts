@@ -24,11 +24,11 @@ import {
   type RefundListener,
 } from './context.js';
 import { type AttachInput, attachMethod } from './methods/attach.js';
-import { listMethods, type PaymentMethod } from './methods/queries.js';
+import { listMethods, methodOf, type PaymentMethod } from './methods/queries.js';
 import { setDefaultMethod } from './methods/set-default.js';
 import { applySnapshot } from './provider-events/apply-snapshot.js';
 import { pruneProviderEvents } from './provider-events/prune.js';
-import { receiveEvent } from './provider-events/receive.js';
+import { knownSettled, receiveEvent, recordEventQuery } from './provider-events/receive.js';
 import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } from './refunds/finish.js';
 import { type RefundInput, startRefund } from './refunds/start.js';
 import { paymentTables } from './tables.js';
@@ -108,6 +108,10 @@ export class PaymentService {
     page: { limit: number; after?: string | undefined },
   ): Promise<PaymentMethod[]> {
     return listMethods(this.ctx, customerRef, page);
+  }
+  /** Whether the customer (an id) has this method, or a default one when no id is given: one query. */
+  async hasMethod(customerId: string, methodId: string | undefined): Promise<boolean> {
+    return (await methodOf(this.ctx.tables, customerId, methodId)) !== undefined;
   }
   setDefault(customerRef: string, methodId: string, trx: Executor): Promise<PaymentMethod> {
     return setDefaultMethod(this.ctx, customerRef, methodId, trx);
@@ -208,6 +212,14 @@ export class PaymentService {
   // ---- provider news
   receiveEvent(trx: Executor, provider: string, event: ProviderEvent) {
     return receiveEvent(this.ctx, trx, provider, event);
+  }
+  /** The payment an event only repeats (acknowledge it without a transaction), or null. */
+  knownSettled(provider: string, event: ProviderEvent): Promise<string | null> {
+    return knownSettled(this.ctx, provider, event);
+  }
+  /** The event's dedupe row as one statement (returns a row when new), unexecuted. */
+  recordEventQuery(provider: string, event: ProviderEvent, paymentId: string | null) {
+    return recordEventQuery(this.ctx, provider, event, paymentId);
   }
   applySnapshot(trx: Executor, provider: string, s: ProviderPaymentSnapshot): Promise<void> {
     return applySnapshot(this.ctx, trx, provider, s);

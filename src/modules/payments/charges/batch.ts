@@ -6,8 +6,7 @@ import type { ChargeResult } from '../../../providers/port.js';
 import { factsOf, inputHash, type Payment, type PaymentsContext, statusOf } from '../context.js';
 import { captureEntry, feeEntry } from '../domain/entries.js';
 import { paymentObject } from '../events.js';
-import { withProviders } from '../methods/queries.js';
-import { type PaymentsTable, paymentTables } from '../tables.js';
+import { type PaymentMethodsTable, type PaymentsTable, paymentTables } from '../tables.js';
 import { type ChargeLease, chargeDeadline, newLease } from './lease.js';
 import { type PaymentInput, reconcileJob } from './start.js';
 
@@ -39,13 +38,27 @@ export async function startPaymentsMany(
   const started = new Map<string, { payment: Payment; lease: ChargeLease }>();
   if (inputs.length === 0) return started;
   const db = paymentTables(trx);
-  const methods = await db
-    .selectFrom('payment_methods')
-    .selectAll()
-    .where('customer_id', 'in', [...new Set(inputs.map((i) => i.input.customer))])
-    .where('is_default', '=', true)
+  // The default methods with their tokens (provider → the provider's method id) in one query;
+  // the tokens ride on each lease to the charge, which then reads nothing.
+  const found = await db
+    .selectFrom('payment_methods as m')
+    .leftJoin('payment_method_tokens as t', 't.payment_method_id', 'm.id')
+    .selectAll('m')
+    .select(['t.provider as token_provider', 't.provider_method_id as token_method_id'])
+    .where('m.customer_id', 'in', [...new Set(inputs.map((i) => i.input.customer))])
+    .where('m.is_default', '=', true)
+    .orderBy('m.id')
+    .orderBy('t.provider')
     .execute();
-  const withTokens = new Map((await withProviders(db, methods)).map((m) => [m.customerId, m]));
+  const methods = new Map<string, { method: PaymentMethodsTable; tokens: Map<string, string> }>();
+  for (const { token_provider, token_method_id, ...method } of found) {
+    let entry = methods.get(method.customer_id);
+    if (!entry) {
+      entry = { method, tokens: new Map() };
+      methods.set(method.customer_id, entry);
+    }
+    if (token_provider && token_method_id) entry.tokens.set(token_provider, token_method_id);
+  }
   const now = ctx.clock.now();
   const rows: Array<{ row: PaymentsTable; lease: ChargeLease }> = [];
   for (const { input, marketCode, requestKey } of inputs) {
@@ -59,13 +72,14 @@ export async function startPaymentsMany(
         input.capture !== false,
       'a batch payment captures a positive amount on the default method, its tax within it',
     );
-    const method = withTokens.get(input.customer);
-    if (!method) continue;
-    const decision = ctx.router.plan(marketCode, method.brand, new Set(method.providers));
+    const entry = methods.get(input.customer);
+    if (!entry) continue;
+    const { method, tokens } = entry;
+    const decision = ctx.router.plan(marketCode, method.brand, new Set(tokens.keys()));
     const first = decision.candidates[0];
     if (!first) continue;
     decision.chosen = first;
-    const lease = newLease(true);
+    const lease: ChargeLease = { ...newLease(true), tokens };
     // As startPayment hashes its input: a later start under this key with the same input resumes it.
     const hash = inputHash({ ...input, capture: true });
     rows.push({

@@ -55,12 +55,18 @@ export async function chargePayment(
       if (candidate !== current) ctx.router.count(candidate, 'failover');
     }
     current = candidate;
-    const token = await ctx.tables
-      .selectFrom('payment_method_tokens')
-      .select('provider_method_id')
-      .where('payment_method_id', '=', payment.payment_method_id)
-      .where('provider', '=', current)
-      .executeTakeFirst();
+    // Start read the method's tokens with the method; a resumed payment reads its own.
+    const token = lease.tokens
+      ? (() => {
+          const known = lease.tokens.get(current);
+          return known ? { provider_method_id: known } : undefined;
+        })()
+      : await ctx.tables
+          .selectFrom('payment_method_tokens')
+          .select('provider_method_id')
+          .where('payment_method_id', '=', payment.payment_method_id)
+          .where('provider', '=', current)
+          .executeTakeFirst();
     if (!token) continue;
     lease.callsMade++;
     try {

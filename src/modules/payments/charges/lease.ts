@@ -15,6 +15,8 @@ export interface ChargeLease {
   heldSinceInsert: boolean;
   /** Provider calls this worker started: with none, giving the lease back is safe. */
   callsMade: number;
+  /** provider → the provider's method id, when the worker already read them (start does). */
+  tokens?: ReadonlyMap<string, string>;
 }
 
 export function newLease(heldSinceInsert = false): ChargeLease {

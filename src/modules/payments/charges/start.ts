@@ -5,7 +5,7 @@ import { newId } from '../../../kernel/ids.js';
 import { amountProblem } from '../../../kernel/money.js';
 import { assertSameInput, inputHash, type Payment, type PaymentsContext } from '../context.js';
 import { taxOfOneOff } from '../domain/tax.js';
-import { methodOf, withProviders } from '../methods/queries.js';
+import { methodWithTokens } from '../methods/queries.js';
 import { type PaymentsTable, paymentTables } from '../tables.js';
 import { type ChargeLease, chargeDeadline, newLease } from './lease.js';
 
@@ -83,14 +83,15 @@ export async function startPayment(
     throw invalid('amount', `tax ${priced.taxMinor} must lie within the amount ${priced.chargedMinor}`);
   const chargedIssue = amountProblem(priced.chargedMinor, input.currency);
   if (chargedIssue) throw invalid('amount', `with ${priced.taxMinor} tax added, the total ${chargedIssue}`);
-  const method = await methodOf(ctx.tables, customer.id, input.paymentMethod);
-  if (!method) {
+  // The method and its tokens in one query; the tokens ride on the lease to the charge.
+  const found = await methodWithTokens(ctx, customer.id, input.paymentMethod);
+  const method = found?.method;
+  if (!found || !method) {
     throw input.paymentMethod
       ? invalid('paymentMethod', `no payment method '${input.paymentMethod}' for this customer`)
       : invalid('paymentMethod', 'the customer has no default payment method; attach one or name one');
   }
-  const [withTokens] = await withProviders(ctx.tables, [method]);
-  const providers = withTokens?.providers ?? [];
+  const providers = [...found.tokens.keys()];
   const decision = ctx.router.plan(market.code, method.brand, new Set(providers));
   const first = decision.candidates[0];
   if (!first) {
@@ -104,7 +105,7 @@ export async function startPayment(
   }
   decision.chosen = first;
   const now = ctx.clock.now();
-  const lease = newLease(true);
+  const lease: ChargeLease = { ...newLease(true), tokens: found.tokens };
   const deadline = chargeDeadline(ctx, first);
   const row: PaymentsTable = {
     id: newId('payment'),

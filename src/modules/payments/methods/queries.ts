@@ -23,6 +23,36 @@ export function methodOf(
   return (methodId ? q.where('id', '=', methodId) : q.where('is_default', '=', true)).executeTakeFirst();
 }
 
+/**
+ * `methodOf` with its tokens (provider instance → the provider's method id) in one query:
+ * what a charge needs.
+ */
+export async function methodWithTokens(
+  ctx: PaymentsContext,
+  customerId: string,
+  methodId: string | undefined,
+): Promise<{ method: PaymentMethodsTable; tokens: Map<string, string> } | undefined> {
+  const q = ctx.tables
+    .selectFrom('payment_methods as m')
+    .leftJoin('payment_method_tokens as t', 't.payment_method_id', 'm.id')
+    .selectAll('m')
+    .select(['t.provider as token_provider', 't.provider_method_id as token_method_id'])
+    .where('m.customer_id', '=', customerId)
+    .orderBy('t.provider');
+  const rows = await (methodId
+    ? q.where('m.id', '=', methodId)
+    : q.where('m.is_default', '=', true)
+  ).execute();
+  const first = rows[0];
+  if (!first) return undefined;
+  const { token_provider: _p, token_method_id: _m, ...method } = first;
+  const tokens = new Map<string, string>();
+  for (const r of rows)
+    if (r.id === method.id && r.token_provider && r.token_method_id)
+      tokens.set(r.token_provider, r.token_method_id);
+  return { method, tokens };
+}
+
 /** The methods with the provider instances holding a token for each (one query for all). */
 export async function withProviders(
   db: Kysely<PaymentTables>,

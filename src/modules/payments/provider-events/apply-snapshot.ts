@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Executor } from '../../../db/schema.js';
 import { newId } from '../../../kernel/ids.js';
 import type { ProviderPaymentSnapshot } from '../../../providers/port.js';
@@ -14,19 +14,17 @@ export async function findBySnapshot(
   provider: string,
   s: ProviderPaymentSnapshot,
 ): Promise<Payment | undefined> {
-  const byProviderId = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('provider', '=', provider)
-    .where('provider_payment_id', '=', s.providerPaymentId)
-    .executeTakeFirst();
-  if (byProviderId) return byProviderId;
-  // Our payment id is the charge's idempotency key: the link when the charge's answer was lost.
+  // By the provider's id first; else by our payment id, the charge's idempotency key: the link
+  // when the charge's answer was lost. One query, the provider's id ranked first.
   return db
     .selectFrom('payments')
     .selectAll()
-    .where('id', '=', s.idempotencyKey)
     .where('provider', '=', provider)
+    .where((eb) =>
+      eb.or([eb('provider_payment_id', '=', s.providerPaymentId), eb('id', '=', s.idempotencyKey)]),
+    )
+    .orderBy(sql`provider_payment_id IS NOT DISTINCT FROM ${s.providerPaymentId}`, 'desc')
+    .limit(1)
     .executeTakeFirst();
 }
 
@@ -36,9 +34,11 @@ export async function applySnapshot(
   trx: Executor,
   provider: string,
   s: ProviderPaymentSnapshot,
+  /** The payment `findBySnapshot` gave in this transaction, when the caller looked already. */
+  found?: Payment,
 ): Promise<void> {
   const db = paymentTables(trx);
-  const payment = await findBySnapshot(db, provider, s);
+  const payment = found ?? (await findBySnapshot(db, provider, s));
   if (!payment) return;
   const now = ctx.clock.now();
   if (s.status === 'failed' && payment.status === 'processing') {

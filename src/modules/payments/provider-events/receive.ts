@@ -29,6 +29,83 @@ export async function receiveEvent(
     .returning('event_id')
     .executeTakeFirst();
   if (!inserted) return { duplicate: true, payment: payment?.id ?? null };
-  if (payment) await applySnapshot(ctx, trx, provider, event.payment);
+  if (payment) await applySnapshot(ctx, trx, provider, event.payment, payment);
   return { duplicate: false, payment: payment?.id ?? null };
+}
+
+/**
+ * Whether a verified event only repeats what the payment already records (the usual webhook:
+ * the capture or decline our own call already settled), read outside any transaction. Facts only
+ * grow, so an event reflected now stays reflected: its acknowledgement needs no transaction,
+ * only the dedupe row (`recordEventQuery`). Returns the payment's id, or null when the event may
+ * change something (then `receiveEvent` applies it in a transaction).
+ */
+export async function knownSettled(
+  ctx: PaymentsContext,
+  provider: string,
+  event: ProviderEvent,
+): Promise<string | null> {
+  const s = event.payment;
+  if (s.refunds.length > 0 || s.dispute) return null;
+  if (s.status !== 'succeeded' && s.status !== 'failed') return null;
+  // findBySnapshot's two lookups in one: by the provider's id, or by our id (the charge's key).
+  const rows = await ctx.tables
+    .selectFrom('payments')
+    .select(['id', 'status', 'captured', 'provider_payment_id', 'provider', 'charge_token', 'charge_deadline_at'])
+    .where('provider', '=', provider)
+    .where((eb) =>
+      eb.or([eb('provider_payment_id', '=', s.providerPaymentId), eb('id', '=', s.idempotencyKey)]),
+    )
+    .limit(2)
+    .execute();
+  let [p] = rows;
+  if (!p || rows.length > 1) return null;
+  if (p.status === 'processing') {
+    // Usually the call that charged is recording this very answer now (the provider sends the
+    // webhook as it answers): wait for that transaction's row lock, without one of our own, and
+    // look again at what it committed.
+    p = await ctx.tables
+      .selectFrom('payments')
+      .select(['id', 'status', 'captured', 'provider_payment_id', 'provider', 'charge_token', 'charge_deadline_at'])
+      .where('id', '=', p.id)
+      .forShare()
+      .executeTakeFirst();
+    if (!p) return null;
+  }
+  // applySnapshot would do nothing: a capture already booked, or a failure of a payment closed.
+  if (s.status === 'succeeded' && p.captured && p.provider_payment_id === s.providerPaymentId) return p.id;
+  if (s.status === 'failed' && p.status !== 'processing') return p.id;
+  // Still processing under a live charge lease at this provider: the worker that charged it holds
+  // the same answer and records it (a renewal batch settles its charges together, after this
+  // webhook); should it die, the reconciliation job at the lease's deadline looks the payment up
+  // at the provider (ADR 0017). Facts only grow: acknowledging this one loses nothing.
+  if (
+    p.status === 'processing' &&
+    p.provider === provider &&
+    p.charge_token !== null &&
+    p.charge_deadline_at !== null &&
+    p.charge_deadline_at.getTime() > ctx.clock.now().getTime()
+  )
+    return p.id;
+  return null;
+}
+
+/** The dedupe row of an event (returns its id when new, nothing for a duplicate), unexecuted. */
+export function recordEventQuery(
+  ctx: PaymentsContext,
+  provider: string,
+  event: ProviderEvent,
+  paymentId: string | null,
+) {
+  return ctx.tables
+    .insertInto('provider_events')
+    .values({
+      provider,
+      event_id: event.id,
+      type: event.type,
+      payment_id: paymentId,
+      received_at: ctx.clock.now(),
+    })
+    .onConflict((oc) => oc.columns(['provider', 'event_id']).doNothing())
+    .returning('event_id');
 }
