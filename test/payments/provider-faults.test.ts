@@ -385,6 +385,60 @@ describe(`provider faults and webhooks (${ENGINE})`, () => {
         applied.mockRestore();
       }
     });
+    it('a webhook for a payment its worker is still charging is acknowledged and left to the worker; after the lease it is applied', async () => {
+      const { payments, db } = t.app.services;
+      const applied = vi.spyOn(payments, 'receiveEvent');
+      const ledgerOf = async (id: string) =>
+        (await t.call('GET', `/v1/ledger/transactions?reference=${id}`)).json().data as unknown[];
+      try {
+        // The worker started and charged; the webhook the provider sent as it answered arrives
+        // before the worker records the answer (as for a renewal batch, which settles together).
+        const c = await customer();
+        const started = await payments.start(
+          { customer: c, amount: 4300, currency: 'SEK', description: 'Held by its worker' },
+          null,
+        );
+        let charged: Awaited<ReturnType<typeof payments.charge>> | undefined;
+        const [event] = await recordWebhooks(async () => {
+          charged = await payments.charge(started.payment, started.lease);
+        });
+        expect(charged?.result?.status).toBe('succeeded');
+        const signature = String(event!.headers['simulator-signature']);
+        const early = await deliver(event!.body, signature);
+        expect(early.json()).toEqual({ received: true, duplicate: false });
+        expect(applied).not.toHaveBeenCalled();
+        expect((await payments.get(started.payment.id)).status).toBe('processing');
+        expect(await ledgerOf(started.payment.id)).toHaveLength(0);
+        // The worker records its answer: booked once (capture and fee), the webhook's replay a duplicate.
+        await db.transaction().execute((trx) => payments.finish(trx, charged!.payment, charged!.result!));
+        expect((await payments.get(started.payment.id)).status).toBe('succeeded');
+        expect(await ledgerOf(started.payment.id)).toHaveLength(2);
+        expect((await deliver(event!.body, signature)).json()).toEqual({ received: true, duplicate: true });
+
+        // A worker that died after charging: once its lease lapsed, the webhook is news, applied.
+        const orphan = await payments.start(
+          { customer: c, amount: 4400, currency: 'SEK', description: 'Its worker died' },
+          null,
+        );
+        const [late] = await recordWebhooks(async () => {
+          await payments.charge(orphan.payment, orphan.lease);
+        });
+        await db
+          .updateTable('payments')
+          .set({ charge_deadline_at: new Date(Date.now() - 1_000) })
+          .where('id', '=', orphan.payment.id)
+          .execute();
+        const news = await deliver(late!.body, String(late!.headers['simulator-signature']));
+        expect(news.json()).toEqual({ received: true, duplicate: false });
+        expect(applied).toHaveBeenCalledTimes(1);
+        expect((await payments.get(orphan.payment.id)).status).toBe('succeeded');
+        expect(await ledgerOf(orphan.payment.id)).toHaveLength(2);
+        expect(capturedCount(orphan.payment.id)).toBe(1);
+        expect(await trialBalanced()).toBe(true);
+      } finally {
+        applied.mockRestore();
+      }
+    });
   });
 
   it('provider event ids are forgotten after the dedupe window, in bounded batches', async () => {

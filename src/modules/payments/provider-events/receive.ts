@@ -51,7 +51,15 @@ export async function knownSettled(
   // findBySnapshot's two lookups in one: by the provider's id, or by our id (the charge's key).
   const rows = await ctx.tables
     .selectFrom('payments')
-    .select(['id', 'status', 'captured', 'provider_payment_id', 'provider', 'charge_token', 'charge_deadline_at'])
+    .select([
+      'id',
+      'status',
+      'captured',
+      'provider_payment_id',
+      'provider',
+      'charge_token',
+      'charge_deadline_at',
+    ])
     .where('provider', '=', provider)
     .where((eb) =>
       eb.or([eb('provider_payment_id', '=', s.providerPaymentId), eb('id', '=', s.idempotencyKey)]),
@@ -60,13 +68,32 @@ export async function knownSettled(
     .execute();
   let [p] = rows;
   if (!p || rows.length > 1) return null;
+  // Still processing under a live charge lease at this provider: the worker that charged it holds
+  // the same answer and records it (a renewal batch settles its charges together, after this
+  // webhook arrives); should it die, the reconciliation job at the lease's deadline looks the
+  // payment up at the provider (ADR 0017). Facts only grow: acknowledging this one loses nothing.
+  const leased = (row: NonNullable<typeof p>) =>
+    row.status === 'processing' &&
+    row.provider === provider &&
+    row.charge_token !== null &&
+    row.charge_deadline_at !== null &&
+    row.charge_deadline_at.getTime() > ctx.clock.now().getTime();
+  if (leased(p)) return p.id;
   if (p.status === 'processing') {
-    // Usually the call that charged is recording this very answer now (the provider sends the
+    // The call that charged may be recording this very answer now (the provider sends the
     // webhook as it answers): wait for that transaction's row lock, without one of our own, and
     // look again at what it committed.
     p = await ctx.tables
       .selectFrom('payments')
-      .select(['id', 'status', 'captured', 'provider_payment_id', 'provider', 'charge_token', 'charge_deadline_at'])
+      .select([
+        'id',
+        'status',
+        'captured',
+        'provider_payment_id',
+        'provider',
+        'charge_token',
+        'charge_deadline_at',
+      ])
       .where('id', '=', p.id)
       .forShare()
       .executeTakeFirst();
@@ -75,18 +102,6 @@ export async function knownSettled(
   // applySnapshot would do nothing: a capture already booked, or a failure of a payment closed.
   if (s.status === 'succeeded' && p.captured && p.provider_payment_id === s.providerPaymentId) return p.id;
   if (s.status === 'failed' && p.status !== 'processing') return p.id;
-  // Still processing under a live charge lease at this provider: the worker that charged it holds
-  // the same answer and records it (a renewal batch settles its charges together, after this
-  // webhook); should it die, the reconciliation job at the lease's deadline looks the payment up
-  // at the provider (ADR 0017). Facts only grow: acknowledging this one loses nothing.
-  if (
-    p.status === 'processing' &&
-    p.provider === provider &&
-    p.charge_token !== null &&
-    p.charge_deadline_at !== null &&
-    p.charge_deadline_at.getTime() > ctx.clock.now().getTime()
-  )
-    return p.id;
   return null;
 }
 
