@@ -31,10 +31,19 @@ export async function chargePayment(
     ),
   ];
   let current = payment.provider;
-  let mode: 'exclusive' | 'shared' | null = lease.heldSinceInsert ? 'exclusive' : null;
+  // The insert's lease covers a call only while the whole call fits before its deadline: a batch
+  // (renewals) charges its payments long after inserting them, by when the reconciliation may
+  // have failed the payment at the deadline or another worker taken it. Then the lease is taken
+  // again (compare-and-set), as for a payment this worker did not create.
+  const insertLeaseLive =
+    lease.heldSinceInsert &&
+    payment.charge_deadline_at !== null &&
+    payment.charge_deadline_at.getTime() - ctx.clock.now().getTime() >=
+      ctx.router.provider(payment.provider).callBudgetMs;
+  let mode: 'exclusive' | 'shared' | null = insertLeaseLive ? 'exclusive' : null;
   // A payment this worker did not create may have been charged at its provider by an earlier
   // attempt whose answer was lost (a timeout): that provider may hold the money.
-  let mayHoldAtCurrent = !lease.heldSinceInsert;
+  let mayHoldAtCurrent = !insertLeaseLive;
   for (const [i, candidate] of order.entries()) {
     if (candidate !== current) {
       // Another worker's call may be in flight at `current`: charging elsewhere could charge twice.
@@ -47,7 +56,7 @@ export async function chargePayment(
       mayHoldAtCurrent = false;
       routing.attempts.push({ provider: current, outcome: 'unavailable' });
     }
-    if (!(i === 0 && lease.heldSinceInsert)) {
+    if (!(i === 0 && insertLeaseLive)) {
       routing.chosen = candidate;
       // Compare-and-set on the provider we believe is current: a stale worker must not charge.
       mode = await acquireLease(ctx, payment.id, current, candidate, lease, routing);
