@@ -195,7 +195,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionDays: int('REPRISE_EVENT_RETENTION_DAYS', env.REPRISE_EVENT_RETENTION_DAYS, 90, 1, 3650),
     dunningRetryDays: retryDaysOf(env.REPRISE_DUNNING_RETRY_DAYS),
     invoiceNumberBlock: int('REPRISE_INVOICE_NUMBER_BLOCK', env.REPRISE_INVOICE_NUMBER_BLOCK, 50, 1, 10_000),
-    renewalBatch: int('REPRISE_RENEWAL_BATCH', env.REPRISE_RENEWAL_BATCH, 200, 1, 5_000),
+    // A batch writes each table in one multi-row statement: at most 65,535 bind parameters, so
+    // rows × columns (invoices: 27, payments: 25) must fit. 2,000 leaves a margin.
+    renewalBatch: int('REPRISE_RENEWAL_BATCH', env.REPRISE_RENEWAL_BATCH, 200, 1, 2_000),
     renewalConcurrency: int('REPRISE_RENEWAL_CONCURRENCY', env.REPRISE_RENEWAL_CONCURRENCY, 8, 1, 256),
     renewalLeaseMs:
       int('REPRISE_RENEWAL_LEASE_SECONDS', env.REPRISE_RENEWAL_LEASE_SECONDS, 60, 5, 3_600) * 1_000,
