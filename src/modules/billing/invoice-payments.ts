@@ -268,7 +268,7 @@ export async function settleRenewalsPaid(
       version = v.version, updated_at = ${now.toISOString()}::timestamptz
     FROM unnest(${paidInvoices.map((i) => i.id)}::text[], ${paidInvoices.map((i) => i.payment_id)}::text[],
                 ${paidInvoices.map((i) => i.version)}::int[]) AS v(id, payment_id, version)
-    WHERE i.id = v.id`.execute(trx);
+    WHERE i.id = v.id AND i.id = ANY(${paidInvoices.map((i) => i.id)}::text[])`.execute(trx);
   await ctx.ledger.postBatch(
     trx,
     batch.map(({ invoice, sub, payment }) =>
@@ -312,7 +312,7 @@ export async function settleRenewalsPaid(
                 ${moved.map((m) => iso(m.next.current_period_end))}::timestamptz[],
                 ${moved.map((m) => iso(m.next.past_due_since))}::timestamptz[],
                 ${moved.map((m) => m.next.version)}::int[]) AS v(id, status, cps, cpe, pds, version)
-    WHERE s.id = v.id`.execute(trx);
+    WHERE s.id = v.id AND s.id = ANY(${moved.map((m) => m.next.id)}::text[])`.execute(trx);
 
   const entitled = await ctx.entitlementEventInputs(
     trx,

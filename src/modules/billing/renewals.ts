@@ -265,7 +265,9 @@ async function plan(
       JOIN unnest(${candidates.map((c) => c.sub.id)}::text[], ${candidates.map((c) => c.period.start.toISOString())}::timestamptz[])
         AS k(subscription_id, period_start)
         ON i.subscription_id = k.subscription_id AND i.period_start = k.period_start
-      WHERE i.reason = 'subscription_cycle'`.execute(trx);
+      WHERE i.reason = 'subscription_cycle' AND i.subscription_id = ANY(${candidates.map((c) => c.sub.id)}::text[])`.execute(
+      trx,
+    );
     for (const r of existing.rows) made.add(r.subscription_id);
   }
 

@@ -243,9 +243,12 @@ export class LedgerService {
       SELECT i.idempotency_key, i.postings_hash, ins.id AS inserted_id, e.id AS existing_id, e.postings_hash AS existing_hash
       FROM input_t i
       LEFT JOIN ins ON ins.idempotency_key = i.idempotency_key
-      LEFT JOIN ledger_transactions e ON ins.id IS NULL AND e.idempotency_key = i.idempotency_key`.execute(
-      trx,
-    );
+      -- By index whatever the table's size: this statement is prepared once per connection, and a
+      -- generic plan made while the table was small would hash-join a scan of every transaction.
+      LEFT JOIN LATERAL (
+        SELECT e.id, e.postings_hash FROM ledger_transactions e
+        WHERE ins.id IS NULL AND e.idempotency_key = i.idempotency_key LIMIT 1
+      ) e ON true`.execute(trx);
 
     const byKey = new Map(answered.rows.map((r) => [r.idempotency_key, r]));
     const late = answered.rows

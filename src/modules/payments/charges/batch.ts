@@ -170,7 +170,8 @@ export async function finishCapturedMany(
       ${col((i) => (typeof i.payment.routing === 'string' ? i.payment.routing : JSON.stringify(i.payment.routing)))}::text[],
       ${col((i) => statusOf({ ...i.payment, captured: true }, null))}::text[]
     ) AS v(id, fee, provider, provider_payment_id, routing, status)
-    WHERE p.id = v.id AND p.status = 'processing' AND NOT p.captured
+    WHERE p.id = v.id AND p.id = ANY(${col((i) => i.payment.id)}::text[])
+      AND p.status = 'processing' AND NOT p.captured
     RETURNING p.*`.execute(trx);
   const rows = updated.rows;
   if (rows.length === 0) return done;
