@@ -146,7 +146,7 @@ export async function seedRenewals(opts: {
     };
     let next: ReturnType<typeof prepare> | undefined = prepare(0);
     while (next) {
-      const { from, size, rows, sealed, tokens: pendingTokens } = next;
+      const { from, size, rows, sealed, tokens: pendingTokens }: ReturnType<typeof prepare> = next;
       // The next chunk's cards attach at the simulator while this one is written.
       next = from + size < opts.subscriptions ? prepare(from + size) : undefined;
       // Keys first, so a failed chunk leaves orphan keys (the product's sweep deletes them), never

@@ -86,7 +86,7 @@ describe(`billing: renewal batches (${ENGINE})`, () => {
     const all: Array<{ type: string; data: { object: { id: string; subscription?: string } } }> = [];
     let cursor: string | null = null;
     for (let page = 0; page < 50; page++) {
-      const res = (
+      const res: { data: typeof all; nextCursor: string | null } = (
         await t.call('GET', `/v1/events?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
       ).json();
       all.push(...res.data);
