@@ -143,8 +143,10 @@ export async function renewBatch(
 
   // 3. Settle what came back in one transaction: set-based for captured renewals, one by one
   // (in savepoints) for the rest.
+  // The cycle jobs are done (the finalising transaction completed them): a failure from here on
+  // is not theirs. What does not settle stays with its charge job, due when the lease lapses.
   if (answered.length > 0) {
-    const settled = await transact(ctx.db, async (trx) => {
+    await transact(ctx.db, async (trx) => {
       const done: string[] = [];
       const captured = answered.filter(
         (a): a is typeof a & { result: ChargeResult & { status: 'succeeded' } } =>
@@ -192,12 +194,10 @@ export async function renewBatch(
         if (a.job) done.push(a.job);
       }
       await billing.jobs.complete(trx, done, now);
-      return done.length;
-    });
-    void settled;
+    }).catch(() => undefined);
   }
   if (settledJobs.length > 0) {
-    await transact(ctx.db, (trx) => billing.jobs.complete(trx, settledJobs, now));
+    await transact(ctx.db, (trx) => billing.jobs.complete(trx, settledJobs, now)).catch(() => undefined);
   }
   return failures;
 }
