@@ -69,6 +69,8 @@ export async function renewBatch(
 
   // 1. Finalise, and start the first charge of each invoice (attempt 1 of the charge job).
   const charges = await transact(ctx.db, async (trx) => {
+    // Run again on a serialization failure or a deadlock: only this run's failures count.
+    failures.clear();
     const planned = await plan(billing, trx, jobs, now, failures);
     const built = planned.map((p) => p.built);
     for (const b of built) {
