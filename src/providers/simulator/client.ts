@@ -105,8 +105,20 @@ export class SimulatorProvider implements PaymentProvider {
           lastError = `provider error ${res.status}`;
           continue;
         }
+        if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+          // Every answer of the simulator's API is a JSON object. An unreadable success may still
+          // have been processed: asked again with the same key (deduplicated), else ambiguous. An
+          // unreadable refusal or redirect (not followed) processed nothing.
+          if (res.status >= 200 && res.status < 300) {
+            maybeProcessed = true;
+            lastError = `unreadable answer (${res.status})`;
+            continue;
+          }
+          throw new ProviderError('rejected', `${this.id}: unreadable answer (${res.status})`, this.id);
+        }
         return { status: res.status, json };
       } catch (error) {
+        if (error instanceof ProviderError) throw error;
         const e = error as Error & { code?: string };
         if (e.code === 'ECONNREFUSED') {
           lastError = 'connection refused';
