@@ -158,10 +158,6 @@ export class JobScheduler {
    * Claims up to `limit` due wall-clock jobs of `kind` for `leaseMs` (moves their run_at past the
    * lease) in its own transaction, oldest first.
    */
-  async claimBatch(kind: string, limit: number, leaseMs: number): Promise<Job[]> {
-    return (await this.#claimRows(kind, limit, leaseMs)).map(toJob);
-  }
-
   async #claimRows(kind: string, limit: number, leaseMs: number): Promise<JobRow[]> {
     const now = this.#clock.now();
     const due = this.#tables

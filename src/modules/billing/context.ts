@@ -31,6 +31,7 @@ import {
 import type { SubscriptionState } from './domain/lifecycle.js';
 import type { BillingSchedule } from './domain/periods.js';
 import type { InvoiceNumbers } from './invoice-numbers.js';
+import type { ChargeJobPayload } from './invoice-payments.js';
 import { addRecognitionLines, invoiceRecognitionLines, LIVE_SCOPE, scopeOf } from './recognition.js';
 import {
   type BillingTables,
@@ -492,6 +493,23 @@ export function cycleJob(
     testClockId,
     payload: { subscription: sub.id },
     dedupeKey: `${JOBS.cycle}:${sub.id}:${at.getTime()}`,
+  };
+}
+
+/** The charge job of an open invoice (one per invoice; a retry of dunning carries its number). */
+export function chargeJob(
+  invoice: Pick<InvoicesTable, 'id' | 'customer_id'>,
+  runAt: Date,
+  testClockId: string | null,
+): ScheduleInput & { dedupeKey: string } {
+  const payload: ChargeJobPayload = { invoice: invoice.id };
+  return {
+    kind: JOBS.chargeInvoice,
+    runAt,
+    customerId: invoice.customer_id,
+    testClockId,
+    payload,
+    dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
   };
 }
 

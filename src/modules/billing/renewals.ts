@@ -7,12 +7,12 @@ import type { ChargeResult } from '../../providers/port.js';
 import { resolvePrice } from '../catalog/domain/price-resolution.js';
 import type { Market, Plan } from '../catalog/service.js';
 import type { Payment } from '../payments/service.js';
-import { type BuiltInvoice, buildInvoice, JOBS, scheduleOf } from './context.js';
+import { type BuiltInvoice, buildInvoice, chargeJob, scheduleOf } from './context.js';
 import { invoiceAttemptKey, invoiceSeries } from './domain/entries.js';
 import { assembleInvoice } from './domain/invoice.js';
 import { periodFrom } from './domain/plan-change.js';
 import { recurringLine } from './domain/proration.js';
-import { type ChargeJobPayload, settleRenewalsPaid } from './invoice-payments.js';
+import { settleRenewalsPaid } from './invoice-payments.js';
 import { LIVE_SCOPE } from './recognition.js';
 import type { BillingService } from './service.js';
 import { billingTables, type SubscriptionsTable } from './tables.js';
@@ -98,29 +98,23 @@ export async function renewBatch(
     );
     // Each invoice's charge job, leased: this batch charges them now; if its worker dies, any
     // runner takes them once the lease lapses (the pay-invoice workflow resumes the payment).
+    const charges = built.map(({ invoice }) => ({
+      invoice: invoice.id,
+      job: chargeJob(invoice, new Date(now.getTime() + opts.leaseMs), null),
+    }));
     const created = await billing.jobs.scheduleMany(
       trx,
-      built.map(({ invoice }) => {
-        const payload: ChargeJobPayload = { invoice: invoice.id };
-        return {
-          kind: JOBS.chargeInvoice,
-          runAt: new Date(now.getTime() + opts.leaseMs),
-          customerId: invoice.customer_id,
-          testClockId: null,
-          payload: { ...payload },
-          dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
-        };
-      }),
+      charges.map((c) => c.job),
     );
     await billing.jobs.complete(
       trx,
       jobs.filter((j) => !failures.has(j.id)).map((j) => j.id),
       now,
     );
-    return built.map(({ invoice }) => ({
-      invoice: invoice.id,
-      job: created.get(`${JOBS.chargeInvoice}:${invoice.id}`) ?? null,
-      started: started.get(invoiceAttemptKey(invoice.id, 1)) ?? null,
+    return charges.map((c) => ({
+      invoice: c.invoice,
+      job: created.get(c.job.dedupeKey) ?? null,
+      started: started.get(invoiceAttemptKey(c.invoice, 1)) ?? null,
     }));
   });
 

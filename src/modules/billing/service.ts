@@ -34,6 +34,7 @@ import {
 } from './changes.js';
 import {
   BillingContext,
+  chargeJob,
   type Invoice,
   JOBS,
   lockInvoice,
@@ -806,15 +807,7 @@ export class BillingService {
       await settlePaidAtFinalize(this.ctx, trx, invoice, now);
       return;
     }
-    const payload: ChargeJobPayload = { invoice: invoice.id };
-    await this.jobs.schedule(trx, {
-      kind: JOBS.chargeInvoice,
-      runAt: now,
-      customerId: sub.customer_id,
-      testClockId: customer.testClockId,
-      payload: { ...payload },
-      dedupeKey: `${JOBS.chargeInvoice}:${invoice.id}`,
-    });
+    await this.jobs.schedule(trx, chargeJob(invoice, now, customer.testClockId));
   }
 
   // ---- paying invoices (ADR 0014): first charges of renewals, dunning retries, manual pays

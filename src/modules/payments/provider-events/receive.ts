@@ -33,6 +33,17 @@ export async function receiveEvent(
   return { duplicate: false, payment: payment?.id ?? null };
 }
 
+/** What `knownSettled` reads of a payment. */
+const SETTLED_COLUMNS = [
+  'id',
+  'status',
+  'captured',
+  'provider_payment_id',
+  'provider',
+  'charge_token',
+  'charge_deadline_at',
+] as const;
+
 /**
  * Whether a verified event only repeats what the payment already records (the usual webhook:
  * the capture or decline our own call already settled), read outside any transaction. Facts only
@@ -51,15 +62,7 @@ export async function knownSettled(
   // findBySnapshot's two lookups in one: by the provider's id, or by our id (the charge's key).
   const rows = await ctx.tables
     .selectFrom('payments')
-    .select([
-      'id',
-      'status',
-      'captured',
-      'provider_payment_id',
-      'provider',
-      'charge_token',
-      'charge_deadline_at',
-    ])
+    .select(SETTLED_COLUMNS)
     .where('provider', '=', provider)
     .where((eb) =>
       eb.or([eb('provider_payment_id', '=', s.providerPaymentId), eb('id', '=', s.idempotencyKey)]),
@@ -85,15 +88,7 @@ export async function knownSettled(
     // look again at what it committed.
     p = await ctx.tables
       .selectFrom('payments')
-      .select([
-        'id',
-        'status',
-        'captured',
-        'provider_payment_id',
-        'provider',
-        'charge_token',
-        'charge_deadline_at',
-      ])
+      .select(SETTLED_COLUMNS)
       .where('id', '=', p.id)
       .forShare()
       .executeTakeFirst();
