@@ -17,8 +17,10 @@ describe(`billing: renewal batches (${ENGINE})`, () => {
   let n = 0;
 
   beforeAll(async () => {
-    // Batches of 3: seven subscriptions need several, claimed by two lanes at once.
-    t = await startTestApp({ providerTimeoutMs: 1_000, renewalBatch: 3, renewalConcurrency: 2 }, clock);
+    // Batches of 3: seven subscriptions need several, claimed by two lanes at once. A generous
+    // provider timeout: a charge left unanswered on a loaded machine would wait for its charge job
+    // (correct, but not what these comparisons are about).
+    t = await startTestApp({ providerTimeoutMs: 5_000, renewalBatch: 3, renewalConcurrency: 2 }, clock);
     await t.markets('SE', 'US');
     const ok = async (url: string, body: unknown) => {
       const res = await t.call('POST', url, body);
