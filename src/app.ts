@@ -6,7 +6,10 @@ import { loadMasterKey } from './crypto/master-key.js';
 import { type DatabaseHandle, openDatabase } from './db/engine.js';
 import { migrate } from './db/migrate.js';
 import type { Db } from './db/schema.js';
+import { type EventBus, MemoryBus } from './events/bus.js';
+import { NatsBus } from './events/nats-bus.js';
 import { EventsOutbox } from './events/outbox.js';
+import { AdvisoryLockLeadership, OutboxRelay, soleLeader } from './events/relay.js';
 import { eventRoutes } from './events/routes.js';
 import { IdempotencyStore } from './http/idempotency.js';
 import { buildServer } from './http/server.js';
@@ -25,6 +28,7 @@ import { moveDataKeysToKeyStore } from './modules/customers/key-move.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
 import { entitlementRoutes } from './modules/entitlements/routes.js';
+import { EntitlementProjection } from './modules/entitlements/projection.js';
 import { EntitlementService } from './modules/entitlements/service.js';
 import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
@@ -51,6 +55,12 @@ export interface Services {
   events: EventsOutbox;
   billing: BillingService;
   entitlements: EntitlementService;
+  /** The entitlement hot path: this node's in-memory projection (ADR 0018). */
+  entitlementProjection: EntitlementProjection;
+  /** In-process, or NATS JetStream with NATS_URL (ADR 0018). */
+  bus: EventBus;
+  /** Publishes the outbox to the bus (one node leads). */
+  relay: OutboxRelay;
   providers: Providers;
 }
 
@@ -61,6 +71,8 @@ export function createServices(
   masterKey: MasterKey,
   providers: Providers,
   keyStore: KeyStore,
+  engine: 'pglite' | 'postgres',
+  log: (error: unknown, where: string) => void = () => undefined,
 ): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
@@ -90,6 +102,29 @@ export function createServices(
     renewalLeaseMs: config.renewalLeaseMs,
   });
   const entitlements = new EntitlementService(billing, customers, catalog);
+  const entitlementProjection = new EntitlementProjection(
+    { billing, customers, catalog, clock, uncached: (x) => entitlements.forExternalId(x) },
+    { maxEntries: config.entitlementCacheSize, ttlMs: config.entitlementCacheTtlMs },
+  );
+  const bus: EventBus = config.natsUrl
+    ? new NatsBus({
+        url: config.natsUrl,
+        prefix: config.natsPrefix,
+        replicas: config.natsReplicas,
+        retentionDays: config.eventRetentionDays,
+        name: `reprise-${process.pid}`,
+        onError: log,
+      })
+    : new MemoryBus();
+  const relay = new OutboxRelay(db, events, bus, clock, {
+    leadership:
+      engine === 'postgres' && config.databaseUrl
+        ? new AdvisoryLockLeadership(config.databaseUrl, 'bus')
+        : soleLeader,
+    // The embedded default is one node: its own commits wake the relay; the poll is a fallback.
+    pollMs: engine === 'postgres' ? 100 : 500,
+    onError: (error) => log(error, 'relay'),
+  });
   return {
     db,
     clock,
@@ -106,6 +141,9 @@ export function createServices(
     events,
     billing,
     entitlements,
+    entitlementProjection,
+    bus,
+    relay,
     providers,
   };
 }
@@ -153,7 +191,23 @@ export async function createApp(options: AppOptions): Promise<App> {
   await moveDataKeysToKeyStore(database.db, keyStore, masterKey.id);
   await migrate(database.db);
   const providers = await setupProviders(config, clock);
-  const services = createServices(database.db, config, clock, masterKey, providers, keyStore);
+  let logError: (error: unknown, where: string) => void = () => undefined;
+  const services = createServices(
+    database.db,
+    config,
+    clock,
+    masterKey,
+    providers,
+    keyStore,
+    database.kind,
+    (error, where) => logError(error, where),
+  );
+  const projection = services.entitlementProjection;
+  const offCommitted = services.events.onCommitted((events) => projection.committedHere(events));
+  const projectionFeed = await services.bus.subscribe((events) => projection.apply(events), {
+    types: ['entitlement.updated'],
+    onReset: () => projection.clear(),
+  });
   const server = await buildServer(
     {
       db: database.db,
@@ -166,6 +220,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       registerMetrics: (registry) => {
         providers.router.registerMetrics(registry);
         services.jobs.registerMetrics(registry);
+        services.relay.registerMetrics(registry);
+        projection.registerMetrics(registry);
       },
     },
     {
@@ -192,17 +248,23 @@ export async function createApp(options: AppOptions): Promise<App> {
   paymentRoutes(server, { payments: services.payments, uow });
   eventRoutes(server, { events: services.events });
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
-  entitlementRoutes(server, { entitlements: services.entitlements });
+  entitlementRoutes(server, { projection });
   await server.ready();
+  logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
 
   let pruneTimer: NodeJS.Timeout | undefined;
   if (options.background) {
     services.jobs.start();
+    services.relay.start();
     pruneTimer = setInterval(() => {
       services.idempotency
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'idempotency prune failed'));
-      services.events.prune().catch((err: unknown) => server.log.warn({ err }, 'events prune failed'));
+      // Only what the relay has published may go.
+      services.relay
+        .storedPosition()
+        .then((keepAfter) => services.events.prune({ keepAfter }))
+        .catch((err: unknown) => server.log.warn({ err }, 'events prune failed'));
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
@@ -224,6 +286,10 @@ export async function createApp(options: AppOptions): Promise<App> {
       ready = false;
       if (pruneTimer) clearInterval(pruneTimer);
       await services.jobs.stop();
+      await services.relay.stop();
+      offCommitted();
+      await projectionFeed.close();
+      await services.bus.close();
       await server.close();
       await providers.close();
       // Unused invoice numbers go back to the pool at once (else when their lease lapses).

@@ -32,6 +32,16 @@ export interface Config {
   renewalConcurrency: number;
   /** How long a renewal batch holds its claimed jobs (`REPRISE_RENEWAL_LEASE_SECONDS`). */
   renewalLeaseMs: number;
+  /** `NATS_URL`: a NATS JetStream server (or cluster, comma-separated) for events; unset: in-process bus. */
+  natsUrl: string | undefined;
+  /** `REPRISE_NATS_PREFIX`: subject and stream prefix (several deployments on one NATS). */
+  natsPrefix: string;
+  /** `REPRISE_NATS_REPLICAS`: stream replicas (3 on a cluster: acknowledged writes survive a server). */
+  natsReplicas: number;
+  /** `REPRISE_ENTITLEMENT_CACHE_SIZE`: external ids a node's entitlement projection holds (LRU). */
+  entitlementCacheSize: number;
+  /** `REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS`: a held entry is reloaded from the database after this. */
+  entitlementCacheTtlMs: number;
   /** `REPRISE_TRUST_PROXY`: whose X-Forwarded-For to believe for the client address. */
   trustProxy: boolean | number | string;
   idempotencyRetentionHours: number;
@@ -201,6 +211,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     renewalConcurrency: int('REPRISE_RENEWAL_CONCURRENCY', env.REPRISE_RENEWAL_CONCURRENCY, 8, 1, 256),
     renewalLeaseMs:
       int('REPRISE_RENEWAL_LEASE_SECONDS', env.REPRISE_RENEWAL_LEASE_SECONDS, 60, 5, 3_600) * 1_000,
+    natsUrl: natsUrlOf(env.NATS_URL),
+    natsPrefix: natsPrefixOf(env.REPRISE_NATS_PREFIX),
+    natsReplicas: int('REPRISE_NATS_REPLICAS', env.REPRISE_NATS_REPLICAS, 1, 1, 5),
+    entitlementCacheSize: int(
+      'REPRISE_ENTITLEMENT_CACHE_SIZE',
+      env.REPRISE_ENTITLEMENT_CACHE_SIZE,
+      200_000,
+      1,
+      50_000_000,
+    ),
+    entitlementCacheTtlMs:
+      int('REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS', env.REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS, 300, 1, 86_400) *
+      1_000,
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,
@@ -241,4 +264,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       600_000,
     ),
   };
+}
+
+/** `NATS_URL`: one or more `nats://host:port` (or `tls://`), comma-separated. */
+function natsUrlOf(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  for (const part of value.split(',')) {
+    let url: URL;
+    try {
+      url = new URL(part.trim());
+    } catch {
+      throw new ConfigError(`NATS_URL: '${part.trim()}' is not a URL (nats://host:4222)`);
+    }
+    if (!['nats:', 'tls:'].includes(url.protocol) || !url.hostname) {
+      throw new ConfigError(`NATS_URL: '${part.trim()}' must be nats://host:port or tls://host:port`);
+    }
+  }
+  return value.trim();
+}
+
+function natsPrefixOf(value: string | undefined): string {
+  const prefix = value === undefined || value === '' ? 'reprise' : value;
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(prefix)) {
+    throw new ConfigError(
+      `REPRISE_NATS_PREFIX: '${prefix}' must be 1-32 lower-case letters, digits, '-' or '_', starting with a letter`,
+    );
+  }
+  return prefix;
 }

@@ -23,7 +23,7 @@ export interface EventBus {
    */
   publish(events: readonly OutboxEvent[]): Promise<void>;
   consumeShared(name: string, handler: SharedHandler, opts?: SharedOptions): Promise<BusSubscription>;
-  subscribe(handler: BroadcastHandler, opts?: { types?: readonly EventType[] }): Promise<BusSubscription>;
+  subscribe(handler: BroadcastHandler, opts?: BroadcastOptions): Promise<BusSubscription>;
   close(): Promise<void>;
 }
 
@@ -40,6 +40,16 @@ export interface SharedOptions {
   types?: readonly EventType[];
   /** Events per handler call at most. */
   batch?: number;
+}
+
+export interface BroadcastOptions {
+  /** Only these types reach the handler (all when absent). */
+  types?: readonly EventType[];
+  /**
+   * Called when the subscription (re)starts from "now": events published before may not have
+   * been seen, so state built from earlier events must be reloaded (the projection clears).
+   */
+  onReset?: () => void;
 }
 
 export interface BusSubscription {
@@ -113,7 +123,14 @@ export class MemoryBus implements EventBus {
     }
     for (const b of this.#broadcast) {
       const mine = b.types ? busEvents.filter((e) => b.types!.has(e.type)) : busEvents;
-      if (mine.length > 0) b.handler(mine);
+      // A subscriber's bug must not fail the publish (the shared consumers already handled it).
+      if (mine.length > 0) {
+        try {
+          b.handler(mine);
+        } catch {
+          /* the subscriber reports its own errors */
+        }
+      }
     }
   }
 
@@ -125,7 +142,7 @@ export class MemoryBus implements EventBus {
     return { close: async () => void this.#shared.delete(name) };
   }
 
-  async subscribe(handler: BroadcastHandler, opts: { types?: readonly EventType[] } = {}): Promise<BusSubscription> {
+  async subscribe(handler: BroadcastHandler, opts: BroadcastOptions = {}): Promise<BusSubscription> {
     const entry = { handler, ...(opts.types ? { types: new Set<string>(opts.types) } : {}) };
     this.#broadcast.add(entry);
     return { close: async () => void this.#broadcast.delete(entry) };

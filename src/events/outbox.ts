@@ -59,6 +59,11 @@ export interface OutboxEvent extends EventEnvelope {
   position: OutboxPosition;
 }
 
+/** An event a transaction of this node appended, as its after-commit listeners see it. */
+export interface CommittedEvent extends EventEnvelope {
+  customerId: string | null;
+}
+
 export interface AppendInput {
   type: EventType;
   aggregate: AggregateRef;
@@ -117,9 +122,9 @@ export class EventsOutbox {
   readonly #tables: Kysely<EventTables>;
   readonly #clock: Clock;
   readonly #retentionMs: number;
-  readonly #listeners = new Set<() => void>();
-  /** Transactions whose after-commit notification is registered (once per transaction). */
-  readonly #hooked = new WeakSet<object>();
+  readonly #listeners = new Set<(events: readonly CommittedEvent[]) => void>();
+  /** Events each open transaction appended, handed to the listeners once it commits. */
+  readonly #appended = new WeakMap<object, CommittedEvent[]>();
 
   constructor(db: Db, clock: Clock, opts: { retentionDays?: number } = {}) {
     this.#tables = eventTables(db);
@@ -225,19 +230,30 @@ export class EventsOutbox {
       }
       throw error;
     }
-    if (!this.#hooked.has(trx)) {
-      this.#hooked.add(trx);
-      afterCommit(trx, () => {
-        for (const listener of this.#listeners) listener();
-      });
-    }
-    return checked.map((c, i) => ({
+    const envelopes = checked.map((c, i) => ({
       id: rows[i]!.id,
       type: c.input.type,
       createdAt,
       data: c.input.data,
       aggregate: { ...c.input.aggregate },
     }));
+    let appended = this.#appended.get(trx);
+    if (!appended) {
+      const list: CommittedEvent[] = [];
+      appended = list;
+      this.#appended.set(trx, list);
+      afterCommit(trx, () => {
+        for (const listener of this.#listeners) {
+          try {
+            listener(list);
+          } catch {
+            // A listener's failure is its own (it logs); the commit stands.
+          }
+        }
+      });
+    }
+    for (const [i, e] of envelopes.entries()) appended.push({ ...e, customerId: checked[i]!.customerId });
+    return envelopes;
   }
 
   /**
@@ -278,10 +294,11 @@ export class EventsOutbox {
   }
 
   /**
-   * `listener` runs after each committed transaction that appended events (on this node), so a
-   * relay can read at once instead of waiting for its next poll. Returns the unsubscribe.
+   * `listener` runs after each committed transaction that appended events (on this node), with
+   * those events: a relay reads at once instead of waiting for its next poll, and this node's
+   * entitlement projection sees its own writes at once. Returns the unsubscribe.
    */
-  onCommitted(listener: () => void): () => void {
+  onCommitted(listener: (events: readonly CommittedEvent[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }

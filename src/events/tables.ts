@@ -16,9 +16,20 @@ export interface EventsTable {
   created_at: Date;
 }
 
+/** Where a relay has published up to (ADR 0018). */
+export interface RelayPositionsTable {
+  name: string;
+  xact_id: number;
+  seq: number;
+  /** Events published in all (a counter for operators). */
+  published: number;
+  updated_at: Date;
+}
+
 /** The outbox's tables: only these can be queried through `eventTables(executor)`. */
 export interface EventTables {
   events: EventsTable;
+  relay_positions: RelayPositionsTable;
 }
 
 export const eventTables = (executor: Executor) => ownTables<EventTables>(executor);

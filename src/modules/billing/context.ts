@@ -198,6 +198,8 @@ export class BillingContext {
             active: until !== null,
             validUntil: until ? isoSeconds(until) : null,
             status: sub.status,
+            // Simulated time: projections do not cache what a test clock decides.
+            testClock: owner.testClockId,
           },
         },
       };

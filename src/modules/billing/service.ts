@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
@@ -109,6 +109,19 @@ export interface CheckoutOutcome {
 }
 
 /** A subscription's entitlement, as the entitlements module reads it. */
+/** A subscription as the entitlement projection holds it (see `entitlementRecords`). */
+export interface EntitlementRecord {
+  subscription: string;
+  /** The subscription's version: the `entitlement.updated` event of this version says the same. */
+  version: number;
+  role: 'owner' | 'member';
+  productId: string;
+  /** Until when it entitles (renewal margin included), or null when it does not. */
+  validUntil: Date | null;
+  /** The owner's test clock: such a subscription's time is simulated (never cached). */
+  testClock: string | null;
+}
+
 export interface EntitlementSource {
   subscription: string;
   productId: string;
@@ -128,6 +141,8 @@ const TRIAL_NOTICE_MS = 3 * DAY_MS;
 
 /** Subscriptions a customer or member holds that entitlements look at, at most. */
 const SOURCES_MAX = 100;
+/** Subscriptions that no longer entitle, per id, the projection keeps as tombstones. */
+const RECORDS_ENDED_MAX = 20;
 
 /**
  * The billing module's door (ADR 0014): subscriptions and invoices. Checkout is a workflow
@@ -673,6 +688,77 @@ export class BillingService {
       lines: lines.filter((l) => l.invoice_id === r.id),
       creditNotes: notes.get(r.id) ?? [],
     }));
+  }
+
+  /**
+   * For the entitlement projection: every subscription each external id owns (as the customer
+   * `owners` maps it to) or is a member of, with its version and until when it entitles (null:
+   * it does not), in four reads whatever the number of ids. Subscriptions that entitle come
+   * first (up to 100 per id and role); then up to 20 that no longer do, most recent first, so a
+   * late event of theirs cannot bring them back (their version is known).
+   */
+  async entitlementRecords(
+    externalIds: readonly string[],
+    owners: ReadonlyMap<string, { id: string }>,
+  ): Promise<Map<string, EntitlementRecord[]>> {
+    const out = new Map<string, EntitlementRecord[]>(externalIds.map((x) => [x, []]));
+    if (externalIds.length === 0) return out;
+    const entitling = ['trialing', 'active', 'past_due'] as const;
+    const customerIds = [...new Set([...owners.values()].map((o) => o.id))];
+    const externalOf = new Map([...owners.entries()].map(([x, o]) => [o.id, x]));
+    const [owned, memberships] = await Promise.all([
+      customerIds.length === 0
+        ? []
+        : sql<SubscriptionsTable & { entitling: boolean }>`
+            SELECT s.*, true AS entitling FROM unnest(${customerIds}::text[]) AS c(id)
+            CROSS JOIN LATERAL (
+              SELECT * FROM subscriptions WHERE customer_id = c.id AND status IN ('trialing', 'active', 'past_due')
+              ORDER BY id LIMIT ${SOURCES_MAX}) s
+            UNION ALL
+            SELECT s.*, false AS entitling FROM unnest(${customerIds}::text[]) AS c(id)
+            CROSS JOIN LATERAL (
+              SELECT * FROM subscriptions WHERE customer_id = c.id AND status NOT IN ('trialing', 'active', 'past_due')
+              ORDER BY updated_at DESC LIMIT ${RECORDS_ENDED_MAX}) s`
+            .execute(this.#db)
+            .then((r) => r.rows),
+      this.#tables
+        .selectFrom('subscription_members')
+        .select(['subscription_id', 'external_id'])
+        .where('external_id', 'in', [...new Set(externalIds)])
+        .limit(externalIds.length * SOURCES_MAX)
+        .execute(),
+    ]);
+    const shared =
+      memberships.length === 0
+        ? []
+        : await this.#tables
+            .selectFrom('subscriptions')
+            .selectAll()
+            .where('id', 'in', [...new Set(memberships.map((m) => m.subscription_id))])
+            .execute();
+    const sharedById = new Map(shared.map((s) => [s.id, s]));
+    const ownerAccounts = await this.customers.accounts([
+      ...new Set([...owned, ...shared].map((s) => s.customer_id)),
+    ]);
+    const record = (row: SubscriptionsTable, role: 'owner' | 'member'): EntitlementRecord => ({
+      subscription: row.id,
+      version: row.version,
+      role,
+      productId: row.product_id,
+      validUntil: (entitling as readonly string[]).includes(row.status)
+        ? validUntil(stateOf(row), this.ctx.dunning)
+        : null,
+      testClock: ownerAccounts.get(row.customer_id)?.testClockId ?? null,
+    });
+    for (const row of owned) {
+      const x = externalOf.get(row.customer_id);
+      if (x !== undefined) out.get(x)?.push(record(row, 'owner'));
+    }
+    for (const m of memberships) {
+      const row = sharedById.get(m.subscription_id);
+      if (row) out.get(m.external_id)?.push(record(row, 'member'));
+    }
+    return out;
   }
 
   /**
