@@ -11,6 +11,9 @@ export default defineConfig({
           'test/reliability/crash.test.ts',
           'test/reliability/crash-billing.test.ts',
           'test/reliability/renewal-resume.test.ts',
+          // Several nodes, a NATS server: the production path only.
+          'test/events/relay-leadership.test.ts',
+          'test/nats/**',
         ],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',

@@ -1,0 +1,71 @@
+import { expect } from 'vitest';
+import type { TestApp } from './app.js';
+
+/**
+ * A small catalog on markets SE and US: `music` (1 seat, ad-free + offline) with `music-monthly`,
+ * `family` (6 seats, ad-free + offline + family-mix) with `family-monthly`, and `books`
+ * (audiobooks) with `books-monthly`. Every call must succeed.
+ */
+export async function smallCatalog(t: TestApp): Promise<void> {
+  await t.markets('SE', 'US');
+  const ok = async (url: string, body: unknown) => {
+    const res = await t.call('POST', url, body);
+    if (res.statusCode !== 201) throw new Error(`${url}: ${res.body}`);
+  };
+  await ok('/v1/products', { code: 'music', name: 'Music', features: ['ad-free', 'offline'], seats: 1 });
+  await ok('/v1/products', {
+    code: 'family',
+    name: 'Family',
+    features: ['ad-free', 'family-mix', 'offline'],
+    seats: 6,
+  });
+  await ok('/v1/products', { code: 'books', name: 'Books', features: ['audiobooks'], seats: 1 });
+  for (const [code, product] of [
+    ['music-monthly', 'music'],
+    ['family-monthly', 'family'],
+    ['books-monthly', 'books'],
+  ] as const) {
+    await ok('/v1/plans', {
+      code,
+      product,
+      billingPeriod: 'month',
+      trialDays: 0,
+      prices: [
+        { currency: 'SEK', amount: 10900 },
+        { currency: 'USD', amount: 1199 },
+      ],
+    });
+  }
+}
+
+/** A customer with a card that pays (`tok_visa`), on the wall clock unless `testClock` is given. */
+export async function payingCustomer(
+  t: TestApp,
+  externalId: string,
+  opts: { market?: 'SE' | 'US'; testClock?: string; token?: string } = {},
+): Promise<{ id: string; externalId: string }> {
+  const res = await t.call('POST', '/v1/customers', {
+    externalId,
+    market: opts.market ?? 'SE',
+    ...(opts.testClock ? { testClock: opts.testClock } : {}),
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  const id = res.json().id as string;
+  const pm = await t.call('POST', `/v1/customers/${id}/payment-methods`, {
+    provider: 'simulator',
+    token: opts.token ?? 'tok_visa',
+  });
+  expect(pm.statusCode, pm.body).toBe(201);
+  return { id, externalId };
+}
+
+/** Subscribes and expects it to be created; returns the subscription. */
+export async function subscribeOk(
+  t: TestApp,
+  customer: string,
+  plan: string,
+): Promise<{ id: string; status: string; currentPeriodEnd: string }> {
+  const res = await t.call('POST', '/v1/subscriptions', { customer, plan });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json();
+}
