@@ -329,6 +329,52 @@ export class NatsBus implements EventBus {
   }
 
   /**
+   * Replays what the streams hold from a stream sequence or a time (data teams, a consumer that
+   * lost its state): each matching event in stream order, per stream, with its sequence, until the
+   * stream's end as it was when the replay reached it, or `max` events. Returns how many.
+   */
+  async replay(
+    from: { seq: number } | { time: Date },
+    handler: (event: BusEvent, where: { stream: string; seq: number }) => void,
+    opts: { types?: readonly EventType[]; max?: number } = {},
+  ): Promise<number> {
+    const { js } = await this.#connection(10_000);
+    const max = opts.max ?? 1_000_000;
+    assert(Number.isInteger(max) && max >= 1, 'replay max');
+    const wanted = opts.types ? new Set<string>(opts.types) : undefined;
+    let seen = 0;
+    for (const group of this.#groups(opts.types)) {
+      if (seen >= max) break;
+      const stream = this.streamName(group);
+      const consumer = await js.consumers.get(
+        stream,
+        'seq' in from
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from.seq }
+          : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() },
+      );
+      const info = await consumer.info();
+      if (info.num_pending === 0) {
+        await consumer.delete().catch(() => undefined);
+        continue;
+      }
+      const messages = await consumer.consume({ max_messages: Math.min(SHARED_BATCH_MAX, max) });
+      try {
+        for await (const m of messages) {
+          const e = decodeEvent(m.string());
+          if (!wanted || wanted.has(e.type)) {
+            handler(e, { stream, seq: m.info.streamSequence });
+            seen += 1;
+          }
+          if (m.info.pending === 0 || seen >= max) break;
+        }
+      } finally {
+        await messages.close();
+      }
+    }
+    return seen;
+  }
+
+  /**
    * Runs `body` once connected, again after it ends or fails (a deleted consumer, a server
    * restart that lost it), until stopped. Returns the stop function.
    */
