@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { RenderedCache } from '../../http/rendered-cache.js';
 import { z } from 'zod';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
@@ -184,6 +185,17 @@ function planToDto(plan: Plan, codes: Map<string, string>, now: Date): z.infer<t
     createdAt: isoSeconds(plan.createdAt),
   };
 }
+/** The next instant a price version of these plans takes effect (their answer changes then). */
+function nextPriceChange(plans: readonly Plan[], now: Date): number {
+  let next = Number.POSITIVE_INFINITY;
+  for (const plan of plans) {
+    for (const v of plan.versions) {
+      const at = v.effectiveAt?.getTime();
+      if (at !== undefined && at > now.getTime() && at < next) next = at;
+    }
+  }
+  return next;
+}
 const marketIdsOf = (plans: Plan[]) =>
   plans.flatMap((p) =>
     p.versions.flatMap((v) => v.prices.map((x) => x.marketId).filter((id): id is string => id !== null)),
@@ -196,6 +208,8 @@ export function catalogRoutes(
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { catalog, uow } = deps;
   const tags = ['Catalog'];
+  // Reads of the catalog snapshot answer stored bytes while the snapshot is the same (ADR 0018).
+  const rendered = new RenderedCache();
 
   r.post(
     '/v1/markets',
@@ -220,11 +234,20 @@ export function catalogRoutes(
       schema: { tags, summary: 'List markets', querystring: pageQuery, response: { 200: listOf(marketDto) } },
       config: { scope: 'catalog:read' },
     },
-    async (req) =>
-      toPage(
-        await catalog.listMarkets({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
-        req.query.limit,
-        marketToDto,
+    async (req, reply) =>
+      rendered.send(
+        reply,
+        `markets\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}`,
+        await catalog.servedVersion(),
+        deps.now().getTime(),
+        listOf(marketDto),
+        async () => ({
+          value: toPage(
+            await catalog.listMarkets({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
+            req.query.limit,
+            marketToDto,
+          ),
+        }),
       ),
   );
   r.get(
@@ -238,7 +261,15 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req) => marketToDto(await catalog.getMarket(req.params.id)),
+    async (req, reply) =>
+      rendered.send(
+        reply,
+        `market\u0000${req.params.id}`,
+        await catalog.servedVersion(),
+        deps.now().getTime(),
+        marketDto,
+        async () => ({ value: marketToDto(await catalog.getMarket(req.params.id)) }),
+      ),
   );
 
   r.post(
@@ -269,11 +300,20 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req) =>
-      toPage(
-        await catalog.listProducts({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
-        req.query.limit,
-        productToDto,
+    async (req, reply) =>
+      rendered.send(
+        reply,
+        `products\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}`,
+        await catalog.servedVersion(),
+        deps.now().getTime(),
+        listOf(productDto),
+        async () => ({
+          value: toPage(
+            await catalog.listProducts({ limit: req.query.limit, after: decodeCursor(req.query.cursor) }),
+            req.query.limit,
+            productToDto,
+          ),
+        }),
       ),
   );
   r.get(
@@ -287,7 +327,15 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req) => productToDto(await catalog.getProduct(req.params.id)),
+    async (req, reply) =>
+      rendered.send(
+        reply,
+        `product\u0000${req.params.id}`,
+        await catalog.servedVersion(),
+        deps.now().getTime(),
+        productDto,
+        async () => ({ value: productToDto(await catalog.getProduct(req.params.id)) }),
+      ),
   );
 
   r.post(
@@ -321,15 +369,27 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req) => {
-      const plans = await catalog.listPlans({
-        limit: req.query.limit,
-        after: decodeCursor(req.query.cursor),
-        product: req.query.product,
-      });
-      const codes = await catalog.marketCodes(marketIdsOf(plans));
+    async (req, reply) => {
       const now = deps.now();
-      return toPage(plans, req.query.limit, (p) => planToDto(p, codes, now));
+      return rendered.send(
+        reply,
+        `plans\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}\u0000${req.query.product ?? ''}`,
+        await catalog.servedVersion(),
+        now.getTime(),
+        listOf(planDto),
+        async () => {
+          const plans = await catalog.listPlans({
+            limit: req.query.limit,
+            after: decodeCursor(req.query.cursor),
+            product: req.query.product,
+          });
+          const codes = await catalog.marketCodes(marketIdsOf(plans));
+          return {
+            value: toPage(plans, req.query.limit, (p) => planToDto(p, codes, now)),
+            until: nextPriceChange(plans, now),
+          };
+        },
+      );
     },
   );
   r.get(
@@ -343,9 +403,22 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req) => {
-      const plan = await catalog.getPlan(req.params.id);
-      return planToDto(plan, await catalog.marketCodes(marketIdsOf([plan])), deps.now());
+    async (req, reply) => {
+      const now = deps.now();
+      return rendered.send(
+        reply,
+        `plan\u0000${req.params.id}`,
+        await catalog.servedVersion(),
+        now.getTime(),
+        planDto,
+        async () => {
+          const plan = await catalog.getPlan(req.params.id);
+          return {
+            value: planToDto(plan, await catalog.marketCodes(marketIdsOf([plan])), now),
+            until: nextPriceChange([plan], now),
+          };
+        },
+      );
     },
   );
   r.post(

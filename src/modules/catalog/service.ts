@@ -215,6 +215,16 @@ export class CatalogService {
     return snap;
   }
 
+  /**
+   * An identity for what reads outside a transaction see now: it changes whenever the snapshot
+   * is replaced (a write on this node, or the cross-node refresh), so rendered answers keyed by
+   * it are never older than the snapshot itself.
+   */
+  async servedVersion(): Promise<object> {
+    const snap = await this.#cached(this.#db);
+    return snap ?? {};
+  }
+
   /** Called by every catalog write: the snapshot goes now and again once the write commits. */
   #changed(trx: Executor): void {
     this.#generation++;
