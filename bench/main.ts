@@ -1,14 +1,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { benchEntitlements } from './entitlements.js';
 import { benchLedger } from './ledger.js';
 import { benchPlans } from './plans.js';
 import { benchPurchase } from './purchase.js';
+import { benchRelay } from './relay.js';
 import { benchRenewals } from './renewals.js';
 
 /**
  * `npm run bench [name] [-- --seconds N --rounds N --connections N --trace --engine postgres|pglite]`
  * `npm run bench renewals -- --subscriptions N [--workers K] [--kill] [--nodes K] [--compare-pglite]
  *   [--deadline S] [--pgbench-seconds S]`
+ * `npm run bench entitlements -- [--users N] [--hot N] [--seconds S --rounds R --connections C]`
+ * `npm run bench relay -- [--seconds S --connections WRITERS]` (PostgreSQL and NATS)
  * Every benchmark prints a ratio against a baseline measured in the same run. Results also go to
  * .bench/<name>.json. Set DATABASE_URL to run against a PostgreSQL server instead of PGlite.
  */
@@ -29,6 +33,9 @@ const { values, positionals } = parseArgs({
     deadline: { type: 'string' },
     'pgbench-seconds': { type: 'string', default: '10' },
     'seed-only': { type: 'boolean', default: false },
+    // entitlements
+    users: { type: 'string' },
+    hot: { type: 'string' },
   },
 });
 const positiveInt = (name: string, v: string | undefined): number | undefined => {
@@ -63,6 +70,13 @@ const BENCHES = {
   ledger: () => benchLedger(opts),
   purchase: () => benchPurchase(opts),
   renewals: () => benchRenewals(renewalOpts),
+  entitlements: () =>
+    benchEntitlements({
+      ...opts,
+      ...(values.users ? { users: positiveInt('users', values.users)! } : {}),
+      ...(values.hot ? { hot: positiveInt('hot', values.hot)! } : {}),
+    }),
+  relay: () => benchRelay(opts),
 } as const;
 const DEFAULT = ['plans', 'ledger'];
 

@@ -100,6 +100,11 @@ export class NatsBus implements EventBus {
     this.#ready.catch(() => undefined);
   }
 
+  /** Resolves once connected and the streams exist (rejects after `ms`). */
+  async ready(ms = 10_000): Promise<void> {
+    await this.#connection(ms);
+  }
+
   /** Connected to the server right now. */
   get connected(): boolean {
     return this.#connected !== undefined && !this.#connected.nc.isClosed();
