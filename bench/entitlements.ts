@@ -55,7 +55,7 @@ export async function benchEntitlements(opts: EntitlementsOptions) {
     REPRISE_DATA_DIR: join(dir, 'data'),
     REPRISE_SEED: 'none',
     REPRISE_BOOTSTRAP_KEY: BENCH_KEY,
-    REPRISE_RATE_LIMIT_PER_MINUTE: '100000000',
+    REPRISE_RATE_LIMIT_PER_MINUTE: '10000000',
     LOG_LEVEL: 'warn',
     REPRISE_MASTER_KEY: masterKey.toBase64(),
     // The whole working set fits: what a node serving these users would be configured with.
