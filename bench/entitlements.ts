@@ -6,8 +6,8 @@ import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { MasterKey } from '../src/crypto/envelope.js';
 import { adminQuery, withDatabase } from '../src/db/admin.js';
-import { type BenchProcess, startProduct } from './support/processes.js';
 import { progress } from './support/load.js';
+import { type BenchProcess, startProduct } from './support/processes.js';
 import { seedEntitled } from './support/seed-entitled.js';
 import { BENCH_KEY, freePort } from './support/server.js';
 
@@ -105,7 +105,11 @@ export async function benchEntitlements(opts: EntitlementsOptions) {
     for (let k = 0; k < 300; k++) {
       const x = k % 2 === 0 ? anyUser() : `nobody-${runId}-${k}`;
       const res = await fetch(`${base}/v1/entitlements/${x}`, { headers: auth });
-      const body = (await res.json()) as { active: boolean; features: string[]; sources: Array<{ validUntil: string }> };
+      const body = (await res.json()) as {
+        active: boolean;
+        features: string[];
+        sources: Array<{ validUntil: string }>;
+      };
       const entitled = !x.startsWith('nobody-');
       const ok =
         res.status === 200 &&
@@ -128,7 +132,17 @@ export async function benchEntitlements(opts: EntitlementsOptions) {
       await res.arrayBuffer();
     }
 
-    const run = async (label: string, o: { path?: () => string; url?: string; rate?: number; seconds?: number; body?: () => string; conns?: number }) => {
+    const run = async (
+      label: string,
+      o: {
+        path?: () => string;
+        url?: string;
+        rate?: number;
+        seconds?: number;
+        body?: () => string;
+        conns?: number;
+      },
+    ) => {
       progress(label);
       const result = await autocannon({
         url: o.url ?? base,
@@ -169,10 +183,10 @@ export async function benchEntitlements(opts: EntitlementsOptions) {
       path: () => `/v1/entitlements/${hotUser()}`,
       rate: Math.round(entRps / 2),
     });
-    const batch = await run('POST /v1/entitlements/batch of 1000 ids', {
+    const batch = await run('POST /v1/entitlements/batch of 1000 ids, one client', {
       path: () => '/v1/entitlements/batch',
       body: () => JSON.stringify({ externalIds: Array.from({ length: 1000 }, hotUser) }),
-      conns: 4,
+      conns: 1,
     });
     const misses = await run(`GET /v1/entitlements/{id} over all ${seeded.users} users (mostly misses)`, {
       path: () => `/v1/entitlements/${anyUser()}`,

@@ -34,7 +34,10 @@ const EVENTS_PER_TX = 4;
  */
 export async function benchRelay(opts: RelayOptions) {
   const serverUrl = process.env.DATABASE_URL;
-  if (!serverUrl) throw new Error('bench relay needs DATABASE_URL (PostgreSQL) and NATS (NATS_URL, default 127.0.0.1:4222)');
+  if (!serverUrl)
+    throw new Error(
+      'bench relay needs DATABASE_URL (PostgreSQL) and NATS (NATS_URL, default 127.0.0.1:4222)',
+    );
   const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
   const writers = opts.connections ?? 8;
   const runId = Date.now().toString(36);
@@ -67,8 +70,15 @@ export async function benchRelay(opts: RelayOptions) {
             outbox.appendMany(
               trx,
               Array.from({ length: EVENTS_PER_TX }, (_, v) => ({
-                type: v === EVENTS_PER_TX - 1 ? ('entitlement.updated' as const) : ('subscription.renewed' as const),
-                aggregate: { type: v === EVENTS_PER_TX - 1 ? 'entitlement' : 'subscription', id, version: v + 1 },
+                type:
+                  v === EVENTS_PER_TX - 1
+                    ? ('entitlement.updated' as const)
+                    : ('subscription.renewed' as const),
+                aggregate: {
+                  type: v === EVENTS_PER_TX - 1 ? 'entitlement' : 'subscription',
+                  id,
+                  version: v + 1,
+                },
                 customerId: `cus_bench_${aggregate % 1000}`,
                 data: {
                   object: {
@@ -132,7 +142,8 @@ export async function benchRelay(opts: RelayOptions) {
     await writeFor(opts.seconds * 1000);
     const during = committed.slice(before);
     const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && during.some((id) => !received.has(id))) await new Promise((r) => setTimeout(r, 100));
+    while (Date.now() < deadline && during.some((id) => !received.has(id)))
+      await new Promise((r) => setTimeout(r, 100));
     await relay.stop();
     await sub.close();
     const missing = during.filter((id) => !received.has(id)).length;
@@ -165,7 +176,8 @@ export async function benchRelay(opts: RelayOptions) {
     if (nc) {
       const jsm = await jetstreamManager(nc);
       for await (const info of jsm.streams.list()) {
-        if (info.config.name.startsWith(`${prefix.toUpperCase()}_`)) await jsm.streams.delete(info.config.name);
+        if (info.config.name.startsWith(`${prefix.toUpperCase()}_`))
+          await jsm.streams.delete(info.config.name);
       }
       await nc.close();
     }

@@ -222,8 +222,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       50_000_000,
     ),
     entitlementCacheTtlMs:
-      int('REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS', env.REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS, 300, 1, 86_400) *
-      1_000,
+      int(
+        'REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS',
+        env.REPRISE_ENTITLEMENT_CACHE_TTL_SECONDS,
+        300,
+        1,
+        86_400,
+      ) * 1_000,
     idempotencyLeaseMs: int(
       'REPRISE_IDEMPOTENCY_LEASE_MS',
       env.REPRISE_IDEMPOTENCY_LEASE_MS,

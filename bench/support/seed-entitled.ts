@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import type { Services } from '../../src/app.js';
 import { transact } from '../../src/db/transaction.js';
 import { newId } from '../../src/kernel/ids.js';
-import { periodByIndex } from '../../src/modules/billing/domain/periods.js';
 import { RENEWAL_MARGIN_MS } from '../../src/modules/billing/domain/entitlement.js';
+import { periodByIndex } from '../../src/modules/billing/domain/periods.js';
 import { seedDemoCatalog } from '../../src/seed/demo-catalog.js';
 
 /** Rows per multi-row insert (one transaction each). */
@@ -94,7 +94,9 @@ export async function seedEntitled(opts: {
           INSERT INTO subscription_members (subscription_id, external_id, created_at)
           SELECT sub, ext, ${iso(anchor)}::timestamptz
           FROM unnest(${families.flatMap((r) => [r.subscriptionId, r.subscriptionId])}::text[],
-            ${families.flatMap((r) => [member(r.i, 0), member(r.i, 1)])}::text[]) AS t(sub, ext)`.execute(trx);
+            ${families.flatMap((r) => [member(r.i, 0), member(r.i, 1)])}::text[]) AS t(sub, ext)`.execute(
+          trx,
+        );
       }
     });
     opts.onProgress?.(from + size);
@@ -105,7 +107,10 @@ export async function seedEntitled(opts: {
     users: opts.owners + members,
     owners: opts.owners,
     members,
-    expected: { individual: [...products.individual.features].sort(), family: [...products.family.features].sort() },
+    expected: {
+      individual: [...products.individual.features].sort(),
+      family: [...products.family.features].sort(),
+    },
     validUntil: new Date(period.end.getTime() + RENEWAL_MARGIN_MS).toISOString().replace(/\.\d{3}Z$/, 'Z'),
     seconds: (performance.now() - started) / 1000,
     userAt(i: number) {

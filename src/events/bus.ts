@@ -111,7 +111,10 @@ const toBusEvent = (e: OutboxEvent): BusEvent => ({
  */
 export class MemoryBus implements EventBus {
   readonly kind = 'memory' as const;
-  readonly #shared = new Map<string, { handler: SharedHandler; types?: ReadonlySet<string>; batch: number }>();
+  readonly #shared = new Map<
+    string,
+    { handler: SharedHandler; types?: ReadonlySet<string>; batch: number }
+  >();
   readonly #broadcast = new Set<{ handler: BroadcastHandler; types?: ReadonlySet<string> }>();
 
   async publish(events: readonly OutboxEvent[]): Promise<void> {
@@ -134,7 +137,11 @@ export class MemoryBus implements EventBus {
     }
   }
 
-  async consumeShared(name: string, handler: SharedHandler, opts: SharedOptions = {}): Promise<BusSubscription> {
+  async consumeShared(
+    name: string,
+    handler: SharedHandler,
+    opts: SharedOptions = {},
+  ): Promise<BusSubscription> {
     assert(!this.#shared.has(name), `shared consumer '${name}' registered twice`);
     const batch = opts.batch ?? SHARED_BATCH_MAX;
     assert(Number.isInteger(batch) && batch >= 1 && batch <= SHARED_BATCH_MAX, `batch ${batch}`);

@@ -75,7 +75,8 @@ const groupOf = (type: string): string => type.slice(0, type.indexOf('.'));
  */
 export class NatsBus implements EventBus {
   readonly kind = 'nats' as const;
-  readonly #opts: Required<Omit<NatsBusOptions, 'onError' | 'name'>> & Pick<NatsBusOptions, 'onError' | 'name'>;
+  readonly #opts: Required<Omit<NatsBusOptions, 'onError' | 'name'>> &
+    Pick<NatsBusOptions, 'onError' | 'name'>;
   readonly #ready: Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }>;
   #connected: { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager } | undefined;
   #closed = false;
@@ -146,7 +147,8 @@ export class NatsBus implements EventBus {
       } catch (error) {
         await nc?.close().catch(() => undefined);
         if (this.#closed) throw error;
-        if (attempt === 1 || attempt % 30 === 0) this.#opts.onError?.(error, `connecting to ${this.#opts.url}`);
+        if (attempt === 1 || attempt % 30 === 0)
+          this.#opts.onError?.(error, `connecting to ${this.#opts.url}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, 1_000);
           this.#cancelWait = () => {
@@ -238,7 +240,11 @@ export class NatsBus implements EventBus {
     return types ? [...new Set(types.map(groupOf))] : [...EVENT_GROUPS];
   }
 
-  async consumeShared(name: string, handler: SharedHandler, opts: SharedOptions = {}): Promise<BusSubscription> {
+  async consumeShared(
+    name: string,
+    handler: SharedHandler,
+    opts: SharedOptions = {},
+  ): Promise<BusSubscription> {
     assert(DURABLE.test(name), `durable consumer name '${name}'`);
     const batch = opts.batch ?? SHARED_BATCH_MAX;
     assert(Number.isInteger(batch) && batch >= 1 && batch <= SHARED_BATCH_MAX, `batch ${batch}`);
@@ -290,10 +296,7 @@ export class NatsBus implements EventBus {
     return { close: async () => void (await Promise.all(loops.map((stop) => stop()))) };
   }
 
-  async subscribe(
-    handler: BroadcastHandler,
-    opts: BroadcastOptions = {},
-  ): Promise<BusSubscription> {
+  async subscribe(handler: BroadcastHandler, opts: BroadcastOptions = {}): Promise<BusSubscription> {
     const stops = this.#groups(opts.types).map((group) => {
       const filters = opts.types
         ?.filter((t) => groupOf(t) === group)

@@ -1,6 +1,6 @@
+import { sql } from 'kysely';
 import pg from 'pg';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { sql } from 'kysely';
 import type { Db } from '../db/schema.js';
 import { assert } from '../kernel/assert.js';
 import type { Clock } from '../kernel/clock.js';
@@ -330,7 +330,9 @@ export class OutboxRelay {
       registers: [registry],
       async collect() {
         const r = await read();
-        const lag = r.created_at ? Math.max(0, (relay.#clock.now().getTime() - r.created_at.getTime()) / 1000) : 0;
+        const lag = r.created_at
+          ? Math.max(0, (relay.#clock.now().getTime() - r.created_at.getTime()) / 1000)
+          : 0;
         this.set({ relay: relay.#name }, lag);
       },
     });

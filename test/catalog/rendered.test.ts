@@ -20,7 +20,10 @@ describe(`catalog reads from rendered bytes (${ENGINE})`, () => {
   beforeAll(async () => {
     t = await startTestApp({}, clock);
     await t.markets('SE');
-    expect((await t.call('POST', '/v1/products', { code: 'radio', name: 'Radio', features: ['radio'], seats: 1 })).statusCode).toBe(201);
+    expect(
+      (await t.call('POST', '/v1/products', { code: 'radio', name: 'Radio', features: ['radio'], seats: 1 }))
+        .statusCode,
+    ).toBe(201);
     const plan = await t.call('POST', '/v1/plans', {
       code: 'radio-monthly',
       product: 'radio',
@@ -58,7 +61,16 @@ describe(`catalog reads from rendered bytes (${ENGINE})`, () => {
   it('a write on this node is seen at once by the lists; unknown ids stay 404 (errors are never stored)', async () => {
     const before = await get('/v1/products');
     expect((await t.call('GET', '/v1/products/podcasts')).statusCode).toBe(404);
-    expect((await t.call('POST', '/v1/products', { code: 'podcasts', name: 'Podcasts', features: ['pods'], seats: 1 })).statusCode).toBe(201);
+    expect(
+      (
+        await t.call('POST', '/v1/products', {
+          code: 'podcasts',
+          name: 'Podcasts',
+          features: ['pods'],
+          seats: 1,
+        })
+      ).statusCode,
+    ).toBe(201);
     const after = await get('/v1/products');
     expect(after.data.length).toBe(before.data.length + 1);
     expect((await get('/v1/products/podcasts')).code).toBe('podcasts');

@@ -25,7 +25,8 @@ describe(`entitlement projection (${ENGINE})`, () => {
     return res.json();
   };
   /** What the database path says now. */
-  const truth = async (x: string) => JSON.parse(render(await t.app.services.entitlements.forExternalId(x)).toString());
+  const truth = async (x: string) =>
+    JSON.parse(render(await t.app.services.entitlements.forExternalId(x)).toString());
   const user = () => `listener-${ENGINE}-${++n}`;
 
   beforeAll(async () => {
@@ -122,7 +123,9 @@ describe(`entitlement projection (${ENGINE})`, () => {
     const held = await viaApi(c.externalId);
     expect(held.active).toBe(true);
     const { version } = (
-      await sql<{ version: number }>`SELECT version FROM subscriptions WHERE id = ${sub.id}`.execute(t.app.services.db)
+      await sql<{ version: number }>`SELECT version FROM subscriptions WHERE id = ${sub.id}`.execute(
+        t.app.services.db,
+      )
     ).rows[0]!;
     const event = (v: number, active: boolean): BusEvent => ({
       id: `evt_test_${v}_${active}`,
@@ -160,7 +163,9 @@ describe(`entitlement projection (${ENGINE})`, () => {
     const size = projection().size;
     expect((await viaApi(c.externalId)).active).toBe(true);
     expect(projection().size).toBe(size);
-    const adv = await t.call('POST', `/v1/test-clocks/${tc.id}/advance`, { frozenTime: '2027-04-02T10:00:00Z' });
+    const adv = await t.call('POST', `/v1/test-clocks/${tc.id}/advance`, {
+      frozenTime: '2027-04-02T10:00:00Z',
+    });
     expect(adv.statusCode, adv.body).toBe(200);
     expect(await viaApi(c.externalId)).toEqual(await truth(c.externalId));
   });
@@ -204,7 +209,11 @@ describe(`entitlement projection (${ENGINE})`, () => {
     const ids = [...owners.map((o) => o.externalId), ...others];
     const subs: string[] = [];
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('subscribe' as const), owner: fc.nat(2), plan: fc.constantFrom('music-monthly', 'family-monthly', 'books-monthly') }),
+      fc.record({
+        kind: fc.constant('subscribe' as const),
+        owner: fc.nat(2),
+        plan: fc.constantFrom('music-monthly', 'family-monthly', 'books-monthly'),
+      }),
       fc.record({ kind: fc.constant('cancel' as const), sub: fc.nat(20) }),
       fc.record({ kind: fc.constant('add' as const), sub: fc.nat(20), member: fc.nat(2) }),
       fc.record({ kind: fc.constant('remove' as const), sub: fc.nat(20), member: fc.nat(2) }),
@@ -214,16 +223,21 @@ describe(`entitlement projection (${ENGINE})`, () => {
       fc.asyncProperty(fc.array(op, { minLength: 3, maxLength: 8 }), async (ops) => {
         for (const o of ops) {
           if (o.kind === 'subscribe') {
-            const res = await t.call('POST', '/v1/subscriptions', { customer: owners[o.owner]!.id, plan: o.plan });
+            const res = await t.call('POST', '/v1/subscriptions', {
+              customer: owners[o.owner]!.id,
+              plan: o.plan,
+            });
             if (res.statusCode === 201) subs.push(res.json().id);
           } else if (o.kind === 'read') {
             await viaApi(ids[o.who]!);
           } else if (subs.length > 0) {
             const sub = subs[o.sub % subs.length]!;
-            if (o.kind === 'cancel') await t.call('POST', `/v1/subscriptions/${sub}/cancel`, { timing: 'immediate' });
+            if (o.kind === 'cancel')
+              await t.call('POST', `/v1/subscriptions/${sub}/cancel`, { timing: 'immediate' });
             if (o.kind === 'add')
               await t.call('POST', `/v1/subscriptions/${sub}/members`, { externalId: others[o.member]! });
-            if (o.kind === 'remove') await t.call('DELETE', `/v1/subscriptions/${sub}/members/${others[o.member]!}`);
+            if (o.kind === 'remove')
+              await t.call('DELETE', `/v1/subscriptions/${sub}/members/${others[o.member]!}`);
           }
         }
         for (const x of ids) expect(await viaApi(x)).toEqual(await truth(x));

@@ -45,7 +45,9 @@ describe(`outbox relay (${ENGINE})`, () => {
   };
   /** Every event id in the outbox, in outbox order (once nothing is in flight). */
   const allIds = async () =>
-    (await sql<{ id: string }>`SELECT id FROM events ORDER BY xact_id, seq`.execute(db())).rows.map((r) => r.id);
+    (await sql<{ id: string }>`SELECT id FROM events ORDER BY xact_id, seq`.execute(db())).rows.map(
+      (r) => r.id,
+    );
   const relayOn = (bus: EventBus, name: string, batch = 7) =>
     new OutboxRelay(db(), outbox(), bus, systemClock, { name, batch });
 
@@ -79,9 +81,9 @@ describe(`outbox relay (${ENGINE})`, () => {
       },
       { timeout: 20_000 },
     );
-    const stored = await sql<{ published: number }>`SELECT published FROM relay_positions WHERE name = 'order'`.execute(
-      db(),
-    );
+    const stored = await sql<{
+      published: number;
+    }>`SELECT published FROM relay_positions WHERE name = 'order'`.execute(db());
     expect(stored.rows[0]!.published).toBe((await allIds()).length);
   });
 
@@ -93,7 +95,9 @@ describe(`outbox relay (${ENGINE})`, () => {
     bus.down = true;
     const during = [...(await appendEvents(6)), ...(await appendEvents(3))];
     // (On a shared PostgreSQL server, another transaction in flight can hold the events back a moment.)
-    await vi.waitFor(() => expect(relay.runOnce()).rejects.toThrow('broker unreachable'), { timeout: 20_000 });
+    await vi.waitFor(() => expect(relay.runOnce()).rejects.toThrow('broker unreachable'), {
+      timeout: 20_000,
+    });
     for (let i = 0; i < 2; i++) await expect(relay.runOnce()).rejects.toThrow('broker unreachable');
     expect(bus.accepted).toEqual([]);
     bus.down = false;
@@ -141,11 +145,14 @@ describe(`outbox relay (${ENGINE})`, () => {
       timeout: 20_000,
     });
     expect(await metric('reprise_relay_lag_seconds')).toBeGreaterThanOrEqual(0);
-    await vi.waitFor(async () => {
-      await relay.drain();
-      await new Promise((r) => setTimeout(r, 250)); // the metrics read is cached 200 ms
-      expect(await metric('reprise_relay_backlog')).toBe(0);
-    }, { timeout: 20_000 });
+    await vi.waitFor(
+      async () => {
+        await relay.drain();
+        await new Promise((r) => setTimeout(r, 250)); // the metrics read is cached 200 ms
+        expect(await metric('reprise_relay_backlog')).toBe(0);
+      },
+      { timeout: 20_000 },
+    );
     expect(await metric('reprise_relay_lag_seconds')).toBe(0);
     expect(await metric('reprise_relay_leader')).toBe(1);
   });

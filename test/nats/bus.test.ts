@@ -14,7 +14,12 @@ import type { OutboxEvent } from '../../src/events/outbox.js';
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 let seq = 0;
-const event = (type: OutboxEvent['type'], aggregate: string, version: number, customerId = 'cus_nats'): OutboxEvent => ({
+const event = (
+  type: OutboxEvent['type'],
+  aggregate: string,
+  version: number,
+  customerId = 'cus_nats',
+): OutboxEvent => ({
   id: `evt_nats_${randomBytes(6).toString('hex')}_${++seq}`,
   type,
   createdAt: new Date('2027-01-01T00:00:00Z'),
@@ -141,10 +146,13 @@ describe('NATS JetStream bus', () => {
     await publisher.publish([...events.slice(0, 10), event('subscription.renewed', 'sub_x', 1)]);
     await publisher.publish(events.slice(10));
     const ids = events.map((e) => e.id);
-    await vi.waitFor(() => {
-      expect(seenA).toEqual(ids);
-      expect(seenB).toEqual(ids);
-    }, { timeout: 10_000 });
+    await vi.waitFor(
+      () => {
+        expect(seenA).toEqual(ids);
+        expect(seenB).toEqual(ids);
+      },
+      { timeout: 10_000 },
+    );
     await a.close();
     await b.close();
   });
@@ -160,7 +168,9 @@ describe('NATS JetStream bus', () => {
     const second = Array.from({ length: 3 }, (_, i) => event('invoice.paid', `inv_s${i}`, 1));
     await bus.publish(second);
     const fromSeq: Array<[string, number]> = [];
-    expect(await bus.replay({ seq: 3 }, (e, w) => fromSeq.push([e.id, w.seq]), { types: ['invoice.paid'] })).toBe(6);
+    expect(
+      await bus.replay({ seq: 3 }, (e, w) => fromSeq.push([e.id, w.seq]), { types: ['invoice.paid'] }),
+    ).toBe(6);
     expect(fromSeq).toEqual([...first.slice(2), ...second].map((e, i) => [e.id, i + 3]));
     const fromTime: string[] = [];
     await bus.replay({ time: middle }, (e) => fromTime.push(e.id), { types: ['invoice.paid'] });

@@ -4,7 +4,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type App, createApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { KeyStore } from '../../src/crypto/key-store.js';
+import type { KeyStore } from '../../src/crypto/key-store.js';
 import { openDatabase } from '../../src/db/engine.js';
 import { BOOTSTRAP, MASTER_KEY, startTestApp, type TestApp } from '../support/app.js';
 import { payingCustomer, smallCatalog, subscribeOk } from '../support/billing.js';

@@ -131,7 +131,12 @@ describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NA
         return line === undefined ? undefined : Number(line.split(' ').at(-1));
       };
 
-      await ok(0, 'POST', '/v1/markets', { code: 'SE', currency: 'SEK', taxRateBps: 2500, taxInclusive: true });
+      await ok(0, 'POST', '/v1/markets', {
+        code: 'SE',
+        currency: 'SEK',
+        taxRateBps: 2500,
+        taxInclusive: true,
+      });
       await ok(0, 'POST', '/v1/products', { code: 'music', name: 'Music', features: ['ad-free'], seats: 1 });
       await ok(0, 'POST', '/v1/plans', {
         code: 'music-monthly',
@@ -145,8 +150,14 @@ describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NA
       const subscribe = async (i: number) => {
         const externalId = `two-nodes-${++users}`;
         const customer = await ok(i, 'POST', '/v1/customers', { externalId, market: 'SE' });
-        await ok(i, 'POST', `/v1/customers/${customer.id}/payment-methods`, { provider: 'simulator', token: 'tok_visa' });
-        const sub = await ok(i, 'POST', '/v1/subscriptions', { customer: customer.id, plan: 'music-monthly' });
+        await ok(i, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
+          provider: 'simulator',
+          token: 'tok_visa',
+        });
+        const sub = await ok(i, 'POST', '/v1/subscriptions', {
+          customer: customer.id,
+          plan: 'music-monthly',
+        });
         expect(sub.status).toBe('active');
         return { externalId, subscription: sub.id as string };
       };

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { RenderedCache } from '../../http/rendered-cache.js';
 import { z } from 'zod';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
+import { RenderedCache } from '../../http/rendered-cache.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';

@@ -109,10 +109,9 @@ export class EntitlementProjection {
   }
 
   /** The response bytes of a hit that is still right, or undefined (then `load`). No I/O. */
-  peek(externalId: string): Buffer | undefined {
+  peek(externalId: string, now: number = this.#clock.now().getTime()): Buffer | undefined {
     const entry = this.#cache.get(externalId);
     if (!entry) return undefined;
-    const now = this.#clock.now().getTime();
     if (now >= entry.freshUntil) return undefined;
     if (now >= entry.renderedUntil) this.#render(externalId, entry, now);
     this.hits += 1;
@@ -121,7 +120,8 @@ export class EntitlementProjection {
 
   /** The response bytes of each id, hits from memory and every miss in one set-based load. */
   async getMany(externalIds: readonly string[]): Promise<Buffer[]> {
-    const out: Array<Buffer | undefined> = externalIds.map((x) => this.peek(x));
+    const now = this.#clock.now().getTime();
+    const out: Array<Buffer | undefined> = externalIds.map((x) => this.peek(x, now));
     const missing = [...new Set(externalIds.filter((_, i) => out[i] === undefined))];
     if (missing.length > 0) {
       const loaded = await this.#loadMany(missing);
