@@ -51,6 +51,27 @@ interface UpdatedObject {
   testClock?: string | null;
 }
 
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** The object of an `entitlement.updated` event, or undefined when it is not one (a foreign message). */
+function updatedObject(e: BusEvent): UpdatedObject | undefined {
+  if (e.type !== 'entitlement.updated' || !Number.isSafeInteger(e.aggregate.version)) return undefined;
+  const o = e.data?.object as Partial<UpdatedObject> | undefined;
+  if (
+    !o ||
+    typeof o.subscription !== 'string' ||
+    typeof o.owner !== 'string' ||
+    !isStringArray(o.members ?? []) ||
+    !isStringArray(o.removed ?? []) ||
+    !isStringArray(o.features) ||
+    typeof o.active !== 'boolean' ||
+    (o.validUntil !== null && (typeof o.validUntil !== 'string' || Number.isNaN(Date.parse(o.validUntil))))
+  ) {
+    return undefined;
+  }
+  return o as UpdatedObject;
+}
+
 /**
  * The entitlement hot path (ADR 0018): per node, `externalId → sources, features, validUntil,
  * version` in memory with the response precomputed, fed by `entitlement.updated` events from the
@@ -204,8 +225,8 @@ export class EntitlementProjection {
   apply(events: readonly BusEvent[]): void {
     const now = this.#clock.now().getTime();
     for (const e of events) {
-      if (e.type !== 'entitlement.updated') continue;
-      const o = e.data.object as unknown as UpdatedObject;
+      const o = updatedObject(e);
+      if (!o) continue;
       const ids = new Set([o.owner, ...(o.members ?? []), ...(o.removed ?? [])]);
       for (const x of ids) {
         const loading = this.#loading.get(x);
@@ -228,8 +249,8 @@ export class EntitlementProjection {
    */
   committedHere(events: readonly BusEvent[]): void {
     for (const e of events) {
-      if (e.type !== 'entitlement.updated') continue;
-      const o = e.data.object as unknown as UpdatedObject;
+      const o = updatedObject(e);
+      if (!o) continue;
       for (const x of [o.owner, ...(o.members ?? []), ...(o.removed ?? [])]) {
         this.#cache.delete(x);
         const loading = this.#loading.get(x);
@@ -240,7 +261,8 @@ export class EntitlementProjection {
 
   /** Applies one event to one entry; false when the entry must not be cached (simulated time). */
   #applyTo(externalId: string, entry: Entry, e: BusEvent): boolean {
-    const o = e.data.object as unknown as UpdatedObject;
+    const o = updatedObject(e);
+    if (!o) return true;
     if (o.testClock) return false;
     const held = entry.sources.get(o.subscription);
     if (held && held.version >= e.aggregate.version) return true;
