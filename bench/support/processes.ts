@@ -37,6 +37,7 @@ export async function startProduct(opts: {
   headers?: Record<string, string>;
   timeoutMs?: number;
 }): Promise<BenchProcess> {
+  installSignalHandlers();
   const out = openSync(opts.logPath, 'a');
   // BENCH_CPU_PROF=<dir>: each product process writes a V8 CPU profile there when it exits.
   const profile = process.env.BENCH_CPU_PROF
@@ -51,6 +52,8 @@ export async function startProduct(opts: {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', out, out],
   });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   const url = `http://127.0.0.1:${opts.port}`;
   const proc: BenchProcess = {
     name: opts.name,
@@ -96,6 +99,21 @@ export async function startProduct(opts: {
   }
   await proc.kill9();
   throw new Error(`${opts.name} did not answer ${opts.healthPath} within the deadline:\n${proc.tail()}`);
+}
+
+/** Product processes still running: a bench interrupted (Ctrl-C, SIGTERM) stops them first. */
+const live = new Set<ChildProcess>();
+let handlersInstalled = false;
+function installSignalHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const child of live) child.kill('SIGTERM');
+      process.stderr.write(`\n  … ${signal}: stopped ${live.size} product process(es); their databases stay\n`);
+      process.exit(130);
+    });
+  }
 }
 
 /** VmHWM (peak RSS) of a live child from /proc, in bytes; null when it is gone or unreadable. */
