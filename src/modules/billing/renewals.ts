@@ -377,6 +377,36 @@ async function reserveNumbers(billing: BillingService, subIds: readonly string[]
   await ctx.numbers.reserve(needs);
 }
 
+/**
+ * Due wall-clock charge jobs (a renewal whose batch could not charge it: the provider's circuit
+ * open, a timeout, a worker that died) in batches: each runs the one-invoice pay workflow as the
+ * single job would, `concurrency` at once, and the ones that finished are completed together.
+ * Without this a tail of such jobs ran one at a time per node, about 17 a second.
+ */
+export async function chargeBatch(
+  billing: BillingService,
+  jobs: readonly Job[],
+  now: Date,
+  opts: { concurrency: number },
+): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  const done: string[] = [];
+  await eachLimited(jobs, opts.concurrency, async (job) => {
+    try {
+      await billing.chargeInvoiceJob(job.payload as Parameters<BillingService['chargeInvoiceJob']>[0]);
+      done.push(job.id);
+    } catch (error) {
+      failures.set(job.id, error instanceof Error ? error.message : String(error));
+    }
+  });
+  // Not completed (a database error here): claimed again after the lease, and the workflow finds
+  // each invoice paid or its payment settled, so nothing is charged twice.
+  if (done.length > 0) {
+    await transact(billing.ctx.db, (trx) => billing.jobs.complete(trx, done, now)).catch(() => undefined);
+  }
+  return failures;
+}
+
 /** Runs `fn` over `items`, at most `limit` at once. */
 async function eachLimited<T>(
   items: readonly T[],

@@ -75,6 +75,7 @@ import {
 } from './pause-resume.js';
 import { RECOGNIZE_JOB, recognizeScope, reverseInvoiceRecognition } from './recognition.js';
 import {
+  chargeBatch,
   RENEWAL_BATCH_DEFAULT,
   RENEWAL_CONCURRENCY_DEFAULT,
   RENEWAL_LEASE_MS_DEFAULT,
@@ -227,6 +228,15 @@ export class BillingService {
       external: true,
       retryForMs: SETTLE_RETRY_FOR_MS,
     });
+    // Wall-clock charge jobs (a renewal batch's leftovers, dunning retries) in batches too.
+    jobs.registerBatch(
+      JOBS.chargeInvoice,
+      (claimed, now) => chargeBatch(this, claimed, now, { concurrency }),
+      {
+        size: 50,
+        leaseMs,
+      },
+    );
     jobs.register(CANCEL_JOBS.due, (job, { trx, now }) =>
       cancelDue(this.ctx, trx, (job.payload as { subscription: string }).subscription, now),
     );
