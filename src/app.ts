@@ -32,6 +32,10 @@ import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
+import { WebhookDispatcher } from './modules/webhooks/dispatcher.js';
+import { parseAllowCidrs } from './modules/webhooks/domain/ssrf.js';
+import { webhookRoutes } from './modules/webhooks/routes.js';
+import { WebhookService } from './modules/webhooks/service.js';
 import { type Providers, setupProviders } from './providers/setup.js';
 
 /** Every service of one running platform, wired once: the composition root. */
@@ -51,6 +55,7 @@ export interface Services {
   events: EventsOutbox;
   billing: BillingService;
   entitlements: EntitlementService;
+  webhooks: WebhookService;
   providers: Providers;
 }
 
@@ -90,6 +95,9 @@ export function createServices(
     renewalLeaseMs: config.renewalLeaseMs,
   });
   const entitlements = new EntitlementService(billing, customers, catalog);
+  const webhooks = new WebhookService(db, clock, events, masterKey.derive('webhook-secrets'), {
+    allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
+  });
   return {
     db,
     clock,
@@ -106,6 +114,7 @@ export function createServices(
     events,
     billing,
     entitlements,
+    webhooks,
     providers,
   };
 }
@@ -193,11 +202,18 @@ export async function createApp(options: AppOptions): Promise<App> {
   eventRoutes(server, { events: services.events });
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { entitlements: services.entitlements });
+  webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
   await server.ready();
+  const webhookDispatcher = new WebhookDispatcher(services.webhooks, {
+    concurrency: config.webhookConcurrency,
+    timeoutMs: config.webhookTimeoutMs,
+    log: (message, err) => server.log.warn({ err }, message),
+  });
 
   let pruneTimer: NodeJS.Timeout | undefined;
   if (options.background) {
     services.jobs.start();
+    webhookDispatcher.start();
     pruneTimer = setInterval(() => {
       services.idempotency
         .prune()
@@ -224,6 +240,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       ready = false;
       if (pruneTimer) clearInterval(pruneTimer);
       await services.jobs.stop();
+      await webhookDispatcher.stop();
       await server.close();
       await providers.close();
       // Unused invoice numbers go back to the pool at once (else when their lease lapses).
