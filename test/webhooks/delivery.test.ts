@@ -33,6 +33,7 @@ describe('webhook deliveries (wall clock)', () => {
 
   it('fans out matching events once, signs them (verified by Stripe) with the event as GET shows it', async () => {
     const before = await appendEvents(t, ['invoice.paid']);
+    await new Promise((r) => setTimeout(r, 5));
     const created = await t.call('POST', '/v1/webhook-endpoints', {
       url: `${receiver.url}/hooks?src=reprise`,
       eventTypes: ['invoice.*'],
@@ -135,9 +136,8 @@ describe('webhook deliveries (wall clock)', () => {
     const unknown = await t.call('POST', `/v1/events/${event!.id}/redeliver`, { endpoint: 'we_nope' });
     expect(unknown.statusCode).toBe(400);
     expect(unknown.json().errors[0].path).toBe('endpoint');
-    expect((await t.call('POST', '/v1/events/evt_01JD0000000000000000000000/redeliver')).statusCode).toBe(
-      404,
-    );
+    const missing = await t.call('POST', '/v1/events/evt_01JD0000000000000000000000/redeliver');
+    expect(missing.statusCode, missing.body).toBe(404);
     await dispatcher.runOnce();
     expect(mine()).toHaveLength(3);
   });
@@ -168,15 +168,23 @@ describe('webhook deliveries (wall clock)', () => {
         2_500,
         'fast deliveries',
       );
-      const elapsed = Date.now() - started;
-      expect(elapsed).toBeLessThan(2_500);
+      expect(Date.now() - started).toBeLessThan(2_500);
       // The slow endpoint holds at most its 2 slots, and its first answer has not come yet.
       expect(receiver.received.filter((r) => r.path === '/slow')).toHaveLength(2);
-      // And the database is free meanwhile (PGlite has one session: a held transaction would block this).
-      const list = await t.call('GET', `/v1/webhook-endpoints/${fast.json().id}/deliveries`);
-      expect(list.json().data.every((d: { status: string }) => d.status === 'succeeded')).toBe(true);
+      // The fast results are recorded meanwhile: the database is free (PGlite has one session:
+      // a transaction held across the slow call would block these writes and this read).
+      await waitFor(
+        async () => {
+          const list = await t.call('GET', `/v1/webhook-endpoints/${fast.json().id}/deliveries`);
+          return list.json().data.every((d: { status: string }) => d.status === 'succeeded');
+        },
+        Math.max(100, 2_500 - (Date.now() - started)),
+        'fast results recorded before the slow answer',
+      );
     } finally {
       await dispatcher.stop();
+      // What the slow endpoint still has pending is not for the next tests.
+      for (const e of [slow, fast]) await t.call('DELETE', `/v1/webhook-endpoints/${e.json().id}`);
     }
   });
 
@@ -196,14 +204,14 @@ describe('webhook deliveries (wall clock)', () => {
     let sent = 0;
     const dispatcher = dispatcherFor(service, {
       send: (...args) => {
-        sent++;
+        if (args[0].host === 'hooks.rebind.test') sent++;
         return send(...args);
       },
     });
     current = '169.254.169.254';
     const [first] = await appendEvents(t, ['payment.refunded']);
     await service.fanOut([first!]);
-    expect(await dispatcher.runOnce()).toBe(1);
+    expect(await dispatcher.runOnce()).toBeGreaterThanOrEqual(1);
     expect(sent).toBe(0);
     const [refused] = await service.deliveries(endpoint.id, { limit: 1 });
     expect(refused).toMatchObject({ eventId: first!.id, status: 'pending', attempts: 1, responseCode: null });

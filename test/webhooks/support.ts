@@ -102,7 +102,14 @@ export function dispatcherFor(
   service: WebhookService,
   opts: Partial<DispatcherOptions> = {},
 ): WebhookDispatcher {
-  return new WebhookDispatcher(service, { concurrency: 64, timeoutMs: 5_000, pollMs: 50, ...opts });
+  return new WebhookDispatcher(service, {
+    concurrency: 64,
+    timeoutMs: 5_000,
+    pollMs: 50,
+    // A failure to claim or record is a bug here: shown, and the test's own checks then fail.
+    log: (message, error) => console.error(message, error),
+    ...opts,
+  });
 }
 
 /** Polls `check` until it holds, at most `timeoutMs`. */

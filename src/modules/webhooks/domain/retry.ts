@@ -41,7 +41,9 @@ export function afterFailure(
   const exponent = Math.min(Math.max(input.attempts - 1, 0), 40);
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** exponent);
   const delay = Math.max(Math.min(MIN_DELAY_MS, ceiling), Math.floor(random * ceiling));
-  return { status: 'pending', nextAttemptAt: new Date(Math.min(now + delay, end)) };
+  // On a whole second, as the API shows it.
+  const next = Math.ceil((now + delay) / 1000) * 1000;
+  return { status: 'pending', nextAttemptAt: new Date(Math.min(next, end)) };
 }
 
 /** Whether an endpoint failing since `failingSince` (no success since) is disabled at `now`. */
