@@ -36,6 +36,10 @@ import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
+import { WebhookDispatcher } from './modules/webhooks/dispatcher.js';
+import { parseAllowCidrs } from './modules/webhooks/domain/ssrf.js';
+import { webhookRoutes } from './modules/webhooks/routes.js';
+import { WebhookService } from './modules/webhooks/service.js';
 import { type Providers, setupProviders } from './providers/setup.js';
 
 /** Every service of one running platform, wired once: the composition root. */
@@ -61,6 +65,8 @@ export interface Services {
   bus: EventBus;
   /** Publishes the outbox to the bus (one node leads). */
   relay: OutboxRelay;
+  /** Webhook endpoints and deliveries (ADR 0019). */
+  webhooks: WebhookService;
   providers: Providers;
 }
 
@@ -125,6 +131,9 @@ export function createServices(
     pollMs: engine === 'postgres' ? 100 : 500,
     onError: (error) => log(error, 'relay'),
   });
+  const webhooks = new WebhookService(db, clock, events, masterKey.derive('webhook-secrets'), {
+    allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
+  });
   return {
     db,
     clock,
@@ -144,6 +153,7 @@ export function createServices(
     entitlementProjection,
     bus,
     relay,
+    webhooks,
     providers,
   };
 }
@@ -249,13 +259,24 @@ export async function createApp(options: AppOptions): Promise<App> {
   eventRoutes(server, { events: services.events });
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { projection });
+  webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
+  // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
+  const webhookFeed = await services.bus.consumeShared('webhooks', (events) =>
+    services.webhooks.fanOut(events),
+  );
+  const webhookDispatcher = new WebhookDispatcher(services.webhooks, {
+    concurrency: config.webhookConcurrency,
+    timeoutMs: config.webhookTimeoutMs,
+    log: (message, err) => server.log.warn({ err }, message),
+  });
 
   let pruneTimer: NodeJS.Timeout | undefined;
   if (options.background) {
     services.jobs.start();
     services.relay.start();
+    webhookDispatcher.start();
     pruneTimer = setInterval(() => {
       services.idempotency
         .prune()
@@ -286,9 +307,11 @@ export async function createApp(options: AppOptions): Promise<App> {
       ready = false;
       if (pruneTimer) clearInterval(pruneTimer);
       await services.jobs.stop();
+      await webhookDispatcher.stop();
       await services.relay.stop();
       offCommitted();
       await projectionFeed.close();
+      await webhookFeed.close();
       await services.bus.close();
       await server.close();
       await providers.close();

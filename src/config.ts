@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseAllowCidrs } from './modules/webhooks/domain/ssrf.js';
 
 /** Everything the platform reads from its environment, read once, in one place. */
 export interface Config {
@@ -60,6 +61,12 @@ export interface Config {
   providerTimeoutMs: number;
   /** How long a provider's open circuit waits before letting a probe through. */
   breakerHalfOpenMs: number;
+  /** Webhook attempts in flight per node (`REPRISE_WEBHOOK_CONCURRENCY`). */
+  webhookConcurrency: number;
+  /** One webhook attempt at most (`REPRISE_WEBHOOK_TIMEOUT_MS`). */
+  webhookTimeoutMs: number;
+  /** CIDRs where private, CGNAT, unique-local and loopback webhook targets are allowed (`REPRISE_WEBHOOK_ALLOW_CIDRS`). */
+  webhookAllowCidrs: string;
 }
 
 /** A setting is missing or wrong: the process refuses to start and says which and why. */
@@ -108,6 +115,20 @@ function trustProxyOf(value: string | undefined): boolean | number | string {
     );
   }
   return parts.join(',');
+}
+
+/**
+ * `REPRISE_WEBHOOK_ALLOW_CIDRS`: where internal webhook subscribers may live. Default: none with
+ * DATABASE_URL; loopback on the embedded default (development).
+ */
+function webhookAllowCidrsOf(value: string | undefined, databaseUrl: string | undefined): string {
+  const text = value ?? (databaseUrl ? '' : '127.0.0.0/8,::1/128');
+  try {
+    parseAllowCidrs(text);
+  } catch (error) {
+    throw new ConfigError(`REPRISE_WEBHOOK_ALLOW_CIDRS: ${(error as Error).message}`);
+  }
+  return text;
 }
 
 /** Shortest value accepted as a shared secret. */
@@ -268,6 +289,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       100,
       600_000,
     ),
+    webhookConcurrency: int('REPRISE_WEBHOOK_CONCURRENCY', env.REPRISE_WEBHOOK_CONCURRENCY, 64, 1, 1_024),
+    webhookTimeoutMs: int('REPRISE_WEBHOOK_TIMEOUT_MS', env.REPRISE_WEBHOOK_TIMEOUT_MS, 10_000, 100, 60_000),
+    webhookAllowCidrs: webhookAllowCidrsOf(env.REPRISE_WEBHOOK_ALLOW_CIDRS, databaseUrl),
   };
 }
 

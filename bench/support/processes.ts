@@ -110,7 +110,9 @@ function installSignalHandlers(): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       for (const child of live) child.kill('SIGTERM');
-      process.stderr.write(`\n  … ${signal}: stopped ${live.size} product process(es); their databases stay\n`);
+      process.stderr.write(
+        `\n  … ${signal}: stopped ${live.size} product process(es); their databases stay\n`,
+      );
       process.exit(130);
     });
   }

@@ -10,6 +10,7 @@ import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
 import type { PaymentTables } from '../modules/payments/tables.js';
 import type { TestClockTables } from '../modules/test-clocks/tables.js';
+import type { WebhookTables } from '../modules/webhooks/tables.js';
 import type { MetaTables } from './meta.js';
 
 /**
@@ -28,7 +29,8 @@ export interface Database
     LedgerTables,
     PaymentTables,
     EventTables,
-    BillingTables {}
+    BillingTables,
+    WebhookTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

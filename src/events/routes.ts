@@ -9,7 +9,7 @@ import { EVENT_TYPES } from './types.js';
 
 const tags = ['Events'];
 
-const eventDto = z.object({
+export const eventDto = z.object({
   id: z.string().describe('evt_…: the dedupe key of every delivery'),
   type: z.string().describe('One of the event types listed under GET /v1/events'),
   createdAt: timestamp,
@@ -21,7 +21,8 @@ const eventDto = z.object({
     .describe('What changed and its version: events of one aggregate come in version order'),
 });
 
-const toDto = (e: EventEnvelope): z.infer<typeof eventDto> => ({
+/** An event as the API shows it: also the body of every webhook delivery. */
+export const eventToDto = (e: EventEnvelope): z.infer<typeof eventDto> => ({
   id: e.id,
   type: e.type,
   createdAt: isoSeconds(e.createdAt),
@@ -64,7 +65,7 @@ export function eventRoutes(server: FastifyInstance, deps: { events: EventsOutbo
         cursor: decodeCursor(req.query.cursor),
       });
       return {
-        data: page.events.map(toDto),
+        data: page.events.map(eventToDto),
         nextCursor: page.next ? encodeCursor(formatPosition(page.next)) : null,
       };
     },
@@ -80,6 +81,6 @@ export function eventRoutes(server: FastifyInstance, deps: { events: EventsOutbo
       },
       config: { scope: 'events:read' },
     },
-    async (req) => toDto(await deps.events.get(req.params.id)),
+    async (req) => eventToDto(await deps.events.get(req.params.id)),
   );
 }

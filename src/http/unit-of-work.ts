@@ -16,6 +16,8 @@ export interface Outcome {
   contentType?: string;
   /** Top-level fields of `body` holding a customer's personal data: never stored for replay. */
   personal?: PersonalRef;
+  /** Top-level fields of `body` shown once (a new secret): stored for replay as null, never rebuilt. */
+  redact?: readonly string[];
 }
 
 /**
@@ -68,7 +70,7 @@ export class UnitOfWork {
           principal.keyId,
           request.idempotency,
           outcome.status,
-          text,
+          outcome.redact ? withoutFields(text, outcome.redact) : text,
           outcome.personal,
           audit,
         );
@@ -131,6 +133,13 @@ export class UnitOfWork {
       await this.#idempotency.release(request.principal.keyId, request.idempotency);
     await reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
   }
+}
+
+/** `body` (a JSON object) with these top-level fields set to null. */
+function withoutFields(body: string, fields: readonly string[]): string {
+  const parsed = JSON.parse(body) as Record<string, unknown>;
+  for (const field of fields) if (field in parsed) parsed[field] = null;
+  return JSON.stringify(parsed);
 }
 
 /**

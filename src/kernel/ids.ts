@@ -29,6 +29,8 @@ export const ID_PREFIXES = {
   invoice: 'in',
   subscriptionChange: 'sch',
   creditNote: 'cn',
+  webhookEndpoint: 'we',
+  webhookDelivery: 'wd',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

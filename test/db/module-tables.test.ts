@@ -16,6 +16,7 @@ import { customerTables } from '../../src/modules/customers/tables.js';
 import { ledgerTables } from '../../src/modules/ledger/tables.js';
 import { paymentTables } from '../../src/modules/payments/tables.js';
 import { testClockTables } from '../../src/modules/test-clocks/tables.js';
+import { webhookTables } from '../../src/modules/webhooks/tables.js';
 
 // A database that compiles queries and never runs them.
 const db = new Kysely<Database>({
@@ -65,6 +66,10 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   paymentTables(trx).selectFrom('invoices');
   // @ts-expect-error a join into another module's table does not compile either
   catalogTables(trx).selectFrom('plans').innerJoin('customers', 'customers.id', 'plans.id');
+  // @ts-expect-error webhooks do not read the outbox (they are handed bus events, or ask EventsOutbox)
+  webhookTables(trx).selectFrom('events');
+  // @ts-expect-error nor does the outbox read deliveries
+  eventTables(trx).selectFrom('webhook_deliveries');
   // @ts-expect-error ownTables refuses a table that is not in Database
   ownTables<{ nope: MarketsTable }>(trx);
   // @ts-expect-error and a known table with another row type

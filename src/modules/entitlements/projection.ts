@@ -51,7 +51,8 @@ interface UpdatedObject {
   testClock?: string | null;
 }
 
-const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isStringArray = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string');
 
 /** The object of an `entitlement.updated` event, or undefined when it is not one (a foreign message). */
 function updatedObject(e: BusEvent): UpdatedObject | undefined {
