@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import Stripe from 'stripe';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../bench/support/server.js';
 import { NatsBus } from '../../src/events/nats-bus.js';
@@ -43,8 +45,9 @@ function portOpen(port: number): Promise<boolean> {
  * - a subscription created through node A is entitled on node B, a cancel likewise;
  * - the node leading the relay is killed (SIGKILL) while writes go on through the other, and NATS
  *   is stopped for 10 s; then NATS and the killed node come back;
- * - afterwards every event in the outbox is in the streams (published at least once), both nodes'
- *   projections agree with what was done, and both report a relay lag back near 0.
+ * - afterwards every event in the outbox is in the streams (published at least once), the webhook
+ *   endpoint received every event at least once and verified each signature (Stripe's SDK), both
+ *   nodes' projections agree with what was done, and both report a relay lag back near 0.
  */
 // PostgreSQL and NATS only (vitest.config.ts leaves test/nats out of the embedded run).
 describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NATS mid-stream', () => {
@@ -99,6 +102,8 @@ describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NA
           REPRISE_DATA_DIR: dirs[i]!,
           NATS_URL: natsUrl,
           REPRISE_PROVIDER_TIMEOUT_MS: '2000',
+          // The test's webhook receiver listens on loopback: an internal subscriber.
+          REPRISE_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
         });
         await waitForHttp(`${base(i)}/health`, 60_000);
       };
@@ -145,6 +150,38 @@ describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NA
         trialDays: 0,
         prices: [{ currency: 'SEK', amount: 10900 }],
       });
+      // ---- a webhook endpoint on this machine, every event type, each delivery verified
+      const stripe = new Stripe('sk_test_unused_for_verification');
+      const verified = new Set<string>();
+      const badSignatures: string[] = [];
+      const receiver = createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          try {
+            const event = stripe.webhooks.constructEvent(
+              body,
+              String(req.headers['reprise-signature']),
+              secret,
+            );
+            verified.add(event.id);
+          } catch (error) {
+            badSignatures.push((error as Error).message);
+          }
+          res.writeHead(200).end();
+        });
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => new Promise<void>((resolve) => receiver.close(() => resolve())));
+      const receiverPort = (receiver.address() as { port: number }).port;
+      const endpoint = await ok(0, 'POST', '/v1/webhook-endpoints', {
+        url: `http://127.0.0.1:${receiverPort}/reprise`,
+        eventTypes: ['*'],
+      });
+      const secret = endpoint.secret as string;
+      expect(secret).toMatch(/^whsec_/);
+
       let users = 0;
       /** A listener subscribed through node i (its card lives at node i's in-process simulator). */
       const subscribe = async (i: number) => {
@@ -234,6 +271,12 @@ describe('two nodes, one PostgreSQL, one NATS: kill the relay leader and stop NA
       const missing = outbox.filter((id) => !published.has(id));
       expect(missing).toEqual([]);
       expect(outbox.length).toBeGreaterThan(written.length * 3);
+
+      // ---- every event reached the webhook endpoint at least once, each signature verified
+      await until(90_000, async () => expect(outbox.filter((id) => !verified.has(id))).toEqual([]));
+      expect(badSignatures).toEqual([]);
+      const deliveries = await ok(0, 'GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries?limit=5`);
+      expect(deliveries.data[0]).toMatchObject({ endpoint: endpoint.id, status: 'succeeded' });
 
       // ---- both projections agree with what was done (B's and the restarted node's)
       for (const [externalId, active] of expected) {
