@@ -386,14 +386,20 @@ export class JobScheduler {
     dueBy: () => Date,
     at: (row: JobRow, trx: Executor) => Promise<Date>,
   ): Promise<boolean> {
+    // On the wall clock, kinds with a batch handler are the batches' alone: taken one at a time
+    // here they would go the slow way (a million-renewal run sent 1.3 % of its renewals, and
+    // their charges, through this path, and finished on a tail of one-by-one charge jobs).
+    const batchKinds = testClockId === null ? [...this.#batches.keys()] : [];
     const claimed = await transact(this.#db, async (trx) => {
       const db = jobTables(trx);
-      const row = await db
+      let query = db
         .selectFrom('scheduled_jobs')
         .selectAll()
         .where('test_clock_id', testClockId === null ? 'is' : '=', testClockId)
         .where('state', '=', 'pending')
-        .where('run_at', '<=', dueBy())
+        .where('run_at', '<=', dueBy());
+      if (batchKinds.length > 0) query = query.where('kind', 'not in', batchKinds);
+      const row = await query
         .orderBy('run_at')
         .orderBy('id')
         .limit(1)
