@@ -286,6 +286,9 @@ export async function createApp(options: AppOptions): Promise<App> {
         .storedPosition()
         .then((keepAfter) => services.events.prune({ keepAfter }))
         .catch((err: unknown) => server.log.warn({ err }, 'events prune failed'));
+      services.webhooks
+        .prune({ retentionMs: config.eventRetentionDays * 86_400_000 })
+        .catch((err: unknown) => server.log.warn({ err }, 'webhooks prune failed'));
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));

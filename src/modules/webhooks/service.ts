@@ -126,6 +126,61 @@ export class WebhookService {
     return this.#clock;
   }
 
+  /**
+   * Forgets what is finished and old (bounded tables, as ADR 0013 prunes jobs): deliveries
+   * `succeeded` or `failed` whose last attempt is older than `retentionMs`, then the bodies of
+   * events older than that with no delivery left, then deleted endpoints with no delivery left.
+   * `batch` rows per statement, at most `batches` statements per table. Returns rows deleted.
+   */
+  async prune(opts: { retentionMs: number; batch?: number; batches?: number }): Promise<number> {
+    const batch = opts.batch ?? 1_000;
+    const batches = opts.batches ?? 100;
+    assert(Number.isInteger(batch) && batch >= 1 && batch <= 10_000, `prune batch ${batch}`);
+    assert(Number.isInteger(batches) && batches >= 1 && batches <= 10_000, `prune batches ${batches}`);
+    const cutoff = new Date(this.#clock.now().getTime() - opts.retentionMs);
+    let deleted = 0;
+    const rounds = async (statement: () => Promise<number>) => {
+      for (let i = 0; i < batches; i++) {
+        const n = await statement();
+        deleted += n;
+        if (n < batch) return;
+      }
+    };
+    await rounds(async () =>
+      Number(
+        (
+          await sql`DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
+            SELECT id FROM webhook_deliveries
+            WHERE status IN ('succeeded', 'failed') AND last_attempt_at < ${cutoff}
+            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
+        ).numAffectedRows ?? 0,
+      ),
+    );
+    await rounds(async () =>
+      Number(
+        (
+          await sql`DELETE FROM webhook_payloads WHERE event_id = ANY(ARRAY(
+            SELECT p.event_id FROM webhook_payloads p
+            WHERE p.created_at < ${cutoff}
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = p.event_id)
+            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
+        ).numAffectedRows ?? 0,
+      ),
+    );
+    await rounds(async () =>
+      Number(
+        (
+          await sql`DELETE FROM webhook_endpoints WHERE id = ANY(ARRAY(
+            SELECT e.id FROM webhook_endpoints e
+            WHERE e.status = 'deleted' AND e.updated_at < ${cutoff}
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id)
+            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
+        ).numAffectedRows ?? 0,
+      ),
+    );
+    return deleted;
+  }
+
   /** `listener` runs (on this node) after deliveries became due: the dispatcher wakes at once. */
   onDue(listener: () => void): () => void {
     this.#dueListeners.add(listener);
