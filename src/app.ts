@@ -120,6 +120,8 @@ export function createServices(
         retentionDays: config.eventRetentionDays,
         name: `reprise-${process.pid}`,
         onError: log,
+        // Only this deployment's nodes publish events (a forged one would be signed to webhooks).
+        signingKey: masterKey.derive('bus-signing'),
       })
     : new MemoryBus();
   const relay = new OutboxRelay(db, events, bus, clock, {

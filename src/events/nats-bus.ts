@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -10,7 +11,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream';
-import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
+import { connect, headers, type MsgHdrs, type NatsConnection, nanos } from '@nats-io/transport-node';
 import { assert } from '../kernel/assert.js';
 import {
   type BroadcastHandler,
@@ -45,7 +46,17 @@ export interface NatsBusOptions {
   /** How long a shared consumer's message may stay unacknowledged before it is redelivered. */
   ackWaitMs?: number;
   onError?: (error: unknown, where: string) => void;
+  /**
+   * Key every published message is signed with (HMAC-SHA256 of the payload, header
+   * `Reprise-Bus-Signature`); when set, a message without a valid signature is dropped and
+   * reported, so whoever may publish on the subjects cannot forge events (webhooks signed with
+   * endpoint secrets, entitlements). Every node derives it from the master key.
+   */
+  signingKey?: Buffer;
 }
+
+/** The header carrying a message's HMAC (see `signingKey`). */
+export const BUS_SIGNATURE_HEADER = 'Reprise-Bus-Signature';
 
 const PREFIX = /^[a-z][a-z0-9_-]{0,31}$/;
 const DURABLE = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -75,8 +86,8 @@ const groupOf = (type: string): string => type.slice(0, type.indexOf('.'));
  */
 export class NatsBus implements EventBus {
   readonly kind = 'nats' as const;
-  readonly #opts: Required<Omit<NatsBusOptions, 'onError' | 'name'>> &
-    Pick<NatsBusOptions, 'onError' | 'name'>;
+  readonly #opts: Required<Omit<NatsBusOptions, 'onError' | 'name' | 'signingKey'>> &
+    Pick<NatsBusOptions, 'onError' | 'name' | 'signingKey'>;
   readonly #ready: Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }>;
   #connected: { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager } | undefined;
   #closed = false;
@@ -95,6 +106,7 @@ export class NatsBus implements EventBus {
       ackWaitMs: opts.ackWaitMs ?? 30_000,
       ...(opts.name ? { name: opts.name } : {}),
       ...(opts.onError ? { onError: opts.onError } : {}),
+      ...(opts.signingKey ? { signingKey: opts.signingKey } : {}),
     };
     this.#ready = this.#connect();
     // Failing to connect at all is reported through publish and subscribe, not here.
@@ -221,10 +233,13 @@ export class NatsBus implements EventBus {
         aggregate: e.aggregate,
         customerId: e.customerId,
       };
+      const payload = encodeEvent(busEvent);
+      const signed = this.#sign(payload);
       const send = () =>
-        js.publish(this.subjectOf(busEvent), encodeEvent(busEvent), {
+        js.publish(this.subjectOf(busEvent), payload, {
           msgID: e.id,
           timeout: this.#opts.publishTimeoutMs,
+          ...(signed ? { headers: signed } : {}),
         });
       const key = `${e.aggregate.type}\u0000${e.aggregate.id}`;
       const previous = chains.get(key);
@@ -233,6 +248,26 @@ export class NatsBus implements EventBus {
       all.push(sent);
     }
     await Promise.all(all);
+  }
+
+  /** The signature headers of `payload`, when the bus signs. */
+  #sign(payload: string): MsgHdrs | undefined {
+    const key = this.#opts.signingKey;
+    if (!key) return undefined;
+    const h = headers();
+    h.set(BUS_SIGNATURE_HEADER, createHmac('sha256', key).update(payload, 'utf8').digest('hex'));
+    return h;
+  }
+
+  /** A message's event; throws when it is not one of ours (undecodable, or unsigned / badly signed). */
+  #decode(payload: string, hdrs: MsgHdrs | undefined): BusEvent {
+    const key = this.#opts.signingKey;
+    if (key) {
+      const given = Buffer.from(hdrs?.get(BUS_SIGNATURE_HEADER) ?? '', 'hex');
+      const expected = createHmac('sha256', key).update(payload, 'utf8').digest();
+      assert(given.length === expected.length && timingSafeEqual(given, expected), 'bus message signature');
+    }
+    return decodeEvent(payload);
   }
 
   /** Streams a type filter touches (every group when absent). */
@@ -273,7 +308,7 @@ export class NatsBus implements EventBus {
           const skipped: JsMsg[] = [];
           for (const msg of taken) {
             try {
-              const e = decodeEvent(msg.string());
+              const e = this.#decode(msg.string(), msg.headers);
               if (!wanted || wanted.has(e.type)) events.push(e);
               else skipped.push(msg);
             } catch (error) {
@@ -315,7 +350,7 @@ export class NatsBus implements EventBus {
         let buffer: BusEvent[] = [];
         for await (const m of messages) {
           try {
-            const e = decodeEvent(m.string());
+            const e = this.#decode(m.string(), m.headers);
             if (!wanted || wanted.has(e.type)) buffer.push(e);
           } catch (error) {
             this.#opts.onError?.(error, `undecodable message on ${m.subject}`);
@@ -368,8 +403,13 @@ export class NatsBus implements EventBus {
       const messages = await consumer.consume({ max_messages: Math.min(SHARED_BATCH_MAX, max) });
       try {
         for await (const m of messages) {
-          const e = decodeEvent(m.string());
-          if (!wanted || wanted.has(e.type)) {
+          let e: BusEvent | undefined;
+          try {
+            e = this.#decode(m.string(), m.headers);
+          } catch (error) {
+            this.#opts.onError?.(error, `undecodable message on ${m.subject}`);
+          }
+          if (e && (!wanted || wanted.has(e.type))) {
             handler(e, { stream, seq: m.info.streamSequence });
             seen += 1;
           }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import type { BusEvent } from '../../src/events/bus.js';
+import { type BusEvent, encodeEvent } from '../../src/events/bus.js';
 import { NatsBus } from '../../src/events/nats-bus.js';
 import type { OutboxEvent } from '../../src/events/outbox.js';
 
@@ -185,5 +185,43 @@ describe('NATS JetStream bus', () => {
     await expect(bus.publish([event('invoice.paid', 'inv_x', 1)])).rejects.toThrow(/not reachable/);
     expect(Date.now() - started).toBeLessThan(5_000);
     await bus.close();
+  });
+
+  it('a signing bus drops messages not signed with its key: a forged, well-formed event on its subjects reaches no consumer', async () => {
+    const prefix = freshPrefix();
+    const key = randomBytes(32);
+    const errors: string[] = [];
+    const node = newBus(prefix, { signingKey: key, onError: (_e, where) => errors.push(where) });
+    const handled: string[] = [];
+    const broadcast: string[] = [];
+    const shared = await node.consumeShared('forge', async (es) => void handled.push(...es.map((e) => e.id)));
+    const sub = await node.subscribe((es) => broadcast.push(...es.map((e) => e.id)));
+    await node.ready();
+    await new Promise((r) => setTimeout(r, 300));
+    // Someone who may publish on the subjects, with a perfectly shaped event.
+    const forged = event('entitlement.updated', 'sub_forged', 99);
+    const nc = await connect({ servers: NATS_URL });
+    const js = (await import('@nats-io/jetstream')).jetstream(nc);
+    await js.publish(node.subjectOf(forged), encodeEvent(forged), { msgID: forged.id });
+    // Signed with another key: also refused.
+    const otherKey = newBus(prefix, { signingKey: randomBytes(32) });
+    const other = event('entitlement.updated', 'sub_other', 1);
+    await otherKey.publish([other]);
+    const genuine = event('entitlement.updated', 'sub_genuine', 1);
+    await node.publish([genuine]);
+    await vi.waitFor(() => expect(handled).toContain(genuine.id), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(broadcast).toContain(genuine.id), { timeout: 20_000, interval: 100 });
+    expect(handled).not.toContain(forged.id);
+    expect(handled).not.toContain(other.id);
+    expect(broadcast).not.toContain(forged.id);
+    expect(broadcast).not.toContain(other.id);
+    expect(errors.filter((w) => w.startsWith('undecodable')).length).toBeGreaterThanOrEqual(4);
+    // Replay skips them too.
+    const replayed: string[] = [];
+    await node.replay({ seq: 1 }, (e) => replayed.push(e.id), { types: ['entitlement.updated'] });
+    expect(replayed).toEqual([genuine.id]);
+    await nc.close();
+    await shared.close();
+    await sub.close();
   });
 });

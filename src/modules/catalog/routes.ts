@@ -201,6 +201,15 @@ const marketIdsOf = (plans: Plan[]) =>
     p.versions.flatMap((v) => v.prices.map((x) => x.marketId).filter((id): id is string => id !== null)),
   );
 
+/**
+ * A list's rendered-cache key, by what the query means: the cursor decoded (base64url decoding
+ * skips characters outside its alphabet, so many spellings name one page; keyed raw, each would
+ * render and take an LRU slot of its own), the parts JSON-encoded so none can run into the next.
+ * An invalid cursor throws the 400 before anything is cached.
+ */
+export const listKey = (list: string, limit: number, cursor: string | undefined, product?: string): string =>
+  JSON.stringify([list, limit, decodeCursor(cursor) ?? null, product ?? null]);
+
 export function catalogRoutes(
   app: FastifyInstance,
   deps: { catalog: CatalogService; uow: UnitOfWork; now: () => Date },
@@ -237,7 +246,7 @@ export function catalogRoutes(
     async (req, reply) =>
       rendered.send(
         reply,
-        `markets\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}`,
+        listKey('markets', req.query.limit, req.query.cursor),
         await catalog.servedVersion(),
         deps.now().getTime(),
         listOf(marketDto),
@@ -303,7 +312,7 @@ export function catalogRoutes(
     async (req, reply) =>
       rendered.send(
         reply,
-        `products\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}`,
+        listKey('products', req.query.limit, req.query.cursor),
         await catalog.servedVersion(),
         deps.now().getTime(),
         listOf(productDto),
@@ -373,7 +382,7 @@ export function catalogRoutes(
       const now = deps.now();
       return rendered.send(
         reply,
-        `plans\u0000${req.query.limit}\u0000${req.query.cursor ?? ''}\u0000${req.query.product ?? ''}`,
+        listKey('plans', req.query.limit, req.query.cursor, req.query.product),
         await catalog.servedVersion(),
         now.getTime(),
         listOf(planDto),
