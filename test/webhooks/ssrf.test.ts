@@ -38,6 +38,7 @@ describe('SSRF: every spelling of a forbidden address is refused', () => {
     'http://[fe80::1]/',
     'http://[fd00:ec2::254]/',
     'http://100.100.100.200/',
+    'http://168.63.129.16/', // Azure WireServer: public unicast, refused as metadata
     'http://224.0.0.1/',
     'http://[ff02::1]/',
     'http://0.0.0.0/',

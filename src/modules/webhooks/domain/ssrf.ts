@@ -16,7 +16,8 @@ export type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 export const URL_LENGTH_MAX = 2048;
 
 /** Cloud metadata services: refused even when a CIDR around them is allowed. */
-const METADATA = new Set(['169.254.169.254', 'fd00:ec2::254', '100.100.100.200']);
+// AWS/GCP/Azure IMDS, AWS's IPv6 IMDS, Alibaba's, and Azure's platform endpoint (WireServer).
+const METADATA = new Set(['169.254.169.254', 'fd00:ec2::254', '100.100.100.200', '168.63.129.16']);
 
 /** Ranges allowed only when an allowed CIDR covers the address; every other non-unicast range is refused. */
 const ALLOWABLE_V4 = new Set(['loopback', 'private', 'carrierGradeNat']);
