@@ -394,13 +394,12 @@ async function runOnce(
       renewed = await counter().catch(() => previous);
       const now = performance.now();
       if (renewed > previous) {
-        if (now - lastProgressAt >= 4_000) stalledMs += now - lastProgressAt;
+        // A stall: no progress over 4 s and over more than two polls (polls are up to 5 s apart).
+        if (now - lastProgressAt >= Math.max(4_000, 2.5 * pollMs)) stalledMs += now - lastProgressAt;
         lastProgressAt = now;
       }
-      // Counting a million rows every 500 ms would load the server it measures: poll at most
-      // 5 % of the time.
-      // (A slow answer on PGlite is mostly waiting for the one session: never past 2 s.)
-      // The count reads every subscription: at most 1/40 of a core, never below 0.5 s apart.
+      // Counting a million rows every 500 ms would load the server it measures: the count reads
+      // every subscription, so poll at most 1/40 of the time, 0.5 to 5 s apart.
       pollMs = Math.min(5_000, Math.max(500, 40 * (performance.now() - asked)));
       const elapsed = (performance.now() - t0) / 1000;
       if (invoicedAt === undefined && invoiced.n >= n) invoicedAt = elapsed;
