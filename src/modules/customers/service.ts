@@ -130,36 +130,34 @@ export class CustomerService {
   }
 
   /** The accounts of these customer ids, in one read (a batch of renewals); unknown ids are absent. */
-  async accounts(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, CustomerAccount>> {
-    const out = new Map<string, CustomerAccount>();
-    if (ids.length === 0) return out;
-    const rows = await customerTables(trx)
-      .selectFrom('customers')
-      .selectAll()
-      .where('id', 'in', [...new Set(ids)])
-      .execute();
-    for (const row of rows) {
-      const { email: _e, name: _n, ...account } = toCustomer(row, { email: null, name: null });
-      out.set(row.id, account);
-    }
-    return out;
+  accounts(ids: readonly string[], trx: Executor = this.#db): Promise<Map<string, CustomerAccount>> {
+    return this.#accountsBy('id', ids, trx);
   }
 
   /** The accounts of these external ids, in one read (the entitlement projection's misses); unknown ids are absent. */
-  async accountsByExternalIds(
+  accountsByExternalIds(
     externalIds: readonly string[],
     trx: Executor = this.#db,
   ): Promise<Map<string, CustomerAccount>> {
+    return this.#accountsBy('external_id', externalIds, trx);
+  }
+
+  /** Accounts (no personal data, no key-store read) keyed by the column they were asked by. */
+  async #accountsBy(
+    column: 'id' | 'external_id',
+    values: readonly string[],
+    trx: Executor,
+  ): Promise<Map<string, CustomerAccount>> {
     const out = new Map<string, CustomerAccount>();
-    if (externalIds.length === 0) return out;
+    if (values.length === 0) return out;
     const rows = await customerTables(trx)
       .selectFrom('customers')
       .selectAll()
-      .where('external_id', 'in', [...new Set(externalIds)])
+      .where(column, 'in', [...new Set(values)])
       .execute();
     for (const row of rows) {
       const { email: _e, name: _n, ...account } = toCustomer(row, { email: null, name: null });
-      out.set(row.external_id, account);
+      out.set(row[column], account);
     }
     return out;
   }
