@@ -95,7 +95,8 @@ export function decodeEvent(text: string): BusEvent {
   };
 }
 
-const toBusEvent = (e: OutboxEvent): BusEvent => ({
+/** An outbox event as it travels (its position stays behind). */
+export const toBusEvent = (e: OutboxEvent): BusEvent => ({
   id: e.id,
   type: e.type,
   createdAt: e.createdAt,

@@ -24,6 +24,7 @@ import {
   SHARED_BATCH_MAX,
   type SharedHandler,
   type SharedOptions,
+  toBusEvent,
 } from './bus.js';
 import type { OutboxEvent } from './outbox.js';
 import { EVENT_GROUPS, type EventType } from './types.js';
@@ -225,14 +226,7 @@ export class NatsBus implements EventBus {
     const chains = new Map<string, Promise<unknown>>();
     const all: Promise<unknown>[] = [];
     for (const e of events) {
-      const busEvent: BusEvent = {
-        id: e.id,
-        type: e.type,
-        createdAt: e.createdAt,
-        data: e.data,
-        aggregate: e.aggregate,
-        customerId: e.customerId,
-      };
+      const busEvent = toBusEvent(e);
       const payload = encodeEvent(busEvent);
       const signed = this.#sign(payload);
       const send = () =>
