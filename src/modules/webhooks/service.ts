@@ -139,44 +139,33 @@ export class WebhookService {
     assert(Number.isInteger(batches) && batches >= 1 && batches <= 10_000, `prune batches ${batches}`);
     const cutoff = new Date(this.#clock.now().getTime() - opts.retentionMs);
     let deleted = 0;
-    const rounds = async (statement: () => Promise<number>) => {
+    // Each statement deletes up to `batch` rows; repeated while a statement finds a full batch.
+    const rounds = async (statement: () => ReturnType<typeof sql>) => {
       for (let i = 0; i < batches; i++) {
-        const n = await statement();
+        const n = Number((await statement().execute(this.#db)).numAffectedRows ?? 0);
         deleted += n;
         if (n < batch) return;
       }
     };
-    await rounds(async () =>
-      Number(
-        (
-          await sql`DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
-            SELECT id FROM webhook_deliveries
-            WHERE status IN ('succeeded', 'failed') AND last_attempt_at < ${cutoff}
-            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
-        ).numAffectedRows ?? 0,
-      ),
+    await rounds(
+      () => sql`DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
+        SELECT id FROM webhook_deliveries
+        WHERE status IN ('succeeded', 'failed') AND last_attempt_at < ${cutoff}
+        LIMIT ${batch} FOR UPDATE SKIP LOCKED))`,
     );
-    await rounds(async () =>
-      Number(
-        (
-          await sql`DELETE FROM webhook_payloads WHERE event_id = ANY(ARRAY(
-            SELECT p.event_id FROM webhook_payloads p
-            WHERE p.created_at < ${cutoff}
-              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = p.event_id)
-            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
-        ).numAffectedRows ?? 0,
-      ),
+    await rounds(
+      () => sql`DELETE FROM webhook_payloads WHERE event_id = ANY(ARRAY(
+        SELECT p.event_id FROM webhook_payloads p
+        WHERE p.created_at < ${cutoff}
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = p.event_id)
+        LIMIT ${batch} FOR UPDATE SKIP LOCKED))`,
     );
-    await rounds(async () =>
-      Number(
-        (
-          await sql`DELETE FROM webhook_endpoints WHERE id = ANY(ARRAY(
-            SELECT e.id FROM webhook_endpoints e
-            WHERE e.status = 'deleted' AND e.updated_at < ${cutoff}
-              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id)
-            LIMIT ${batch} FOR UPDATE SKIP LOCKED))`.execute(this.#db)
-        ).numAffectedRows ?? 0,
-      ),
+    await rounds(
+      () => sql`DELETE FROM webhook_endpoints WHERE id = ANY(ARRAY(
+        SELECT e.id FROM webhook_endpoints e
+        WHERE e.status = 'deleted' AND e.updated_at < ${cutoff}
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id)
+        LIMIT ${batch} FOR UPDATE SKIP LOCKED))`,
     );
     return deleted;
   }
