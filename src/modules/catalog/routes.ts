@@ -1,6 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { z } from 'zod';
+import { type ZodType, z } from 'zod';
 import { decodeCursor, listOf, pageQuery, toPage } from '../../http/pagination.js';
 import { RenderedCache } from '../../http/rendered-cache.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
@@ -219,6 +219,16 @@ export function catalogRoutes(
   const tags = ['Catalog'];
   // Reads of the catalog snapshot answer stored bytes while the snapshot is the same (ADR 0018).
   const rendered = new RenderedCache();
+  /** The answer under `key`, rendered at `now` from the snapshot served now, or the stored one. */
+  const fromSnapshot = async (
+    reply: FastifyReply,
+    key: string,
+    schema: ZodType,
+    render: (now: Date) => Promise<{ value: unknown; until?: number }>,
+  ) => {
+    const now = deps.now();
+    return rendered.send(reply, key, await catalog.servedVersion(), now.getTime(), schema, () => render(now));
+  };
 
   r.post(
     '/v1/markets',
@@ -244,11 +254,9 @@ export function catalogRoutes(
       config: { scope: 'catalog:read' },
     },
     async (req, reply) =>
-      rendered.send(
+      fromSnapshot(
         reply,
         listKey('markets', req.query.limit, req.query.cursor),
-        await catalog.servedVersion(),
-        deps.now().getTime(),
         listOf(marketDto),
         async () => ({
           value: toPage(
@@ -271,14 +279,9 @@ export function catalogRoutes(
       config: { scope: 'catalog:read' },
     },
     async (req, reply) =>
-      rendered.send(
-        reply,
-        `market\u0000${req.params.id}`,
-        await catalog.servedVersion(),
-        deps.now().getTime(),
-        marketDto,
-        async () => ({ value: marketToDto(await catalog.getMarket(req.params.id)) }),
-      ),
+      fromSnapshot(reply, `market\u0000${req.params.id}`, marketDto, async () => ({
+        value: marketToDto(await catalog.getMarket(req.params.id)),
+      })),
   );
 
   r.post(
@@ -310,11 +313,9 @@ export function catalogRoutes(
       config: { scope: 'catalog:read' },
     },
     async (req, reply) =>
-      rendered.send(
+      fromSnapshot(
         reply,
         listKey('products', req.query.limit, req.query.cursor),
-        await catalog.servedVersion(),
-        deps.now().getTime(),
         listOf(productDto),
         async () => ({
           value: toPage(
@@ -337,14 +338,9 @@ export function catalogRoutes(
       config: { scope: 'catalog:read' },
     },
     async (req, reply) =>
-      rendered.send(
-        reply,
-        `product\u0000${req.params.id}`,
-        await catalog.servedVersion(),
-        deps.now().getTime(),
-        productDto,
-        async () => ({ value: productToDto(await catalog.getProduct(req.params.id)) }),
-      ),
+      fromSnapshot(reply, `product\u0000${req.params.id}`, productDto, async () => ({
+        value: productToDto(await catalog.getProduct(req.params.id)),
+      })),
   );
 
   r.post(
@@ -378,15 +374,12 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req, reply) => {
-      const now = deps.now();
-      return rendered.send(
+    (req, reply) =>
+      fromSnapshot(
         reply,
         listKey('plans', req.query.limit, req.query.cursor, req.query.product),
-        await catalog.servedVersion(),
-        now.getTime(),
         listOf(planDto),
-        async () => {
+        async (now) => {
           const plans = await catalog.listPlans({
             limit: req.query.limit,
             after: decodeCursor(req.query.cursor),
@@ -398,8 +391,7 @@ export function catalogRoutes(
             until: nextPriceChange(plans, now),
           };
         },
-      );
-    },
+      ),
   );
   r.get(
     '/v1/plans/:id',
@@ -412,23 +404,14 @@ export function catalogRoutes(
       },
       config: { scope: 'catalog:read' },
     },
-    async (req, reply) => {
-      const now = deps.now();
-      return rendered.send(
-        reply,
-        `plan\u0000${req.params.id}`,
-        await catalog.servedVersion(),
-        now.getTime(),
-        planDto,
-        async () => {
-          const plan = await catalog.getPlan(req.params.id);
-          return {
-            value: planToDto(plan, await catalog.marketCodes(marketIdsOf([plan])), now),
-            until: nextPriceChange([plan], now),
-          };
-        },
-      );
-    },
+    (req, reply) =>
+      fromSnapshot(reply, `plan\u0000${req.params.id}`, planDto, async (now) => {
+        const plan = await catalog.getPlan(req.params.id);
+        return {
+          value: planToDto(plan, await catalog.marketCodes(marketIdsOf([plan])), now),
+          until: nextPriceChange([plan], now),
+        };
+      }),
   );
   r.post(
     '/v1/plans/:id/price-versions',
