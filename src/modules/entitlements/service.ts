@@ -18,7 +18,8 @@ export interface Entitlement {
 /**
  * Who may use what (ADR 0014): read from subscriptions through the billing module's service (it
  * owns them), owner or member, each until its `validUntil` in the owner's time (a test clock's for
- * simulated customers). Owns no table; correct now, a cache or projection comes with the speed issue.
+ * simulated customers). Owns no table. The database path: the hot path is projection.ts, which
+ * falls back to this for customers on a test clock.
  */
 export class EntitlementService {
   constructor(
@@ -65,12 +66,5 @@ export class EntitlementService {
       if (error instanceof DomainError && error.code === 'not_found') return null;
       throw error;
     }
-  }
-
-  /** In the order asked; an unknown id is `active: false`. */
-  async batch(externalIds: readonly string[]): Promise<Entitlement[]> {
-    const out: Entitlement[] = [];
-    for (const id of externalIds) out.push(await this.forExternalId(id));
-    return out;
   }
 }
