@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/kernel/clock.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { expectGaplessSeries } from '../support/billing.js';
 import { ENGINE } from '../support/database.js';
 
 /**
@@ -205,15 +206,7 @@ describe(`billing: renewal batches (${ENGINE})`, () => {
     ]);
 
     // Live invoice numbers stay gapless per series: checkout's and the batches' together.
-    for (const series of ['SE-2027', 'US-2027']) {
-      const numbers = (await t.app.services.db
-        .selectFrom('invoices')
-        .select('number')
-        .where('series', '=', series)
-        .execute()) as Array<{ number: string }>;
-      const ns = numbers.map((r) => Number(r.number.slice(-6))).sort((a, b) => a - b);
-      expect(ns).toEqual(ns.map((_, i) => i + 1));
-    }
+    for (const series of ['SE-2027', 'US-2027']) await expectGaplessSeries(t.app.services.db, series);
     expect(await trialBalanced()).toBe(true);
 
     // Nothing left: no failed job, every charge job done, a second run renews nothing.

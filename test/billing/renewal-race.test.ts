@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/kernel/clock.js';
 import { render } from '../../src/modules/entitlements/projection.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { payingCustomer } from '../support/billing.js';
+import { expectGaplessSeries, payingCustomer } from '../support/billing.js';
 import { ENGINE } from '../support/database.js';
 
 /**
@@ -125,11 +125,7 @@ describe(`billing: changes racing renewal batches (${ENGINE})`, () => {
       n: number;
     }>`SELECT count(*)::int AS n FROM payments WHERE status = 'processing'`.execute(db);
     expect(processing.rows[0]!.n).toBe(0);
-    const numbers = await sql<{
-      number: string;
-    }>`SELECT number FROM invoices WHERE series = 'SE-2027'`.execute(db);
-    const ns = numbers.rows.map((r) => Number(r.number.slice(-6))).sort((a, b) => a - b);
-    expect(ns).toEqual(ns.map((_, i) => i + 1));
+    await expectGaplessSeries(db, 'SE-2027');
     const balance = (await t.call('GET', '/v1/ledger/trial-balance?verify=true')).json();
     for (const c of balance.currencies) expect(c).toMatchObject({ balanced: true });
   });

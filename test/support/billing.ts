@@ -1,3 +1,4 @@
+import { type QueryExecutorProvider, sql } from 'kysely';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
@@ -68,4 +69,26 @@ export async function subscribeOk(
   const res = await t.call('POST', '/v1/subscriptions', { customer, plan });
   expect(res.statusCode, res.body).toBe(201);
   return res.json();
+}
+
+/**
+ * Invoice numbers of `series` are gapless: each used once, and the numbers issued plus those a
+ * node still holds in the pool (a concurrent transaction's block, not yet used) are exactly
+ * 1..counter. Issued numbers alone may skip ahead while another block is held (ADR 0014).
+ */
+export async function expectGaplessSeries(db: QueryExecutorProvider, series: string): Promise<void> {
+  const issued = await sql<{ number: string }>`SELECT number FROM invoices WHERE series = ${series}`.execute(
+    db,
+  );
+  const pooled = await sql<{
+    number: string;
+  }>`SELECT number FROM invoice_number_pool WHERE series = ${series}`.execute(db);
+  const counter = await sql<{
+    last: string;
+  }>`SELECT last_number AS last FROM invoice_number_series WHERE series = ${series}`.execute(db);
+  const used = issued.rows.map((r) => Number(r.number.slice(-6)));
+  expect(new Set(used).size, `${series}: a number used twice`).toBe(used.length);
+  const all = [...used, ...pooled.rows.map((r) => Number(r.number))].sort((a, b) => a - b);
+  const last = Number(counter.rows[0]?.last ?? 0);
+  expect(all, `${series}: issued and pooled numbers`).toEqual(Array.from({ length: last }, (_, i) => i + 1));
 }
