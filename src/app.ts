@@ -11,7 +11,9 @@ import { NatsBus } from './events/nats-bus.js';
 import { EventsOutbox } from './events/outbox.js';
 import { AdvisoryLockLeadership, OutboxRelay, soleLeader } from './events/relay.js';
 import { eventRoutes } from './events/routes.js';
+import { PageSessionAuth } from './http/auth.js';
 import { IdempotencyStore } from './http/idempotency.js';
+import { PublicOrigin } from './http/public-origin.js';
 import { buildServer } from './http/server.js';
 import { UnitOfWork } from './http/unit-of-work.js';
 import { JobScheduler } from './jobs/scheduler.js';
@@ -68,6 +70,10 @@ export interface Services {
   /** Webhook endpoints and deliveries (ADR 0019). */
   webhooks: WebhookService;
   providers: Providers;
+  /** The origin hosted pages are served on, and where they may redirect to. */
+  publicOrigin: PublicOrigin;
+  /** Hosted pages' session verifiers (checkout, portal), registered by their modules. */
+  pageSessions: PageSessionAuth;
 }
 
 export function createServices(
@@ -136,7 +142,10 @@ export function createServices(
   const webhooks = new WebhookService(db, clock, events, masterKey.derive('webhook-secrets'), {
     allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
   });
+  const publicOrigin = new PublicOrigin(config.publicUrl, config.allowedRedirectOrigins);
   return {
+    publicOrigin,
+    pageSessions: new PageSessionAuth(),
     db,
     clock,
     apiKeys,
@@ -229,6 +238,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       poolStats: database.poolStats,
       engine: database.kind,
       isReady: () => ready,
+      pageSessions: services.pageSessions,
       registerMetrics: (registry) => {
         providers.router.registerMetrics(registry);
         services.jobs.registerMetrics(registry);

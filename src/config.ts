@@ -67,6 +67,10 @@ export interface Config {
   webhookTimeoutMs: number;
   /** CIDRs where private, CGNAT, unique-local and loopback webhook targets are allowed (`REPRISE_WEBHOOK_ALLOW_CIDRS`). */
   webhookAllowCidrs: string;
+  /** `REPRISE_PUBLIC_URL`: the origin hosted pages are served on; unset: `http://<host>:<port>`. */
+  publicUrl: string | undefined;
+  /** `REPRISE_ALLOWED_REDIRECT_ORIGINS`: origins hosted pages may send customers back to; unset: the public origin. */
+  allowedRedirectOrigins: string | undefined;
 }
 
 /** A setting is missing or wrong: the process refuses to start and says which and why. */
@@ -292,6 +296,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookConcurrency: int('REPRISE_WEBHOOK_CONCURRENCY', env.REPRISE_WEBHOOK_CONCURRENCY, 64, 1, 1_024),
     webhookTimeoutMs: int('REPRISE_WEBHOOK_TIMEOUT_MS', env.REPRISE_WEBHOOK_TIMEOUT_MS, 10_000, 100, 60_000),
     webhookAllowCidrs: webhookAllowCidrsOf(env.REPRISE_WEBHOOK_ALLOW_CIDRS, databaseUrl),
+    publicUrl: env.REPRISE_PUBLIC_URL || undefined,
+    allowedRedirectOrigins: env.REPRISE_ALLOWED_REDIRECT_ORIGINS || undefined,
   };
 }
 

@@ -42,6 +42,7 @@ async function serve(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = `http://${config.host}:${port}`;
   app.services.providers.setWebhookBase(base);
+  app.services.publicOrigin.listening(config.host, port);
   // Demo listeners check out through the running simulators, after the catalog is there.
   const listeners = seeded ? await seedDemoSubscriptions(app.services) : undefined;
   const lines = [

@@ -48,13 +48,39 @@ export class FailedAuthLimiter {
   }
 }
 
+export type PageSessionKind = 'checkout' | 'portal';
+/**
+ * Checks a hosted page's session secret for the matched route's request (its `:id` parameter names
+ * the session): the session's principal, or null when the secret is unknown, expired, ended or of
+ * another session.
+ */
+export type PageSessionVerifier = (secret: string, request: FastifyRequest) => Promise<Principal | null>;
+
+/** Verifiers of hosted pages' sessions, registered by the modules that own them. */
+export class PageSessionAuth {
+  readonly #verifiers = new Map<PageSessionKind, PageSessionVerifier>();
+
+  register(kind: PageSessionKind, verify: PageSessionVerifier): void {
+    this.#verifiers.set(kind, verify);
+  }
+
+  verifier(kind: PageSessionKind): PageSessionVerifier | undefined {
+    return this.#verifiers.get(kind);
+  }
+}
+
 /**
  * Authentication and scopes, decided on the matched route and never on the raw URL: every route
  * needs an API key unless it is declared `config.public` (health, metrics, docs, provider
  * webhooks that verify their own signature). Requests that match no route need a key too, so an
  * unauthenticated caller learns nothing about which paths exist.
  */
-export function installAuth(app: FastifyInstance, apiKeys: ApiKeyService, limiter: FailedAuthLimiter): void {
+export function installAuth(
+  app: FastifyInstance,
+  apiKeys: ApiKeyService,
+  limiter: FailedAuthLimiter,
+  pageSessions: PageSessionAuth = new PageSessionAuth(),
+): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config?.public === true) return;
@@ -62,6 +88,25 @@ export function installAuth(app: FastifyInstance, apiKeys: ApiKeyService, limite
     const address = request.ip;
     let principal: Principal | null;
     const retryAfter = limiter.retryAfterSeconds(address);
+    const pageSession = request.routeOptions.config?.pageSession;
+    if (pageSession !== undefined) {
+      // A hosted page's route: only its session's secret, never an API key.
+      const verify = pageSessions.verifier(pageSession);
+      if (retryAfter > 0) {
+        reply.header('Retry-After', String(retryAfter));
+        throw new DomainError(
+          'rate_limited',
+          `Too many failed authentications from this address; retry in ${retryAfter} s.`,
+        );
+      }
+      principal = secret && verify ? await verify(secret, request) : null;
+      if (!principal) {
+        limiter.fail(address);
+        throw new DomainError('unauthenticated', 'This page session is unknown, expired or ended.');
+      }
+      request.principal = principal;
+      return;
+    }
     if (retryAfter > 0) {
       principal = secret ? await apiKeys.knownPrincipal(secret) : null;
       if (!principal) {

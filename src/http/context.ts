@@ -1,5 +1,6 @@
 import type { Scope } from '../modules/api-keys/scopes.js';
 import type { Principal } from '../modules/api-keys/service.js';
+import type { PageSessionKind } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,6 +17,11 @@ declare module 'fastify' {
      * stored answer can never confirm a guessed value (a retry differing only in them replays).
      */
     personalFields?: readonly string[];
+    /**
+     * No API key: a hosted page's session secret (`Authorization: Bearer <secret>`) authenticates
+     * the caller, checked by the verifier registered for this kind (http/auth.ts PageSessionAuth).
+     */
+    pageSession?: PageSessionKind;
   }
   interface FastifyRequest {
     principal?: Principal;

@@ -11,7 +11,7 @@ import { DomainError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { ApiKeyService } from '../modules/api-keys/service.js';
 import type { AuditService } from '../modules/audit/service.js';
-import { FailedAuthLimiter, installAuth } from './auth.js';
+import { FailedAuthLimiter, installAuth, type PageSessionAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { installInputGuards } from './input-guards.js';
 import { installMetrics } from './metrics.js';
@@ -28,6 +28,8 @@ export interface ServerDeps {
   isReady: () => boolean;
   /** Adds module metrics (e.g. payment routing) to the server's registry. */
   registerMetrics?: (registry: Registry) => void;
+  /** Verifiers of hosted pages' session secrets (checkout, portal). */
+  pageSessions?: PageSessionAuth;
 }
 
 export interface ServerOptions {
@@ -109,7 +111,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     ),
   );
 
-  installAuth(app, deps.apiKeys, new FailedAuthLimiter(options.authFailuresPerMinute));
+  installAuth(app, deps.apiKeys, new FailedAuthLimiter(options.authFailuresPerMinute), deps.pageSessions);
   installInputGuards(app);
 
   await app.register(rateLimit, {

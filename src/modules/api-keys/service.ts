@@ -23,6 +23,11 @@ export interface ApiKey {
 export interface Principal {
   keyId: string;
   scopes: readonly string[];
+  /**
+   * Set when a hosted page's session authenticated the request (no API key): which session, and
+   * the one customer it may act for. `keyId` is then `<kind>_session:<id>` (audit, idempotency).
+   */
+  pageSession?: { kind: 'checkout' | 'portal'; id: string; customerId: string | null };
 }
 
 export const BOOTSTRAP_KEY_ID = 'key_bootstrap';
