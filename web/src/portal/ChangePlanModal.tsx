@@ -110,8 +110,8 @@ export function ChangePlanModal({
                   </Table.Tr>
                 </Table.Thead>
                 <Table.Tbody>
-                  {p.invoice.lines.map((l, i) => (
-                    <Table.Tr key={`${l.kind}-${i}`}>
+                  {p.invoice.lines.map((l) => (
+                    <Table.Tr key={`${l.kind}-${l.description}-${l.periodStart}-${l.amount}`}>
                       <Table.Td>{l.description}</Table.Td>
                       <Table.Td ta="right">{money(l.amount, p.invoice!.currency, locale)}</Table.Td>
                     </Table.Tr>
