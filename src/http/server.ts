@@ -3,7 +3,12 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { PoolStats } from '../db/engine.js';
 import type { Db } from '../db/schema.js';
@@ -45,6 +50,8 @@ export interface ServerOptions {
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Methods that take an `Idempotency-Key` (as the IETF Idempotency-Key draft has it: POST and PATCH). */
+const KEYED = new Set(['POST', 'PATCH']);
 const REQUEST_ID_SHAPE = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Encoded path parameters may be long (an externalId is up to 255 characters, each up to 12 encoded). */
 const PARAM_LENGTH_MAX = 4096;
@@ -132,7 +139,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
 
   app.addHook('preHandler', async (request, reply) => {
     const key = request.headers['idempotency-key'];
-    if (request.method !== 'POST' || key === undefined || !request.principal) return;
+    if (!KEYED.has(request.method) || key === undefined || !request.principal) return;
     const keyText = Array.isArray(key) ? key.join(',') : key;
     const run = await deps.idempotency.begin(request, reply, request.principal.keyId, keyText);
     if (!run) return reply;
@@ -195,10 +202,11 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       },
       security: [{ apiKey: [] }],
     },
-    // Every POST documents the Idempotency-Key header it accepts.
+    // Every POST and PATCH documents the Idempotency-Key header it accepts.
     transform: (input) => {
       const out = jsonSchemaTransform(input);
-      if (input.route.method === 'POST' && input.url.startsWith('/v1/')) {
+      const method = input.route.method;
+      if (typeof method === 'string' && KEYED.has(method) && input.url.startsWith('/v1/')) {
         const schema = out.schema as Record<string, unknown>;
         schema.headers = {
           type: 'object',
@@ -215,6 +223,8 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       }
       return out;
     },
+    // Schemas named with `.meta({ id })` become components/schemas, referenced by $ref.
+    transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',

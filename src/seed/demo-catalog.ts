@@ -23,6 +23,53 @@ const MARKETS = [
   { code: 'BR', name: 'Brazil', currency: 'BRL', taxRateBps: 0, taxInclusive: false },
 ] as const;
 
+/**
+ * The seller on each demo market's invoices: a fictional company, Lumen Sound, with a subsidiary
+ * per region. Every name, address and tax id here is made up (shaped like the real formats).
+ */
+const SELLERS: Record<string, { legalName: string; address: string[]; taxId: string }> = {
+  SE: {
+    legalName: 'Lumen Sound AB',
+    address: ['Tegnérgatan 12', '111 40 Stockholm', 'Sverige'],
+    taxId: 'SE559900123401',
+  },
+  DE: {
+    legalName: 'Lumen Sound GmbH',
+    address: ['Schönhauser Allee 99', '10439 Berlin', 'Deutschland'],
+    taxId: 'DE299001234',
+  },
+  FR: {
+    legalName: 'Lumen Sound SAS',
+    address: ['18 rue des Écoles', '75005 Paris', 'France'],
+    taxId: 'FR40990012345',
+  },
+  GB: {
+    legalName: 'Lumen Sound Ltd',
+    address: ['4 Example Yard', 'London N1 9ZZ', 'United Kingdom'],
+    taxId: 'GB990012345',
+  },
+  US: {
+    legalName: 'Lumen Sound, Inc.',
+    address: ['500 Example Avenue, Suite 120', 'Wilmington, DE 19801', 'United States'],
+    taxId: '99-0012345',
+  },
+  JP: {
+    legalName: 'Lumen Sound K.K.',
+    address: ['2-9-1 Example-cho, Minato-ku', 'Tokyo 105-0000', 'Japan'],
+    taxId: 'T9990012345678',
+  },
+  IN: {
+    legalName: 'Lumen Sound India Private Limited',
+    address: ['7th Floor, 99 Example Road', 'Bengaluru 560001', 'India'],
+    taxId: '29AAACL9900Z1Z5',
+  },
+  BR: {
+    legalName: 'Lumen Sound Brasil Ltda.',
+    address: ['Avenida Exemplo, 990', 'São Paulo - SP, 01310-000', 'Brasil'],
+    taxId: '99.001.234/0001-99',
+  },
+};
+
 const FEATURES = ['ad-free', 'on-demand-playback', 'offline-downloads', 'high-fidelity-audio'];
 
 const PRODUCTS = [
@@ -123,8 +170,14 @@ export async function seedDemoCatalog(
     };
 
     for (const m of MARKETS) {
-      if (await exists('markets', m.code, trx)) continue;
-      await services.catalog.createMarket(m, trx);
+      const seller = SELLERS[m.code] ?? null;
+      if (await exists('markets', m.code, trx)) {
+        // A market seeded before markets had sellers gets the demo seller, never over one set since.
+        const market = await catalog.getMarket(m.code, trx);
+        if (market.seller === null && seller) await catalog.updateMarket(m.code, { seller }, trx);
+        continue;
+      }
+      await services.catalog.createMarket({ ...m, seller }, trx);
       result.markets++;
     }
     for (const p of PRODUCTS) {

@@ -7,6 +7,14 @@ import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import { looksLikeId } from '../../kernel/ids.js';
+import {
+  canonicalLocale,
+  LOCALE_MAX,
+  SELLER_ADDRESS_LINE_MAX,
+  SELLER_ADDRESS_LINES_MAX,
+  SELLER_LEGAL_NAME_MAX,
+  SELLER_TAX_ID_MAX,
+} from './domain/market-profile.js';
 import type { PriceVersion } from './domain/price-resolution.js';
 import type { CatalogService, Market, Plan, Product } from './service.js';
 
@@ -22,22 +30,74 @@ const code = z
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in capitals, e.g. "SEK"');
 const timing = z.enum(['immediate', 'end_of_term']);
 
+/** One line of text shown on an invoice: no control characters (no newlines), no outer blanks. */
+const textLine = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[^\p{Cc}\u2028\u2029]*$/u, 'must be one line without control characters')
+    .refine((v) => v.trim() === v, 'must not start or end with blanks');
+const sellerBody = z
+  .object({
+    legalName: textLine(SELLER_LEGAL_NAME_MAX).describe('The registered name of the selling company'),
+    address: z
+      .array(textLine(SELLER_ADDRESS_LINE_MAX))
+      .min(1)
+      .max(SELLER_ADDRESS_LINES_MAX)
+      .describe(`Address lines in display order, 1 to ${SELLER_ADDRESS_LINES_MAX}`),
+    taxId: textLine(SELLER_TAX_ID_MAX)
+      .nullable()
+      .optional()
+      .describe('VAT number or other tax id shown on invoices (e.g. SE556677889901)'),
+  })
+  .describe('The seller named on the invoices of this market');
+const localeBody = z
+  .string()
+  .min(2)
+  .max(LOCALE_MAX)
+  // Checked here too (the service checks again for its other callers), so one answer names every bad field.
+  .superRefine((tag, ctx) => {
+    const checked = canonicalLocale(tag);
+    if (!checked.ok) ctx.addIssue({ code: 'custom', message: checked.message });
+  })
+  .describe(
+    'BCP 47 locale amounts and dates are formatted in (Intl), e.g. "sv-SE"; stored in canonical form. ' +
+      'Default: the country\'s language ("sv-SE" for SE, "en-US" for US, else "en-<code>")',
+  );
 const marketBody = z.object({
   code: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code in capitals, e.g. "SE"'),
   name: z.string().min(1).max(200).optional(),
   currency,
   taxRateBps: z.number().int().min(0).max(10_000).describe('Tax rate in basis points: 2500 = 25 %'),
   taxInclusive: z.boolean().describe('Prices include tax (EU style) or tax is added on top'),
+  locale: localeBody.optional(),
+  seller: sellerBody.nullable().optional(),
 });
-const marketDto = z.object({
-  id: z.string(),
-  code: z.string(),
-  name: z.string().nullable(),
-  currency: z.string(),
-  taxRateBps: z.number().int(),
-  taxInclusive: z.boolean(),
-  createdAt: timestamp,
+const marketPatch = z.object({
+  locale: localeBody.optional(),
+  seller: sellerBody.nullable().optional().describe('null removes the seller'),
 });
+export const marketSellerDto = z
+  .object({
+    legalName: z.string(),
+    address: z.array(z.string()),
+    taxId: z.string().nullable(),
+  })
+  .meta({ id: 'MarketSeller', description: 'The seller named on the invoices of a market' });
+export const marketDto = z
+  .object({
+    id: z.string(),
+    code: z.string(),
+    name: z.string().nullable(),
+    currency: z.string(),
+    taxRateBps: z.number().int(),
+    taxInclusive: z.boolean(),
+    locale: z.string().describe("BCP 47 locale to format this market's amounts and dates with (Intl)"),
+    seller: marketSellerDto.nullable(),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'Market' });
 
 const productBody = z.object({
   code,
@@ -140,7 +200,19 @@ const quoteDto = z.object({
 const refParams = z.object({ id: z.string().min(1).max(64).describe('Id or code') });
 
 export function marketToDto(m: Market): z.infer<typeof marketDto> {
-  return { ...m, createdAt: isoSeconds(m.createdAt) };
+  return {
+    id: m.id,
+    code: m.code,
+    name: m.name,
+    currency: m.currency,
+    taxRateBps: m.taxRateBps,
+    taxInclusive: m.taxInclusive,
+    locale: m.locale,
+    seller: m.seller
+      ? { legalName: m.seller.legalName, address: [...m.seller.address], taxId: m.seller.taxId }
+      : null,
+    createdAt: isoSeconds(m.createdAt),
+  };
 }
 function productToDto(p: Product): z.infer<typeof productDto> {
   return { ...p, createdAt: isoSeconds(p.createdAt) };
@@ -245,6 +317,28 @@ export function catalogRoutes(
       uow.run(req, reply, async (trx) => {
         const market = await catalog.createMarket(req.body, trx);
         return { status: 201, body: marketToDto(market), resourceId: market.id };
+      }),
+  );
+  r.patch(
+    '/v1/markets/:id',
+    {
+      schema: {
+        tags,
+        summary: "Change a market's locale or seller",
+        description:
+          'Fields left out stay as they are; `seller: null` removes the seller. Code, currency and tax of a ' +
+          'market never change (every price and invoice carries them). Invoices show the seller as it is when ' +
+          'their PDF is made.',
+        params: refParams,
+        body: marketPatch,
+        response: { 200: marketDto, ...problemResponses },
+      },
+      config: { scope: 'catalog:write', action: 'markets.update', resourceType: 'market' },
+    },
+    (req, reply) =>
+      uow.run(req, reply, async (trx) => {
+        const market = await catalog.updateMarket(req.params.id, req.body, trx);
+        return { status: 200, body: marketToDto(market), resourceId: market.id };
       }),
   );
   r.get(

@@ -6,6 +6,13 @@ import type { Clock } from '../../kernel/clock.js';
 import { isCurrency } from '../../kernel/currency.js';
 import { alreadyExists, DomainError, invalid, invalidMany, notFound } from '../../kernel/errors.js';
 import { isIdOf, newId } from '../../kernel/ids.js';
+import {
+  canonicalLocale,
+  defaultLocale,
+  joinAddress,
+  type Seller,
+  splitAddress,
+} from './domain/market-profile.js';
 import { type PriceVersion, type ResolvedPrice, resolvePrice } from './domain/price-resolution.js';
 import { checkPrices, type PriceInput } from './domain/price-rules.js';
 import {
@@ -28,7 +35,13 @@ export interface Market {
   taxRateBps: number;
   taxInclusive: boolean;
   createdAt: Date;
+  /** BCP 47 locale its amounts and dates are shown in (invoices, the web console). */
+  locale: string;
+  /** The seller its invoices name; null until set. */
+  seller: Seller | null;
 }
+
+export type { Seller };
 
 export interface Product {
   id: string;
@@ -52,12 +65,26 @@ export interface Plan {
   versions: PriceVersion[];
 }
 
+export interface SellerInput {
+  legalName: string;
+  address: string[];
+  taxId?: string | null | undefined;
+}
+
 export interface MarketInput {
   code: string;
   name?: string | undefined;
   currency: string;
   taxRateBps: number;
   taxInclusive: boolean;
+  locale?: string | undefined;
+  seller?: SellerInput | null | undefined;
+}
+
+/** What `PATCH /v1/markets/{id}` may change; an absent field stays as it is, `seller: null` removes it. */
+export interface MarketUpdate {
+  locale?: string | undefined;
+  seller?: SellerInput | null | undefined;
 }
 
 export interface ProductInput {
@@ -92,7 +119,26 @@ const toMarket = (r: MarketsTable): Market => ({
   taxRateBps: r.tax_rate_bps,
   taxInclusive: r.tax_inclusive,
   createdAt: r.created_at,
+  locale: r.locale ?? defaultLocale(r.code),
+  seller:
+    r.seller_legal_name !== null && r.seller_address !== null
+      ? { legalName: r.seller_legal_name, address: splitAddress(r.seller_address), taxId: r.seller_tax_id }
+      : null,
 });
+
+/** The seller columns of a market row for this input (all null when there is none). */
+const sellerColumns = (seller: SellerInput | null | undefined) => ({
+  seller_legal_name: seller ? seller.legalName : null,
+  seller_address: seller ? joinAddress(seller.address) : null,
+  seller_tax_id: seller?.taxId ?? null,
+});
+
+/** The canonical form of a locale given by a client; a bad one is 400 naming `locale`. */
+function checkedLocale(tag: string): string {
+  const checked = canonicalLocale(tag);
+  if (!checked.ok) throw invalid('locale', checked.message);
+  return checked.value;
+}
 
 const toProduct = (r: ProductsTable): Product => ({
   id: r.id,
@@ -248,11 +294,33 @@ export class CatalogService {
       tax_rate_bps: input.taxRateBps,
       tax_inclusive: input.taxInclusive,
       created_at: this.#clock.now(),
+      locale: input.locale === undefined ? defaultLocale(input.code) : checkedLocale(input.locale),
+      ...sellerColumns(input.seller),
     };
     await this.#insertUnique('market', input.code, () =>
       catalogTables(trx).insertInto('markets').values(row).execute(),
     );
     this.#changed(trx);
+    return toMarket(row);
+  }
+
+  /**
+   * Changes a market's locale and seller (nothing else of a market changes: its code, currency
+   * and tax are on every invoice and price already). One conditional statement: the row as it is
+   * after this write.
+   */
+  async updateMarket(ref: string, input: MarketUpdate, trx: Executor): Promise<Market> {
+    const set: Partial<MarketsTable> = {};
+    if (input.locale !== undefined) set.locale = checkedLocale(input.locale);
+    if (input.seller !== undefined) Object.assign(set, sellerColumns(input.seller));
+    const db = catalogTables(trx);
+    const where = isIdOf('market', ref) ? 'id' : 'code';
+    const row =
+      Object.keys(set).length === 0
+        ? await db.selectFrom('markets').selectAll().where(where, '=', ref).executeTakeFirst()
+        : await db.updateTable('markets').set(set).where(where, '=', ref).returningAll().executeTakeFirst();
+    if (!row) throw notFound('market', ref);
+    if (Object.keys(set).length > 0) this.#changed(trx);
     return toMarket(row);
   }
 

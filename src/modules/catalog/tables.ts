@@ -8,6 +8,13 @@ export interface MarketsTable {
   tax_rate_bps: number;
   tax_inclusive: boolean;
   created_at: Date;
+  /** BCP 47 (migration 0056); null on markets created before it: read as `defaultLocale(code)`. */
+  locale: string | null;
+  /** The seller its invoices name (migration 0056): all null, or legal name and address set. */
+  seller_legal_name: string | null;
+  /** Address lines joined by newlines. */
+  seller_address: string | null;
+  seller_tax_id: string | null;
 }
 
 export interface ProductsTable {
