@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'not_found'
   | 'already_exists'
   | 'invalid_state'
+  | 'invoice_not_finalized'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_use'
   | 'rate_limited'
@@ -42,6 +43,7 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   already_exists: 409,
   invalid_state: 409,
+  invoice_not_finalized: 409,
   idempotency_key_reused: 422,
   idempotency_key_in_use: 409,
   rate_limited: 429,
@@ -67,6 +69,7 @@ const TITLE: Record<ErrorCode, string> = {
   not_found: 'Resource not found',
   already_exists: 'Resource already exists',
   invalid_state: 'Invalid state for this operation',
+  invoice_not_finalized: 'Invoice not finalised yet',
   idempotency_key_reused: 'Idempotency key reused with a different request',
   idempotency_key_in_use: 'Idempotency key in use by a running request',
   rate_limited: 'Too many requests',

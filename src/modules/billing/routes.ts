@@ -13,6 +13,7 @@ import type { PaymentService } from '../payments/service.js';
 import { changeRoutes } from './change-routes.js';
 import type { InvoicePaymentOutcome } from './invoice-payments.js';
 import { lifecycleRoutes } from './lifecycle-routes.js';
+import { invoicePdf } from './pdf.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
@@ -296,6 +297,47 @@ export function billingRoutes(
       config: { scope: 'subscriptions:read' },
     },
     async (req) => toInvoiceDto(await billing.getInvoice(req.params.id)),
+  );
+  r.get(
+    '/v1/invoices/:id/pdf',
+    {
+      schema: {
+        tags: ['Invoices'],
+        summary: 'An invoice as a PDF',
+        description:
+          "The invoice for the customer: the market's seller (legal name, address, tax id), the customer, " +
+          'number, issue date, period, status, lines, tax rate and tax, subtotal, total, amount paid and due, ' +
+          "credit notes; amounts and dates formatted in the market's locale. Invoices of test-clock customers " +
+          '(TEST-… numbers) carry a "Test mode" banner. Sent as an attachment named `<number>.pdf`. A draft ' +
+          'has no number yet: 409 invoice_not_finalized.',
+        params: z.object({ id: z.string().min(1).max(64) }),
+        response: {
+          200: {
+            description:
+              'The PDF (application/pdf), Content-Disposition: attachment; filename="<number>.pdf"',
+            content: {
+              'application/pdf': { schema: z.string().meta({ format: 'binary' }) },
+            },
+          },
+          ...problemResponses,
+          409: problemDto.describe('invoice_not_finalized: a draft has no number, so no PDF yet'),
+        },
+      },
+      config: { scope: 'subscriptions:read' },
+    },
+    async (req, reply) => {
+      const { number, pdf } = await invoicePdf(billing, req.params.id);
+      // Numbers are [A-Z0-9-] (SE-2027-000042): safe inside the quoted filename.
+      return (
+        reply
+          .header('content-type', 'application/pdf')
+          .header('content-disposition', `attachment; filename="${number}.pdf"`)
+          .header('cache-control', 'private, no-store')
+          .header('x-content-type-options', 'nosniff')
+          // A Buffer is sent as it is (no serializer); the schema above only documents it as binary.
+          .send(pdf as unknown as string)
+      );
+    },
   );
   r.get(
     '/v1/invoices',
