@@ -22,6 +22,7 @@ function seInvoice(over: Partial<InvoiceDocumentInput['invoice']> = {}): Invoice
       taxMinor: 2180,
       totalMinor: 10900,
       creditAppliedMinor: 0,
+      creditCreatedMinor: 0,
       amountDueMinor: 10900,
       periodStart: day('2027-03-01'),
       periodEnd: day('2027-04-01'),
@@ -195,6 +196,42 @@ describe('invoice layout (the text of an invoice PDF)', () => {
     const layout = invoiceLayout(ja, { covers: latin });
     expect(layout.totals[0]?.value).toBe('¥980');
     expect(layout.facts[1]?.value).toBe('2027/03/01'); // drawable as it is: kept in ja-JP
+  });
+
+  it('a negative total (a pause) shows the account credit it created and nothing due', () => {
+    const layout = invoiceLayout(
+      seInvoice({
+        subtotalMinor: -5450,
+        taxMinor: -1090,
+        totalMinor: -5450,
+        creditCreatedMinor: 5450,
+        amountDueMinor: 0,
+        lines: [
+          {
+            kind: 'proration_credit',
+            description: 'Unused time after pause',
+            periodStart: day('2027-03-16'),
+            periodEnd: day('2027-04-01'),
+            amountMinor: -5450,
+          },
+        ],
+      }),
+    );
+    expect(layout.lines).toEqual([
+      {
+        description: 'Unused time after pause',
+        period: '16 mars–1 apr. 2027',
+        amount: `\u221254,50${NBSP}kr`,
+      },
+    ]);
+    expect(layout.totals.map((t) => [t.label, t.value])).toEqual([
+      ['Subtotal', `\u221254,50${NBSP}kr`],
+      [`Tax 25${NBSP}% (included)`, `\u221210,90${NBSP}kr`],
+      ['Total', `\u221254,50${NBSP}kr`],
+      ['Credited to your account', `54,50${NBSP}kr`],
+      ['Amount paid', `0,00${NBSP}kr`],
+      ['Amount due', `0,00${NBSP}kr`],
+    ]);
   });
 
   it('lists credit notes, at most PDF_CREDIT_NOTES_MAX, the rest summed in one line', () => {

@@ -79,6 +79,7 @@ export async function invoicePdf(
         taxMinor: invoice.tax_minor,
         totalMinor: invoice.total_minor,
         creditAppliedMinor: invoice.credit_applied_minor,
+        creditCreatedMinor: invoice.credit_created_minor,
         amountDueMinor: invoice.amount_due_minor,
         periodStart: invoice.period_start,
         periodEnd: invoice.period_end,

@@ -24,6 +24,8 @@ export interface InvoiceDocumentInput {
     readonly taxMinor: number;
     readonly totalMinor: number;
     readonly creditAppliedMinor: number;
+    /** Account credit a negative total created (a pause's unused time), tax included. */
+    readonly creditCreatedMinor: number;
     readonly amountDueMinor: number;
     readonly periodStart: Date;
     readonly periodEnd: Date;
@@ -130,6 +132,12 @@ export function invoiceLayout(input: InvoiceDocumentInput, options: LayoutOption
     totals.push({
       label: 'Account credit applied',
       value: fmt.money(-invoice.creditAppliedMinor),
+      strong: false,
+    });
+  if (invoice.creditCreatedMinor > 0)
+    totals.push({
+      label: 'Credited to your account',
+      value: fmt.money(invoice.creditCreatedMinor),
       strong: false,
     });
   totals.push({ label: 'Amount paid', value: fmt.money(paid ? invoice.amountDueMinor : 0), strong: false });
