@@ -567,16 +567,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                code: string;
-                                name: string | null;
-                                currency: string;
-                                taxRateBps: number;
-                                taxInclusive: boolean;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                            }[];
+                            data: components["schemas"]["Market"][];
                             nextCursor: string | null;
                         };
                     };
@@ -605,6 +596,16 @@ export interface paths {
                         taxRateBps: number;
                         /** @description Prices include tax (EU style) or tax is added on top */
                         taxInclusive: boolean;
+                        /** @description BCP 47 locale amounts and dates are formatted in (Intl), e.g. "sv-SE"; stored in canonical form. Default: the country's language ("sv-SE" for SE, "en-US" for US, else "en-<code>") */
+                        locale?: string;
+                        seller?: {
+                            /** @description The registered name of the selling company */
+                            legalName: string;
+                            /** @description Address lines in display order, 1 to 6 */
+                            address: string[];
+                            /** @description VAT number or other tax id shown on invoices (e.g. SE556677889901) */
+                            taxId?: string | null;
+                        } | null;
                     };
                 };
             };
@@ -615,16 +616,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            code: string;
-                            name: string | null;
-                            currency: string;
-                            taxRateBps: number;
-                            taxInclusive: boolean;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Market"];
                     };
                 };
                 /** @description validation_failed */
@@ -829,16 +821,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            code: string;
-                            name: string | null;
-                            currency: string;
-                            taxRateBps: number;
-                            taxInclusive: boolean;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Market"];
                     };
                 };
                 /** @description validation_failed */
@@ -1016,7 +999,220 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a market's locale or seller
+         * @description Fields left out stay as they are; `seller: null` removes the seller. Code, currency and tax of a market never change (every price and invoice carries them). Invoices show the seller as it is when their PDF is made.
+         */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description Id or code */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description BCP 47 locale amounts and dates are formatted in (Intl), e.g. "sv-SE"; stored in canonical form. Default: the country's language ("sv-SE" for SE, "en-US" for US, else "en-<code>") */
+                        locale?: string;
+                        /** @description null removes the seller */
+                        seller?: {
+                            /** @description The registered name of the selling company */
+                            legalName: string;
+                            /** @description Address lines in display order, 1 to 6 */
+                            address: string[];
+                            /** @description VAT number or other tax id shown on invoices (e.g. SE556677889901) */
+                            taxId?: string | null;
+                        } | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Market"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/v1/products": {
@@ -9034,6 +9230,215 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/invoices/{id}/pdf": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An invoice as a PDF
+         * @description The invoice for the customer: the market's seller (legal name, address, tax id), the customer, number, issue date, period, status, lines, tax rate and tax, subtotal, total, amount paid and due, credit notes; amounts and dates formatted in the market's locale. Invoices of test-clock customers (TEST-… numbers) carry a "Test mode" banner. Sent as an attachment named `<number>.pdf`. A draft has no number yet: 409 invoice_not_finalized.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The PDF (application/pdf), Content-Disposition: attachment; filename="<number>.pdf" */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/pdf": string;
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description invoice_not_finalized: a draft has no number, so no PDF yet */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/invoices": {
         parameters: {
             query?: never;
@@ -14245,7 +14650,46 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
+    schemas: {
+        /** @description The seller named on the invoices of a market */
+        MarketSellerInput: {
+            legalName: string;
+            address: string[];
+            taxId: string | null;
+        };
+        MarketInput: {
+            id: string;
+            code: string;
+            name: string | null;
+            currency: string;
+            taxRateBps: number;
+            taxInclusive: boolean;
+            /** @description BCP 47 locale to format this market's amounts and dates with (Intl) */
+            locale: string;
+            seller: components["schemas"]["MarketSellerInput"] | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+        /** @description The seller named on the invoices of a market */
+        MarketSeller: {
+            legalName: string;
+            address: string[];
+            taxId: string | null;
+        };
+        Market: {
+            id: string;
+            code: string;
+            name: string | null;
+            currency: string;
+            taxRateBps: number;
+            taxInclusive: boolean;
+            /** @description BCP 47 locale to format this market's amounts and dates with (Intl) */
+            locale: string;
+            seller: components["schemas"]["MarketSeller"] | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+    };
     responses: never;
     parameters: never;
     requestBodies: never;
