@@ -18,6 +18,8 @@ import { JobScheduler } from './jobs/scheduler.js';
 import { type Clock, systemClock } from './kernel/clock.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
+import { adminSessionRoutes } from './modules/api-keys/session-routes.js';
+import { AdminSessionService } from './modules/api-keys/sessions.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { AuditService } from './modules/audit/service.js';
 import { billingRoutes } from './modules/billing/routes.js';
@@ -47,6 +49,8 @@ export interface Services {
   db: Db;
   clock: Clock;
   apiKeys: ApiKeyService;
+  /** Admin console sessions (ADR 0022). */
+  adminSessions: AdminSessionService;
   audit: AuditService;
   idempotency: IdempotencyStore;
   uow: UnitOfWork;
@@ -81,6 +85,7 @@ export function createServices(
   log: (error: unknown, where: string) => void = () => undefined,
 ): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
+  const adminSessions = new AdminSessionService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
   const idempotency = new IdempotencyStore(
     db,
@@ -140,6 +145,7 @@ export function createServices(
     db,
     clock,
     apiKeys,
+    adminSessions,
     audit,
     idempotency,
     uow,
@@ -224,6 +230,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     {
       db: database.db,
       apiKeys: services.apiKeys,
+      adminSessions: services.adminSessions,
       idempotency: services.idempotency,
       audit: services.audit,
       poolStats: database.poolStats,
@@ -247,6 +254,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   );
   const uow = services.uow;
   apiKeyRoutes(server, { apiKeys: services.apiKeys, uow });
+  adminSessionRoutes(server, { apiKeys: services.apiKeys, sessions: services.adminSessions, uow });
   auditRoutes(server, { audit: services.audit });
   catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
   customerRoutes(server, {
@@ -294,6 +302,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
+      services.adminSessions
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'admin sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

@@ -1,5 +1,7 @@
 import type { Scope } from '../modules/api-keys/scopes.js';
 import type { Principal } from '../modules/api-keys/service.js';
+import type { AdminSession } from '../modules/api-keys/sessions.js';
+import type { FailedAuthLimiter } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -17,8 +19,14 @@ declare module 'fastify' {
      */
     personalFields?: readonly string[];
   }
+  interface FastifyInstance {
+    /** Failed authentications per client address: also what the console sign-in counts. */
+    failedAuth: FailedAuthLimiter;
+  }
   interface FastifyRequest {
     principal?: Principal;
+    /** The admin console session whose cookie authenticated this request (ADR 0022), if any. */
+    adminSession?: AdminSession;
     /** Set once the unit of work wrote the audit entry in its transaction. */
     audited?: boolean;
   }
