@@ -36,6 +36,8 @@ import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
 import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
+import { reportRoutes } from './modules/reports/routes.js';
+import { ReportsService } from './modules/reports/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
 import { WebhookDispatcher } from './modules/webhooks/dispatcher.js';
@@ -71,6 +73,8 @@ export interface Services {
   relay: OutboxRelay;
   /** Webhook endpoints and deliveries (ADR 0019). */
   webhooks: WebhookService;
+  /** The admin console's dashboard and customer timeline (ADR 0022): composed from the owners' services. */
+  reports: ReportsService;
   providers: Providers;
 }
 
@@ -141,6 +145,12 @@ export function createServices(
   const webhooks = new WebhookService(db, clock, events, masterKey.derive('webhook-secrets'), {
     allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
   });
+  const reports = new ReportsService(
+    db,
+    clock,
+    { billing, payments, customers, catalog, ledger, events, audit },
+    { cacheMs: config.dashboardCacheMs },
+  );
   return {
     db,
     clock,
@@ -162,6 +172,7 @@ export function createServices(
     bus,
     relay,
     webhooks,
+    reports,
     providers,
   };
 }
@@ -270,6 +281,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { projection });
   webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
+  reportRoutes(server, { reports: services.reports, catalog: services.catalog });
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
