@@ -21,6 +21,8 @@ import { JobScheduler } from './jobs/scheduler.js';
 import { type Clock, systemClock } from './kernel/clock.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
+import { adminSessionRoutes } from './modules/api-keys/session-routes.js';
+import { AdminSessionService } from './modules/api-keys/sessions.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { AuditService } from './modules/audit/service.js';
 import { billingRoutes } from './modules/billing/routes.js';
@@ -37,6 +39,8 @@ import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
 import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
+import { reportRoutes } from './modules/reports/routes.js';
+import { ReportsService } from './modules/reports/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
 import { WebhookDispatcher } from './modules/webhooks/dispatcher.js';
@@ -50,6 +54,8 @@ export interface Services {
   db: Db;
   clock: Clock;
   apiKeys: ApiKeyService;
+  /** Admin console sessions (ADR 0022). */
+  adminSessions: AdminSessionService;
   audit: AuditService;
   idempotency: IdempotencyStore;
   uow: UnitOfWork;
@@ -70,6 +76,8 @@ export interface Services {
   relay: OutboxRelay;
   /** Webhook endpoints and deliveries (ADR 0019). */
   webhooks: WebhookService;
+  /** The admin console's dashboard and customer timeline (ADR 0022): composed from the owners' services. */
+  reports: ReportsService;
   providers: Providers;
   /** The origin hosted pages are served on, and where they may redirect to. */
   publicOrigin: PublicOrigin;
@@ -88,6 +96,7 @@ export function createServices(
   log: (error: unknown, where: string) => void = () => undefined,
 ): Services {
   const apiKeys = new ApiKeyService(db, clock, config.bootstrapKey);
+  const adminSessions = new AdminSessionService(db, clock, config.bootstrapKey);
   const audit = new AuditService(db, clock);
   const idempotency = new IdempotencyStore(
     db,
@@ -144,12 +153,19 @@ export function createServices(
     allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
   });
   const publicOrigin = new PublicOrigin(config.publicUrl, config.allowedRedirectOrigins);
+  const reports = new ReportsService(
+    db,
+    clock,
+    { billing, payments, customers, catalog, ledger, events, audit },
+    { cacheMs: config.dashboardCacheMs },
+  );
   return {
     publicOrigin,
     pageSessions: new PageSessionAuth(),
     db,
     clock,
     apiKeys,
+    adminSessions,
     audit,
     idempotency,
     uow,
@@ -166,6 +182,7 @@ export function createServices(
     bus,
     relay,
     webhooks,
+    reports,
     providers,
   };
 }
@@ -234,6 +251,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     {
       db: database.db,
       apiKeys: services.apiKeys,
+      adminSessions: services.adminSessions,
       idempotency: services.idempotency,
       audit: services.audit,
       poolStats: database.poolStats,
@@ -258,6 +276,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   );
   const uow = services.uow;
   apiKeyRoutes(server, { apiKeys: services.apiKeys, uow });
+  adminSessionRoutes(server, { apiKeys: services.apiKeys, sessions: services.adminSessions, uow });
   auditRoutes(server, { audit: services.audit });
   catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
   customerRoutes(server, {
@@ -278,6 +297,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     ? config.simulators.split(',').map((pair) => new URL(pair.split('=', 2)[1]!.trim()).origin)
     : providers.embedded.map((e) => new URL(e.url).origin);
   await installWeb(server, { frameSources: () => frameOrigins });
+  reportRoutes(server, { reports: services.reports, catalog: services.catalog });
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
@@ -310,6 +330,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
+      services.adminSessions
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'admin sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

@@ -65,6 +65,8 @@ export interface Config {
   webhookConcurrency: number;
   /** One webhook attempt at most (`REPRISE_WEBHOOK_TIMEOUT_MS`). */
   webhookTimeoutMs: number;
+  /** How long a node reuses a computed admin dashboard (`REPRISE_DASHBOARD_CACHE_MS`; 0: never). */
+  dashboardCacheMs: number;
   /** CIDRs where private, CGNAT, unique-local and loopback webhook targets are allowed (`REPRISE_WEBHOOK_ALLOW_CIDRS`). */
   webhookAllowCidrs: string;
   /** `REPRISE_PUBLIC_URL`: the origin hosted pages are served on; unset: `http://<host>:<port>`. */
@@ -295,6 +297,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ),
     webhookConcurrency: int('REPRISE_WEBHOOK_CONCURRENCY', env.REPRISE_WEBHOOK_CONCURRENCY, 64, 1, 1_024),
     webhookTimeoutMs: int('REPRISE_WEBHOOK_TIMEOUT_MS', env.REPRISE_WEBHOOK_TIMEOUT_MS, 10_000, 100, 60_000),
+    dashboardCacheMs: int('REPRISE_DASHBOARD_CACHE_MS', env.REPRISE_DASHBOARD_CACHE_MS, 5_000, 0, 60_000),
     webhookAllowCidrs: webhookAllowCidrsOf(env.REPRISE_WEBHOOK_ALLOW_CIDRS, databaseUrl),
     publicUrl: env.REPRISE_PUBLIC_URL || undefined,
     allowedRedirectOrigins: env.REPRISE_ALLOWED_REDIRECT_ORIGINS || undefined,

@@ -2,6 +2,7 @@ import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { encodeTime } from 'ulid';
 import { isUniqueViolation } from '../db/errors.js';
+import { type Before, newestFirst, olderThan } from '../db/keyset.js';
 import type { Db, Executor } from '../db/schema.js';
 import { afterCommit } from '../db/transaction.js';
 import { AssertionError, assert } from '../kernel/assert.js';
@@ -354,6 +355,36 @@ export class EventsOutbox {
       events: page.map(toEnvelope),
       next: rows.length > query.limit && last ? { xactId: last.xact_id, seq: last.seq } : null,
     };
+  }
+
+  /**
+   * Events about any of these aggregates (a customer's subscriptions, invoices, payments: the
+   * customer timeline), newest first by creation then id, `limit` of them older than `before`.
+   * The (aggregate type, id, version) index finds them; the ids are bounded by the caller.
+   */
+  async forAggregates(
+    aggregates: ReadonlyArray<{ type: string; ids: readonly string[] }>,
+    before: Before | undefined,
+    limit: number,
+  ): Promise<EventEnvelope[]> {
+    const wanted = aggregates.filter((a) => a.ids.length > 0);
+    if (wanted.length === 0) return [];
+    const rows = await this.#tables
+      .selectFrom('events')
+      .selectAll()
+      .where((eb) =>
+        eb.or(
+          wanted.map((a) =>
+            eb.and([eb('aggregate_type', '=', a.type), eb('aggregate_id', 'in', [...new Set(a.ids)])]),
+          ),
+        ),
+      )
+      .where(olderThan('created_at', 'id', before))
+      .orderBy(newestFirst('created_at'))
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toEnvelope);
   }
 
   /**

@@ -9,17 +9,19 @@ import { EVENT_TYPES } from './types.js';
 
 const tags = ['Events'];
 
-export const eventDto = z.object({
-  id: z.string().describe('evt_…: the dedupe key of every delivery'),
-  type: z.string().describe('One of the event types listed under GET /v1/events'),
-  createdAt: timestamp,
-  data: z
-    .looseObject({ object: z.record(z.string(), z.unknown()) })
-    .describe('The object the event is about (ids and amounts, never names or emails)'),
-  aggregate: z
-    .object({ type: z.string(), id: z.string(), version: z.number().int() })
-    .describe('What changed and its version: events of one aggregate come in version order'),
-});
+export const eventDto = z
+  .object({
+    id: z.string().describe('evt_…: the dedupe key of every delivery'),
+    type: z.string().describe('One of the event types listed under GET /v1/events'),
+    createdAt: timestamp,
+    data: z
+      .looseObject({ object: z.record(z.string(), z.unknown()) })
+      .describe('The object the event is about (ids and amounts, never names or emails)'),
+    aggregate: z
+      .object({ type: z.string(), id: z.string(), version: z.number().int() })
+      .describe('What changed and its version: events of one aggregate come in version order'),
+  })
+  .meta({ id: 'Event' });
 
 /** An event as the API shows it: also the body of every webhook delivery. */
 export const eventToDto = (e: EventEnvelope): z.infer<typeof eventDto> => ({

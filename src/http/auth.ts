@@ -3,12 +3,15 @@ import { LRUCache } from 'lru-cache';
 import { DomainError } from '../kernel/errors.js';
 import { grants } from '../modules/api-keys/scopes.js';
 import type { ApiKeyService, Principal } from '../modules/api-keys/service.js';
+import type { AdminSessionService } from '../modules/api-keys/sessions.js';
+import { adminCookieOf, isSameOrigin } from './admin-cookie.js';
 import './context.js';
 
 const FAILURE_WINDOW_MS = 60_000;
 /** Client addresses tracked at once; the oldest are forgotten first (bounded memory under a flood). */
 const ADDRESSES_TRACKED_MAX = 100_000;
 const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,512})$/i;
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Failed authentications per client address in a fixed one-minute window. Over the budget, the
@@ -80,6 +83,7 @@ export function installAuth(
   apiKeys: ApiKeyService,
   limiter: FailedAuthLimiter,
   pageSessions: PageSessionAuth = new PageSessionAuth(),
+  sessions?: AdminSessionService,
 ): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
@@ -107,7 +111,34 @@ export function installAuth(
       request.principal = principal;
       return;
     }
-    if (retryAfter > 0) {
+    // The admin console's cookie (ADR 0022), only when no Authorization header is sent at all:
+    // a Bearer key always wins. Writes must come from our own origin (CSRF, behind SameSite).
+    const cookie = sessions && request.headers.authorization === undefined ? adminCookieOf(request) : null;
+    if (sessions && cookie) {
+      if (MUTATING.has(request.method) && !isSameOrigin(request)) {
+        throw new DomainError(
+          'forbidden',
+          "A cookie-authenticated write must come from this server's origin.",
+          {
+            extra: { reason: 'cross_origin' },
+          },
+        );
+      }
+      if (retryAfter > 0) {
+        reply.header('Retry-After', String(retryAfter));
+        throw new DomainError(
+          'rate_limited',
+          `Too many failed authentications from this address; retry in ${retryAfter} s.`,
+        );
+      }
+      const session = await sessions.authenticate(cookie);
+      if (!session) {
+        limiter.fail(address);
+        throw new DomainError('unauthenticated', 'The console session ended; sign in again.');
+      }
+      principal = { keyId: session.keyId, scopes: session.scopes };
+      request.adminSession = session;
+    } else if (retryAfter > 0) {
       principal = secret ? await apiKeys.knownPrincipal(secret) : null;
       if (!principal) {
         reply.header('Retry-After', String(retryAfter));

@@ -1,6 +1,7 @@
 import type { Scope } from '../modules/api-keys/scopes.js';
 import type { Principal } from '../modules/api-keys/service.js';
-import type { PageSessionKind } from './auth.js';
+import type { AdminSession } from '../modules/api-keys/sessions.js';
+import type { FailedAuthLimiter, PageSessionKind } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -23,8 +24,14 @@ declare module 'fastify' {
      */
     pageSession?: PageSessionKind;
   }
+  interface FastifyInstance {
+    /** Failed authentications per client address: also what the console sign-in counts. */
+    failedAuth: FailedAuthLimiter;
+  }
   interface FastifyRequest {
     principal?: Principal;
+    /** The admin console session whose cookie authenticated this request (ADR 0022), if any. */
+    adminSession?: AdminSession;
     /** Set once the unit of work wrote the audit entry in its transaction. */
     audited?: boolean;
   }

@@ -15,6 +15,7 @@ import type { Db } from '../db/schema.js';
 import { DomainError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { ApiKeyService } from '../modules/api-keys/service.js';
+import type { AdminSessionService } from '../modules/api-keys/sessions.js';
 import type { AuditService } from '../modules/audit/service.js';
 import { FailedAuthLimiter, installAuth, type PageSessionAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
@@ -26,6 +27,8 @@ import './context.js';
 export interface ServerDeps {
   db: Db;
   apiKeys: ApiKeyService;
+  /** Admin console sessions: without them, no cookie authenticates (ADR 0022). */
+  adminSessions?: AdminSessionService;
   idempotency: IdempotencyStore;
   audit: AuditService;
   poolStats: () => PoolStats;
@@ -118,7 +121,9 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
     ),
   );
 
-  installAuth(app, deps.apiKeys, new FailedAuthLimiter(options.authFailuresPerMinute), deps.pageSessions);
+  const failedAuth = new FailedAuthLimiter(options.authFailuresPerMinute);
+  app.decorate('failedAuth', failedAuth);
+  installAuth(app, deps.apiKeys, failedAuth, deps.pageSessions, deps.adminSessions);
   installInputGuards(app);
 
   await app.register(rateLimit, {
@@ -198,15 +203,27 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
           'errors are RFC 9457 problem+json with a stable `code`; every POST accepts `Idempotency-Key`.',
       },
       components: {
-        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Reprise API key' } },
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'Reprise API key' },
+          adminSession: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: 'reprise_admin',
+            description:
+              'Admin console session (POST /v1/admin/sessions); writes must send a same-origin Origin',
+          },
+        },
       },
-      security: [{ apiKey: [] }],
+      security: [{ apiKey: [] }, { adminSession: [] }],
     },
-    // Every POST and PATCH documents the Idempotency-Key header it accepts.
+    // Schemas registered with an id (`.meta({ id })`) become components/schemas, referenced by name.
+    transformObject: jsonSchemaTransformObject,
+    // Every POST and PATCH documents the Idempotency-Key header it accepts (public routes have no key to scope it).
     transform: (input) => {
       const out = jsonSchemaTransform(input);
       const method = input.route.method;
-      if (typeof method === 'string' && KEYED.has(method) && input.url.startsWith('/v1/')) {
+      const isPublic = (input.route.config as { public?: boolean } | undefined)?.public === true;
+      if (typeof method === 'string' && KEYED.has(method) && input.url.startsWith('/v1/') && !isPublic) {
         const schema = out.schema as Record<string, unknown>;
         schema.headers = {
           type: 'object',
@@ -223,8 +240,6 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       }
       return out;
     },
-    // Schemas named with `.meta({ id })` become components/schemas, referenced by $ref.
-    transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',

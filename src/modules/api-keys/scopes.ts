@@ -19,6 +19,7 @@ export const SCOPES = [
   'ledger:read',
   'events:read',
   'webhooks:write',
+  'reports:read',
 ] as const;
 
 export type Scope = (typeof SCOPES)[number];

@@ -127,6 +127,8 @@ export class ApiKeyService {
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
+    // Its admin console sessions end with it (they are looked up joined to the key as well).
+    await apiKeyTables(trx).deleteFrom('admin_sessions').where('key_id', '=', id).execute();
     this.#expireActive();
     afterCommit(trx, () => this.#expireActive());
     return toApiKey(row);

@@ -6,17 +6,22 @@ import { timestamp } from '../../http/schemas.js';
 import { isoSeconds } from '../../kernel/clock.js';
 import type { AuditEntry, AuditService } from './service.js';
 
-const entryDto = z.object({
-  id: z.string(),
-  apiKey: z.string(),
-  action: z.string(),
-  resourceType: z.string(),
-  resource: z.string().nullable(),
-  requestId: z.string().nullable(),
-  status: z.number().int(),
-  at: timestamp,
+export const auditEntryDto = z
+  .object({
+    id: z.string(),
+    apiKey: z.string(),
+    action: z.string(),
+    resourceType: z.string(),
+    resource: z.string().nullable(),
+    requestId: z.string().nullable(),
+    status: z.number().int(),
+    at: timestamp,
+  })
+  .meta({ id: 'AuditEntry' });
+export const toAuditEntryDto = (e: AuditEntry): z.infer<typeof auditEntryDto> => ({
+  ...e,
+  at: isoSeconds(e.at),
 });
-const toDto = (e: AuditEntry): z.infer<typeof entryDto> => ({ ...e, at: isoSeconds(e.at) });
 
 export function auditRoutes(app: FastifyInstance, deps: { audit: AuditService }) {
   app.withTypeProvider<ZodTypeProvider>().get(
@@ -30,7 +35,7 @@ export function auditRoutes(app: FastifyInstance, deps: { audit: AuditService })
           apiKey: z.string().max(64).optional(),
           action: z.string().max(100).optional(),
         }),
-        response: { 200: listOf(entryDto) },
+        response: { 200: listOf(auditEntryDto) },
       },
       config: { scope: 'admin' },
     },
@@ -44,7 +49,7 @@ export function auditRoutes(app: FastifyInstance, deps: { audit: AuditService })
           action: req.query.action,
         }),
         req.query.limit,
-        toDto,
+        toAuditEntryDto,
       ),
   );
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { type Before, newestFirst, olderThan } from '../../db/keyset.js';
 import type { Db, Executor } from '../../db/schema.js';
 import type { Clock } from '../../kernel/clock.js';
 import { newId } from '../../kernel/ids.js';
@@ -66,6 +67,28 @@ export class AuditService {
         status: entry.status,
         at: this.#clock.now(),
       });
+  }
+
+  /**
+   * Entries about any of these resources (a customer and what it owns: the customer timeline),
+   * newest first, `limit` of them older than `before`. The resource index finds them.
+   */
+  async forResources(
+    resources: readonly string[],
+    before: Before | undefined,
+    limit: number,
+  ): Promise<AuditEntry[]> {
+    if (resources.length === 0) return [];
+    const rows = await this.#tables
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('resource_id', 'in', [...new Set(resources)])
+      .where(olderThan('at', 'id', before))
+      .orderBy(newestFirst('at'))
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toEntry);
   }
 
   async list(filter: {

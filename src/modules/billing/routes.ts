@@ -18,28 +18,30 @@ import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './s
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
 
-export const subscriptionDto = z.object({
-  id: z.string(),
-  customer: z.string(),
-  status: z.enum(STATUSES),
-  plan: z.string(),
-  currency: z.string(),
-  price: z.number().int().describe('The recurring price this subscriber pays (minor units)'),
-  billingPeriod: z.enum(['month', 'year', 'week']),
-  billingAnchor: timestamp,
-  billingCycleDay: z.number().int().nullable(),
-  currentPeriodStart: timestamp.nullable(),
-  currentPeriodEnd: timestamp.nullable(),
-  trialEnd: timestamp.nullable(),
-  cancelAt: timestamp.nullable(),
-  endedAt: timestamp.nullable(),
-  members: z.array(z.string()).describe('External ids of the members (family and duo plans)'),
-  createdAt: timestamp,
-  pendingChange: z
-    .object({ plan: z.string(), effectiveAt: timestamp })
-    .nullable()
-    .describe('A plan change waiting for the term end (applied and billed at effectiveAt)'),
-});
+export const subscriptionDto = z
+  .object({
+    id: z.string(),
+    customer: z.string(),
+    status: z.enum(STATUSES),
+    plan: z.string(),
+    currency: z.string(),
+    price: z.number().int().describe('The recurring price this subscriber pays (minor units)'),
+    billingPeriod: z.enum(['month', 'year', 'week']),
+    billingAnchor: timestamp,
+    billingCycleDay: z.number().int().nullable(),
+    currentPeriodStart: timestamp.nullable(),
+    currentPeriodEnd: timestamp.nullable(),
+    trialEnd: timestamp.nullable(),
+    cancelAt: timestamp.nullable(),
+    endedAt: timestamp.nullable(),
+    members: z.array(z.string()).describe('External ids of the members (family and duo plans)'),
+    createdAt: timestamp,
+    pendingChange: z
+      .object({ plan: z.string(), effectiveAt: timestamp })
+      .nullable()
+      .describe('A plan change waiting for the term end (applied and billed at effectiveAt)'),
+  })
+  .meta({ id: 'Subscription' });
 const lineDto = z.object({
   kind: z.enum([
     'recurring',
@@ -55,48 +57,50 @@ const lineDto = z.object({
   periodEnd: timestamp,
   amount: z.number().int(),
 });
-const invoiceDto = z.object({
-  id: z.string(),
-  number: z
-    .string()
-    .nullable()
-    .describe('Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock'),
-  customer: z.string(),
-  subscription: z.string(),
-  status: z.enum(['draft', 'open', 'paid', 'void', 'uncollectible']),
-  currency: z.string(),
-  taxRateBps: z.number().int(),
-  taxInclusive: z.boolean(),
-  subtotal: z.number().int(),
-  tax: z.number().int(),
-  total: z.number().int(),
-  amountDue: z.number().int(),
-  periodStart: timestamp,
-  periodEnd: timestamp,
-  payment: z.string().nullable(),
-  billingReason: z
-    .enum([
-      'subscription_create',
-      'subscription_cycle',
-      'subscription_update',
-      'subscription_pause',
-      'subscription_resume',
-    ])
-    .describe('Why it was raised: sign-up, renewal, plan change, pause credit, resume'),
-  createdAt: timestamp,
-  lines: z.array(lineDto),
-  creditNotes: z
-    .array(
-      z.object({
-        id: z.string(),
-        amount: z.number().int(),
-        tax: z.number().int().describe('The tax part returned, in proportion of the invoice total'),
-        reason: z.string(),
-        createdAt: timestamp,
-      }),
-    )
-    .describe("Refunds of the invoice's payment, oldest first"),
-});
+export const invoiceDto = z
+  .object({
+    id: z.string(),
+    number: z
+      .string()
+      .nullable()
+      .describe('Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock'),
+    customer: z.string(),
+    subscription: z.string(),
+    status: z.enum(['draft', 'open', 'paid', 'void', 'uncollectible']),
+    currency: z.string(),
+    taxRateBps: z.number().int(),
+    taxInclusive: z.boolean(),
+    subtotal: z.number().int(),
+    tax: z.number().int(),
+    total: z.number().int(),
+    amountDue: z.number().int(),
+    periodStart: timestamp,
+    periodEnd: timestamp,
+    payment: z.string().nullable(),
+    billingReason: z
+      .enum([
+        'subscription_create',
+        'subscription_cycle',
+        'subscription_update',
+        'subscription_pause',
+        'subscription_resume',
+      ])
+      .describe('Why it was raised: sign-up, renewal, plan change, pause credit, resume'),
+    createdAt: timestamp,
+    lines: z.array(lineDto),
+    creditNotes: z
+      .array(
+        z.object({
+          id: z.string(),
+          amount: z.number().int(),
+          tax: z.number().int().describe('The tax part returned, in proportion of the invoice total'),
+          reason: z.string(),
+          createdAt: timestamp,
+        }),
+      )
+      .describe("Refunds of the invoice's payment, oldest first"),
+  })
+  .meta({ id: 'Invoice' });
 
 const iso = (d: Date | null): string | null => (d ? isoSeconds(d) : null);
 

@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import type { Before } from '../../db/keyset.js';
 import type { Db, Executor } from '../../db/schema.js';
 import { transact } from '../../db/transaction.js';
 import type { EventsOutbox } from '../../events/outbox.js';
@@ -81,9 +82,21 @@ import {
   RENEWAL_LEASE_MS_DEFAULT,
   renewBatch,
 } from './renewals.js';
+import {
+  churnedPerDay,
+  customerRefs,
+  type DayCount,
+  type DunningEntry,
+  dunningQueue,
+  invoicesPage,
+  type SubscriptionGroup,
+  startedPerDay,
+  subscriptionGroups,
+  subscriptionsPage,
+} from './reports.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
 
-export type { Invoice, Subscription };
+export type { DayCount, DunningEntry, Invoice, Subscription, SubscriptionGroup };
 
 export interface CheckoutInput {
   customer: string;
@@ -676,9 +689,13 @@ export class BillingService {
     if (filter.customer) q = q.where('customer_id', '=', await this.ctx.customerId(filter.customer));
     if (filter.subscription) q = q.where('subscription_id', '=', filter.subscription);
     if (filter.after) q = q.where('id', '>', filter.after);
-    const rows = await q.execute();
+    return this.#withLines(await q.execute(), this.#db);
+  }
+
+  /** Invoice rows with their lines and credit notes, in two reads whatever their number. */
+  async #withLines(rows: InvoicesTable[], trx: Executor): Promise<Invoice[]> {
     if (rows.length === 0) return [];
-    const lines = await this.#tables
+    const lines = await billingTables(trx)
       .selectFrom('invoice_lines')
       .selectAll()
       .where(
@@ -690,7 +707,7 @@ export class BillingService {
       .orderBy('position')
       .execute();
     const notes = await creditNotesOf(
-      this.#db,
+      trx,
       rows.map((r) => r.id),
     );
     return rows.map((r) => ({
@@ -698,6 +715,48 @@ export class BillingService {
       lines: lines.filter((l) => l.invoice_id === r.id),
       creditNotes: notes.get(r.id) ?? [],
     }));
+  }
+
+  // ---- reports (reports.ts): the dashboard's and the customer timeline's billing parts
+
+  /** Live trialing, active and past_due subscriptions grouped by plan, market, status and price. */
+  subscriptionGroups(trx: Executor): Promise<SubscriptionGroup[]> {
+    return subscriptionGroups(trx);
+  }
+
+  /** Live subscriptions started, and canceled, per UTC day in [from, to). */
+  async startsAndChurn(
+    trx: Executor,
+    from: Date,
+    to: Date,
+  ): Promise<{ started: DayCount[]; churned: DayCount[] }> {
+    return { started: await startedPerDay(trx, from, to), churned: await churnedPerDay(trx, from, to) };
+  }
+
+  /** Open invoices of live past_due subscriptions: how many, and the first `limit` by next retry. */
+  dunningQueue(trx: Executor, limit: number): Promise<{ count: number; invoices: DunningEntry[] }> {
+    return dunningQueue(trx, this.ctx.dunning, limit);
+  }
+
+  /** A customer's subscriptions (with members), newest first, `limit` of them older than `before`. */
+  async timelineSubscriptions(
+    customerId: string,
+    before: Before | undefined,
+    limit: number,
+  ): Promise<Subscription[]> {
+    const rows = await subscriptionsPage(this.#db, customerId, before, limit);
+    const members = await this.#membersOf(rows.map((r) => r.id));
+    return rows.map((r) => ({ ...r, members: members.get(r.id) ?? [] }));
+  }
+
+  /** A customer's invoices with lines and credit notes, newest first, `limit` of them older than `before`. */
+  async timelineInvoices(customerId: string, before: Before | undefined, limit: number): Promise<Invoice[]> {
+    return this.#withLines(await invoicesPage(this.#db, customerId, before, limit), this.#db);
+  }
+
+  /** Ids of a customer's subscriptions and invoices (newest first, at most `max` each). */
+  customerRefs(customerId: string, max: number): Promise<{ subscriptions: string[]; invoices: string[] }> {
+    return customerRefs(this.#db, customerId, max);
   }
 
   /**

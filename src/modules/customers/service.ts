@@ -192,6 +192,21 @@ export class CustomerService {
   }
 
   /**
+   * Ids of customers on a test clock (simulated), at most `max`; `complete` says whether that was
+   * all of them. Reports leave these customers out of live figures. The partial index on
+   * test_clock_id holds exactly these rows.
+   */
+  async testClockCustomerIds(trx: Executor, max: number): Promise<{ ids: string[]; complete: boolean }> {
+    const rows = await customerTables(trx)
+      .selectFrom('customers')
+      .select('id')
+      .where('test_clock_id', 'is not', null)
+      .limit(max + 1)
+      .execute();
+    return { ids: rows.slice(0, max).map((r) => r.id), complete: rows.length <= max };
+  }
+
+  /**
    * The personal fields of a customer as they read now: null once erased (or if it is gone).
    * Stored idempotent responses keep no personal data; a replay rebuilds it from here.
    */

@@ -33,23 +33,25 @@ const accountDto = z.object({
   credits: exactSum,
   balance: exactSum.describe('In the normal direction of the account'),
 });
-const transactionDto = z.object({
-  id: z.string(),
-  idempotencyKey: z.string(),
-  reference: z.string().nullable(),
-  description: z.string().nullable(),
-  reverses: z.string().nullable(),
-  effectiveAt: timestamp,
-  createdAt: timestamp,
-  postings: z.array(
-    z.object({
-      account: z.string(),
-      currency: z.string(),
-      debit: z.number().int(),
-      credit: z.number().int(),
-    }),
-  ),
-});
+export const transactionDto = z
+  .object({
+    id: z.string(),
+    idempotencyKey: z.string(),
+    reference: z.string().nullable(),
+    description: z.string().nullable(),
+    reverses: z.string().nullable(),
+    effectiveAt: timestamp,
+    createdAt: timestamp,
+    postings: z.array(
+      z.object({
+        account: z.string(),
+        currency: z.string(),
+        debit: z.number().int(),
+        credit: z.number().int(),
+      }),
+    ),
+  })
+  .meta({ id: 'LedgerTransaction' });
 const trialBalanceDto = z.object({
   currencies: z.array(
     z.object({
@@ -73,7 +75,7 @@ const toAccountDto = (a: Account): z.infer<typeof accountDto> => ({
   credits: a.creditsMinor,
   balance: a.balanceMinor,
 });
-const toTransactionDto = (t: LedgerTransaction): z.infer<typeof transactionDto> => ({
+export const toTransactionDto = (t: LedgerTransaction): z.infer<typeof transactionDto> => ({
   id: t.id,
   idempotencyKey: t.idempotencyKey,
   reference: t.reference,

@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import { PREPARED_MARKER } from '../../db/engine.js';
+import { type Before, newestFirst, olderThan } from '../../db/keyset.js';
 import type { Db, Executor } from '../../db/schema.js';
 import { afterCommit, transact } from '../../db/transaction.js';
 import { assert } from '../../kernel/assert.js';
@@ -380,6 +381,29 @@ export class LedgerService {
     if (filter.reference) q = q.where('reference', '=', filter.reference);
     if (filter.after) q = q.where('id', '>', filter.after);
     return this.#hydrate(db, await q.execute());
+  }
+
+  /**
+   * Transactions filed under any of these references (a customer's invoices, payments, refunds:
+   * the customer timeline), newest first by effective time then id, `limit` of them older than
+   * `before`. The reference index finds them; the references are bounded by the caller.
+   */
+  async transactionsReferencing(
+    references: readonly string[],
+    before: Before | undefined,
+    limit: number,
+  ): Promise<LedgerTransaction[]> {
+    if (references.length === 0) return [];
+    const rows = await this.#tables
+      .selectFrom('ledger_transactions')
+      .selectAll()
+      .where('reference', 'in', [...new Set(references)])
+      .where(olderThan('effective_at', 'id', before))
+      .orderBy(newestFirst('effective_at'))
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return this.#hydrate(this.#tables, rows);
   }
 
   async #hydrate(db: Kysely<LedgerTables>, rows: LedgerTransactionsTable[]): Promise<LedgerTransaction[]> {

@@ -43,36 +43,40 @@ const methodDto = z.object({
     .describe('Provider instances holding a token for this method (failover targets)'),
   createdAt: timestamp,
 });
-const paymentDto = z.object({
-  id: z.string(),
-  customer: z.string(),
-  status: z.string(),
-  amount: z.number().int().describe('What the customer is charged, tax included (minor units)'),
-  amountRefunded: z.number().int(),
-  currency: z.string(),
-  subtotal: z.number().int().describe('The amount without its tax: amount − tax'),
-  tax: z.number().int().describe('Tax contained in the amount'),
-  fee: z.number().int().describe("The provider's fee"),
-  provider: z.string(),
-  paymentMethod: z.string(),
-  declineCode: z.string().nullable(),
-  description: z.string(),
-  reference: z.string().nullable(),
-  routing: z.unknown().describe('Rule matched, candidates, skipped providers (circuit open), attempts'),
-  createdAt: timestamp,
-});
-const refundDto = z.object({
-  id: z.string(),
-  payment: z.string(),
-  amount: z.number().int(),
-  status: z.string(),
-  failureReason: z.string().nullable(),
-  reason: z
-    .string()
-    .nullable()
-    .describe('late_capture: Reprise refunded a capture the provider made after the payment had failed'),
-  createdAt: timestamp,
-});
+export const paymentDto = z
+  .object({
+    id: z.string(),
+    customer: z.string(),
+    status: z.string(),
+    amount: z.number().int().describe('What the customer is charged, tax included (minor units)'),
+    amountRefunded: z.number().int(),
+    currency: z.string(),
+    subtotal: z.number().int().describe('The amount without its tax: amount − tax'),
+    tax: z.number().int().describe('Tax contained in the amount'),
+    fee: z.number().int().describe("The provider's fee"),
+    provider: z.string(),
+    paymentMethod: z.string(),
+    declineCode: z.string().nullable(),
+    description: z.string(),
+    reference: z.string().nullable(),
+    routing: z.unknown().describe('Rule matched, candidates, skipped providers (circuit open), attempts'),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'Payment' });
+export const refundDto = z
+  .object({
+    id: z.string(),
+    payment: z.string(),
+    amount: z.number().int(),
+    status: z.string(),
+    failureReason: z.string().nullable(),
+    reason: z
+      .string()
+      .nullable()
+      .describe('late_capture: Reprise refunded a capture the provider made after the payment had failed'),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'Refund' });
 
 const toMethodDto = (m: PaymentMethod): z.infer<typeof methodDto> => ({
   id: m.id,
@@ -102,7 +106,7 @@ export const toPaymentDto = (p: Payment): z.infer<typeof paymentDto> => ({
   routing: typeof p.routing === 'string' ? JSON.parse(p.routing) : p.routing,
   createdAt: isoSeconds(p.created_at),
 });
-const toRefundDto = (r: Refund): z.infer<typeof refundDto> => ({
+export const toRefundDto = (r: Refund): z.infer<typeof refundDto> => ({
   id: r.id,
   payment: r.payment_id,
   amount: r.amount_minor,

@@ -1,3 +1,4 @@
+import type { Before } from '../../db/keyset.js';
 import type { Db, Executor } from '../../db/schema.js';
 import type { EventsOutbox } from '../../events/outbox.js';
 import type { JobScheduler } from '../../jobs/scheduler.js';
@@ -31,6 +32,7 @@ import { pruneProviderEvents } from './provider-events/prune.js';
 import { knownSettled, receiveEvent, recordEventQuery } from './provider-events/receive.js';
 import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } from './refunds/finish.js';
 import { type RefundInput, startRefund } from './refunds/start.js';
+import { customerRefs, failedPerDay, paymentsPage, refundsPage } from './reports.js';
 import { paymentTables } from './tables.js';
 
 /** How long reconciling a payment or a refund is retried after its first failure. */
@@ -207,6 +209,28 @@ export class PaymentService {
   }
   getRefund(id: string, trx: Executor = this.db): Promise<Refund> {
     return getRefund(this.ctx, id, trx);
+  }
+
+  // ---- reports (reports.ts): the dashboard's and the customer timeline's payments parts
+  /** Failed payments per UTC day in [from, to), without the customers listed (on a test clock). */
+  failedPerDay(trx: Executor, from: Date, to: Date, excludeCustomers: readonly string[]) {
+    return failedPerDay(trx, from, to, excludeCustomers);
+  }
+  /** A customer's payments, newest first, `limit` of them older than `before`. */
+  timelinePayments(customerId: string, before: Before | undefined, limit: number): Promise<Payment[]> {
+    return paymentsPage(this.db, customerId, before, limit);
+  }
+  /** Refunds of a customer's payments, newest first, `limit` of them older than `before`. */
+  timelineRefunds(
+    customerId: string,
+    before: Before | undefined,
+    limit: number,
+  ): Promise<Array<Refund & { currency: string }>> {
+    return refundsPage(this.db, customerId, before, limit);
+  }
+  /** Ids of a customer's payments, refunds and payment methods (newest first, at most `max` each). */
+  customerRefs(customerId: string, max: number) {
+    return customerRefs(this.db, customerId, max);
   }
 
   // ---- provider news

@@ -62,7 +62,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         name: string;
-                        scopes: ("admin" | "catalog:read" | "catalog:write" | "customers:read" | "customers:write" | "test-clocks:read" | "test-clocks:write" | "subscriptions:read" | "subscriptions:write" | "payments:read" | "payments:write" | "payments:refund" | "entitlements:read" | "ledger:read" | "events:read" | "webhooks:write")[];
+                        scopes: ("admin" | "catalog:read" | "catalog:write" | "customers:read" | "customers:write" | "test-clocks:read" | "test-clocks:write" | "subscriptions:read" | "subscriptions:write" | "payments:read" | "payments:write" | "payments:refund" | "entitlements:read" | "ledger:read" | "events:read" | "webhooks:write" | "reports:read")[];
                     };
                 };
             };
@@ -481,6 +481,616 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in to the admin console: exchange an API key for a session cookie
+         * @description Answers 201 with `Set-Cookie: reprise_admin=…; HttpOnly; SameSite=Strict; Path=/` (and `Secure` over https): the cookie then authenticates requests sent without an Authorization header. The session ends after 30 idle minutes, after 12 hours, at sign-out, or when its key is revoked. An unknown or revoked key is 401 and sets no cookie; failures count against the address like any failed authentication (429 over the budget). A browser request from another origin is 403. No Idempotency-Key: a retry opens another session (a key keeps at most 10).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The API key (never stored by the console) */
+                        apiKey: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AdminSession"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/sessions/current": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The console session of this request’s cookie
+         * @description 401 when the request carries no live session cookie (a Bearer key has no session).
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AdminSession"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /**
+         * Sign out: end the session on the server and clear the cookie
+         * @description The session is deleted: its cookie stops working on every node at once. Like every cookie-authenticated write, it must come from the server’s own origin (403 otherwise).
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Signed out */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit-log": {
         parameters: {
             query?: never;
@@ -513,17 +1123,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                apiKey: string;
-                                action: string;
-                                resourceType: string;
-                                resource: string | null;
-                                requestId: string | null;
-                                status: number;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                at: string;
-                            }[];
+                            data: components["schemas"]["AuditEntry"][];
                             nextCursor: string | null;
                         };
                     };
@@ -4924,23 +5524,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                idempotencyKey: string;
-                                reference: string | null;
-                                description: string | null;
-                                reverses: string | null;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                                postings: {
-                                    account: string;
-                                    currency: string;
-                                    debit: number;
-                                    credit: number;
-                                }[];
-                            }[];
+                            data: components["schemas"]["LedgerTransaction"][];
                             nextCursor: string | null;
                         };
                     };
@@ -6081,30 +6665,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                customer: string;
-                                status: string;
-                                /** @description What the customer is charged, tax included (minor units) */
-                                amount: number;
-                                amountRefunded: number;
-                                currency: string;
-                                /** @description The amount without its tax: amount − tax */
-                                subtotal: number;
-                                /** @description Tax contained in the amount */
-                                tax: number;
-                                /** @description The provider's fee */
-                                fee: number;
-                                provider: string;
-                                paymentMethod: string;
-                                declineCode: string | null;
-                                description: string;
-                                reference: string | null;
-                                /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                                routing: unknown;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                            }[];
+                            data: components["schemas"]["Payment"][];
                             nextCursor: string | null;
                         };
                     };
@@ -6321,30 +6882,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            status: string;
-                            /** @description What the customer is charged, tax included (minor units) */
-                            amount: number;
-                            amountRefunded: number;
-                            currency: string;
-                            /** @description The amount without its tax: amount − tax */
-                            subtotal: number;
-                            /** @description Tax contained in the amount */
-                            tax: number;
-                            /** @description The provider's fee */
-                            fee: number;
-                            provider: string;
-                            paymentMethod: string;
-                            declineCode: string | null;
-                            description: string;
-                            reference: string | null;
-                            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                            routing: unknown;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Payment"];
                     };
                 };
                 /** @description Default Response */
@@ -6353,30 +6891,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            status: string;
-                            /** @description What the customer is charged, tax included (minor units) */
-                            amount: number;
-                            amountRefunded: number;
-                            currency: string;
-                            /** @description The amount without its tax: amount − tax */
-                            subtotal: number;
-                            /** @description Tax contained in the amount */
-                            tax: number;
-                            /** @description The provider's fee */
-                            fee: number;
-                            provider: string;
-                            paymentMethod: string;
-                            declineCode: string | null;
-                            description: string;
-                            reference: string | null;
-                            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                            routing: unknown;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Payment"];
                     };
                 };
                 /** @description validation_failed */
@@ -6609,30 +7124,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            status: string;
-                            /** @description What the customer is charged, tax included (minor units) */
-                            amount: number;
-                            amountRefunded: number;
-                            currency: string;
-                            /** @description The amount without its tax: amount − tax */
-                            subtotal: number;
-                            /** @description Tax contained in the amount */
-                            tax: number;
-                            /** @description The provider's fee */
-                            fee: number;
-                            provider: string;
-                            paymentMethod: string;
-                            declineCode: string | null;
-                            description: string;
-                            reference: string | null;
-                            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                            routing: unknown;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Payment"];
                     };
                 };
                 /** @description validation_failed */
@@ -6841,30 +7333,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            status: string;
-                            /** @description What the customer is charged, tax included (minor units) */
-                            amount: number;
-                            amountRefunded: number;
-                            currency: string;
-                            /** @description The amount without its tax: amount − tax */
-                            subtotal: number;
-                            /** @description Tax contained in the amount */
-                            tax: number;
-                            /** @description The provider's fee */
-                            fee: number;
-                            provider: string;
-                            paymentMethod: string;
-                            declineCode: string | null;
-                            description: string;
-                            reference: string | null;
-                            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                            routing: unknown;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Payment"];
                     };
                 };
                 /** @description validation_failed */
@@ -7068,30 +7537,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            status: string;
-                            /** @description What the customer is charged, tax included (minor units) */
-                            amount: number;
-                            amountRefunded: number;
-                            currency: string;
-                            /** @description The amount without its tax: amount − tax */
-                            subtotal: number;
-                            /** @description Tax contained in the amount */
-                            tax: number;
-                            /** @description The provider's fee */
-                            fee: number;
-                            provider: string;
-                            paymentMethod: string;
-                            declineCode: string | null;
-                            description: string;
-                            reference: string | null;
-                            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
-                            routing: unknown;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Payment"];
                     };
                 };
                 /** @description validation_failed */
@@ -7311,17 +7757,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            payment: string;
-                            amount: number;
-                            status: string;
-                            failureReason: string | null;
-                            /** @description late_capture: Reprise refunded a capture the provider made after the payment had failed */
-                            reason: string | null;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Refund"];
                     };
                 };
                 /** @description Default Response */
@@ -7330,17 +7766,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            payment: string;
-                            amount: number;
-                            status: string;
-                            failureReason: string | null;
-                            /** @description late_capture: Reprise refunded a capture the provider made after the payment had failed */
-                            reason: string | null;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Refund"];
                     };
                 };
                 /** @description validation_failed */
@@ -7544,17 +7970,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            payment: string;
-                            amount: number;
-                            status: string;
-                            failureReason: string | null;
-                            /** @description late_capture: Reprise refunded a capture the provider made after the payment had failed */
-                            reason: string | null;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                        };
+                        "application/json": components["schemas"]["Refund"];
                     };
                 };
                 /** @description validation_failed */
@@ -7771,28 +8187,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                /** @description evt_…: the dedupe key of every delivery */
-                                id: string;
-                                /** @description One of the event types listed under GET /v1/events */
-                                type: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                                /** @description The object the event is about (ids and amounts, never names or emails) */
-                                data: {
-                                    object: {
-                                        [key: string]: unknown;
-                                    };
-                                } & {
-                                    [key: string]: unknown;
-                                };
-                                /** @description What changed and its version: events of one aggregate come in version order */
-                                aggregate: {
-                                    type: string;
-                                    id: string;
-                                    version: number;
-                                };
-                            }[];
+                            data: components["schemas"]["Event"][];
                             nextCursor: string | null;
                         };
                     };
@@ -8000,28 +8395,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            /** @description evt_…: the dedupe key of every delivery */
-                            id: string;
-                            /** @description One of the event types listed under GET /v1/events */
-                            type: string;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description The object the event is about (ids and amounts, never names or emails) */
-                            data: {
-                                object: {
-                                    [key: string]: unknown;
-                                };
-                            } & {
-                                [key: string]: unknown;
-                            };
-                            /** @description What changed and its version: events of one aggregate come in version order */
-                            aggregate: {
-                                type: string;
-                                id: string;
-                                version: number;
-                            };
-                        };
+                        "application/json": components["schemas"]["Event"];
                     };
                 };
                 /** @description validation_failed */
@@ -8234,36 +8608,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                customer: string;
-                                /** @enum {string} */
-                                status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                                plan: string;
-                                currency: string;
-                                /** @description The recurring price this subscriber pays (minor units) */
-                                price: number;
-                                /** @enum {string} */
-                                billingPeriod: "month" | "year" | "week";
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                billingAnchor: string;
-                                billingCycleDay: number | null;
-                                currentPeriodStart: string | null;
-                                currentPeriodEnd: string | null;
-                                trialEnd: string | null;
-                                cancelAt: string | null;
-                                endedAt: string | null;
-                                /** @description External ids of the members (family and duo plans) */
-                                members: string[];
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                                /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                                pendingChange: {
-                                    plan: string;
-                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                    effectiveAt: string;
-                                } | null;
-                            }[];
+                            data: components["schemas"]["Subscription"][];
                             nextCursor: string | null;
                         };
                     };
@@ -8472,36 +8817,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description Default Response */
@@ -8510,36 +8826,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -8767,36 +9054,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -9002,54 +9260,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
-                            number: string | null;
-                            customer: string;
-                            subscription: string;
-                            /** @enum {string} */
-                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
-                            currency: string;
-                            taxRateBps: number;
-                            taxInclusive: boolean;
-                            subtotal: number;
-                            tax: number;
-                            total: number;
-                            amountDue: number;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodStart: string;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodEnd: string;
-                            payment: string | null;
-                            /**
-                             * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
-                             * @enum {string}
-                             */
-                            billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            lines: {
-                                /** @enum {string} */
-                                kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
-                                description: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodStart: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodEnd: string;
-                                amount: number;
-                            }[];
-                            /** @description Refunds of the invoice's payment, oldest first */
-                            creditNotes: {
-                                id: string;
-                                amount: number;
-                                /** @description The tax part returned, in proportion of the invoice total */
-                                tax: number;
-                                reason: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                            }[];
-                        };
+                        "application/json": components["schemas"]["Invoice"];
                     };
                 };
                 /** @description validation_failed */
@@ -9471,54 +9682,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: {
-                                id: string;
-                                /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
-                                number: string | null;
-                                customer: string;
-                                subscription: string;
-                                /** @enum {string} */
-                                status: "draft" | "open" | "paid" | "void" | "uncollectible";
-                                currency: string;
-                                taxRateBps: number;
-                                taxInclusive: boolean;
-                                subtotal: number;
-                                tax: number;
-                                total: number;
-                                amountDue: number;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodStart: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodEnd: string;
-                                payment: string | null;
-                                /**
-                                 * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
-                                 * @enum {string}
-                                 */
-                                billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                                lines: {
-                                    /** @enum {string} */
-                                    kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
-                                    description: string;
-                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                    periodStart: string;
-                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                    periodEnd: string;
-                                    amount: number;
-                                }[];
-                                /** @description Refunds of the invoice's payment, oldest first */
-                                creditNotes: {
-                                    id: string;
-                                    amount: number;
-                                    /** @description The tax part returned, in proportion of the invoice total */
-                                    tax: number;
-                                    reason: string;
-                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                    createdAt: string;
-                                }[];
-                            }[];
+                            data: components["schemas"]["Invoice"][];
                             nextCursor: string | null;
                         };
                     };
@@ -9741,54 +9905,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
-                            number: string | null;
-                            customer: string;
-                            subscription: string;
-                            /** @enum {string} */
-                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
-                            currency: string;
-                            taxRateBps: number;
-                            taxInclusive: boolean;
-                            subtotal: number;
-                            tax: number;
-                            total: number;
-                            amountDue: number;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodStart: string;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodEnd: string;
-                            payment: string | null;
-                            /**
-                             * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
-                             * @enum {string}
-                             */
-                            billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            lines: {
-                                /** @enum {string} */
-                                kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
-                                description: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodStart: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodEnd: string;
-                                amount: number;
-                            }[];
-                            /** @description Refunds of the invoice's payment, oldest first */
-                            creditNotes: {
-                                id: string;
-                                amount: number;
-                                /** @description The tax part returned, in proportion of the invoice total */
-                                tax: number;
-                                reason: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                            }[];
-                        };
+                        "application/json": components["schemas"]["Invoice"];
                     };
                 };
                 /** @description Default Response */
@@ -9797,54 +9914,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
-                            number: string | null;
-                            customer: string;
-                            subscription: string;
-                            /** @enum {string} */
-                            status: "draft" | "open" | "paid" | "void" | "uncollectible";
-                            currency: string;
-                            taxRateBps: number;
-                            taxInclusive: boolean;
-                            subtotal: number;
-                            tax: number;
-                            total: number;
-                            amountDue: number;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodStart: string;
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            periodEnd: string;
-                            payment: string | null;
-                            /**
-                             * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
-                             * @enum {string}
-                             */
-                            billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            lines: {
-                                /** @enum {string} */
-                                kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
-                                description: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodStart: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                periodEnd: string;
-                                amount: number;
-                            }[];
-                            /** @description Refunds of the invoice's payment, oldest first */
-                            creditNotes: {
-                                id: string;
-                                amount: number;
-                                /** @description The tax part returned, in proportion of the invoice total */
-                                tax: number;
-                                reason: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                createdAt: string;
-                            }[];
-                        };
+                        "application/json": components["schemas"]["Invoice"];
                     };
                 };
                 /** @description validation_failed */
@@ -10097,36 +10167,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description Default Response */
@@ -10135,36 +10176,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -10667,36 +10679,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -10908,36 +10891,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -11155,36 +11109,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -11395,36 +11320,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -11645,36 +11541,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -11896,36 +11763,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description Default Response */
@@ -11934,36 +11772,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            id: string;
-                            customer: string;
-                            /** @enum {string} */
-                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
-                            plan: string;
-                            currency: string;
-                            /** @description The recurring price this subscriber pays (minor units) */
-                            price: number;
-                            /** @enum {string} */
-                            billingPeriod: "month" | "year" | "week";
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            billingAnchor: string;
-                            billingCycleDay: number | null;
-                            currentPeriodStart: string | null;
-                            currentPeriodEnd: string | null;
-                            trialEnd: string | null;
-                            cancelAt: string | null;
-                            endedAt: string | null;
-                            /** @description External ids of the members (family and duo plans) */
-                            members: string[];
-                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                            createdAt: string;
-                            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
-                            pendingChange: {
-                                plan: string;
-                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
-                                effectiveAt: string;
-                            } | null;
-                        };
+                        "application/json": components["schemas"]["Subscription"];
                     };
                 };
                 /** @description validation_failed */
@@ -14621,10 +14430,7 @@ export interface paths {
         post: {
             parameters: {
                 query?: never;
-                header?: {
-                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
-                    "idempotency-key"?: string;
-                };
+                header?: never;
                 path: {
                     provider: string;
                 };
@@ -14647,10 +14453,551 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reports/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The admin dashboard: subscriptions, MRR, new and churned, failed payments, dunning
+         * @description Customers on a test clock are left out. MRR follows Stripe and ChartMogul: active and past_due subscriptions at their current price, net of tax, normalised to a month (yearly ÷12, weekly ×52÷12), rounded half-up once per currency (docs/API.md has the rules and a worked example). Computed at most every few seconds per node.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DashboardReport"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/customers/{id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A customer's timeline, newest first: subscriptions, invoices, payments, ledger, events, audit
+         * @description One list merged from every module: subscriptions, invoices with their lines, payments, refunds, ledger transactions, entitlement changes, events and audit entries, newest first by `at` (ties: by kind, then id). Each kind is shown to keys with the scope of its own list (subscriptions:read, payments:read, ledger:read, entitlements:read, events:read; audit entries: admin). Events are kept as long as REPRISE_EVENT_RETENTION_DAYS; ledger, event and audit items are found through the customer's latest 1,000 subscriptions, invoices, payments, refunds and payment methods.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Page size, 1 to 100 */
+                    limit?: string;
+                    /** @description The `nextCursor` of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description Customer id or externalId */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CustomerTimeline"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        EventInput: {
+            /** @description evt_…: the dedupe key of every delivery */
+            id: string;
+            /** @description One of the event types listed under GET /v1/events */
+            type: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            /** @description The object the event is about (ids and amounts, never names or emails) */
+            data: {
+                object: {
+                    [key: string]: unknown;
+                };
+            } & {
+                [key: string]: unknown;
+            };
+            /** @description What changed and its version: events of one aggregate come in version order */
+            aggregate: {
+                type: string;
+                id: string;
+                version: number;
+            };
+        };
+        AdminSessionInput: {
+            /** @description The API key the session acts as */
+            keyId: string;
+            /** @description The key's scopes: what the console may do */
+            scopes: string[];
+            /** @description When the session ends unless used before (30 min idle, 12 h at most) */
+            expiresAt: string;
+        };
+        AuditEntryInput: {
+            id: string;
+            apiKey: string;
+            action: string;
+            resourceType: string;
+            resource: string | null;
+            requestId: string | null;
+            status: number;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            at: string;
+        };
+        SubscriptionInput: {
+            id: string;
+            customer: string;
+            /** @enum {string} */
+            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+            plan: string;
+            currency: string;
+            /** @description The recurring price this subscriber pays (minor units) */
+            price: number;
+            /** @enum {string} */
+            billingPeriod: "month" | "year" | "week";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            billingAnchor: string;
+            billingCycleDay: number | null;
+            currentPeriodStart: string | null;
+            currentPeriodEnd: string | null;
+            trialEnd: string | null;
+            cancelAt: string | null;
+            endedAt: string | null;
+            /** @description External ids of the members (family and duo plans) */
+            members: string[];
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
+            pendingChange: {
+                plan: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                effectiveAt: string;
+            } | null;
+        };
+        InvoiceInput: {
+            id: string;
+            /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
+            number: string | null;
+            customer: string;
+            subscription: string;
+            /** @enum {string} */
+            status: "draft" | "open" | "paid" | "void" | "uncollectible";
+            currency: string;
+            taxRateBps: number;
+            taxInclusive: boolean;
+            subtotal: number;
+            tax: number;
+            total: number;
+            amountDue: number;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            periodStart: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            periodEnd: string;
+            payment: string | null;
+            /**
+             * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
+             * @enum {string}
+             */
+            billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            lines: {
+                /** @enum {string} */
+                kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
+                description: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                periodStart: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                periodEnd: string;
+                amount: number;
+            }[];
+            /** @description Refunds of the invoice's payment, oldest first */
+            creditNotes: {
+                id: string;
+                amount: number;
+                /** @description The tax part returned, in proportion of the invoice total */
+                tax: number;
+                reason: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                createdAt: string;
+            }[];
+        };
         /** @description The seller named on the invoices of a market */
         MarketSellerInput: {
             legalName: string;
@@ -14670,6 +15017,317 @@ export interface components {
             /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
             createdAt: string;
         };
+        LedgerTransactionInput: {
+            id: string;
+            idempotencyKey: string;
+            reference: string | null;
+            description: string | null;
+            reverses: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            effectiveAt: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            postings: {
+                account: string;
+                currency: string;
+                debit: number;
+                credit: number;
+            }[];
+        };
+        PaymentInput: {
+            id: string;
+            customer: string;
+            status: string;
+            /** @description What the customer is charged, tax included (minor units) */
+            amount: number;
+            amountRefunded: number;
+            currency: string;
+            /** @description The amount without its tax: amount − tax */
+            subtotal: number;
+            /** @description Tax contained in the amount */
+            tax: number;
+            /** @description The provider's fee */
+            fee: number;
+            provider: string;
+            paymentMethod: string;
+            declineCode: string | null;
+            description: string;
+            reference: string | null;
+            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
+            routing: unknown;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+        RefundInput: {
+            id: string;
+            payment: string;
+            amount: number;
+            status: string;
+            failureReason: string | null;
+            /** @description late_capture: Reprise refunded a capture the provider made after the payment had failed */
+            reason: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+        DayCountInput: {
+            /** @description YYYY-MM-DD (UTC) */
+            day: string;
+            count: number;
+        };
+        ActiveSubscriptionGroupInput: {
+            /** @description Plan id */
+            plan: string;
+            planCode: string;
+            /** @description Product id */
+            product: string;
+            productCode: string;
+            /** @description Market code */
+            market: string;
+            /** @enum {string} */
+            status: "trialing" | "active" | "past_due";
+            count: number;
+        };
+        MrrAmountInput: {
+            currency: string;
+            /** @description Minor units per month, net of tax (docs/API.md: MRR) */
+            amount: number;
+        };
+        DunningInvoiceInput: {
+            invoice: string;
+            customer: string;
+            subscription: string;
+            amountDue: number;
+            currency: string;
+            /** @description Charge attempts made */
+            attempts: number;
+            /** @description The next retry of the dunning schedule */
+            nextAttemptAt: string | null;
+        };
+        DashboardReportInput: {
+            /** @description When these figures were computed (a node reuses them for a few seconds) */
+            asOf: string;
+            /** @description Trialing, active and past_due subscriptions by plan, market and status */
+            activeSubscriptions: components["schemas"]["ActiveSubscriptionGroupInput"][];
+            /** @description Monthly recurring revenue per currency */
+            mrr: components["schemas"]["MrrAmountInput"][];
+            /** @description Subscriptions started (trials included, failed sign-ups not) per UTC day: the last 30 days, oldest first, zeros included */
+            new30d: components["schemas"]["DayCountInput"][];
+            /** @description Subscriptions canceled (by the day they ended) per UTC day: the last 30 days, oldest first, zeros included */
+            churned30d: components["schemas"]["DayCountInput"][];
+            /** @description Payments that failed per UTC day: the last 30 days, oldest first, zeros included */
+            failedPayments30d: components["schemas"]["DayCountInput"][];
+            dunning: {
+                /** @description Open invoices of past_due subscriptions */
+                count: number;
+                /** @description The first 20 by next retry */
+                invoices: components["schemas"]["DunningInvoiceInput"][];
+            };
+        };
+        TimelineSubscriptionInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "subscription";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["SubscriptionInput"];
+        };
+        TimelineInvoiceInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "invoice";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["InvoiceInput"];
+        };
+        TimelinePaymentInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "payment";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["PaymentInput"];
+        };
+        TimelineRefundInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "refund";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["RefundInput"];
+        };
+        TimelineLedgerTransactionInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "ledger_transaction";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["LedgerTransactionInput"];
+        };
+        TimelineEntitlementInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "entitlement";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            /** @description The entitlement.updated event */
+            data: components["schemas"]["EventInput"];
+        };
+        TimelineEventInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "event";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["EventInput"];
+        };
+        TimelineAuditInput: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "audit";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["AuditEntryInput"];
+        };
+        TimelineItemInput: components["schemas"]["TimelineSubscriptionInput"] | components["schemas"]["TimelineInvoiceInput"] | components["schemas"]["TimelinePaymentInput"] | components["schemas"]["TimelineRefundInput"] | components["schemas"]["TimelineLedgerTransactionInput"] | components["schemas"]["TimelineEntitlementInput"] | components["schemas"]["TimelineEventInput"] | components["schemas"]["TimelineAuditInput"];
+        CustomerTimelineInput: {
+            data: components["schemas"]["TimelineItemInput"][];
+            nextCursor: string | null;
+        };
+        Event: {
+            /** @description evt_…: the dedupe key of every delivery */
+            id: string;
+            /** @description One of the event types listed under GET /v1/events */
+            type: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            /** @description The object the event is about (ids and amounts, never names or emails) */
+            data: {
+                object: {
+                    [key: string]: unknown;
+                };
+            } & {
+                [key: string]: unknown;
+            };
+            /** @description What changed and its version: events of one aggregate come in version order */
+            aggregate: {
+                type: string;
+                id: string;
+                version: number;
+            };
+        };
+        AdminSession: {
+            /** @description The API key the session acts as */
+            keyId: string;
+            /** @description The key's scopes: what the console may do */
+            scopes: string[];
+            /** @description When the session ends unless used before (30 min idle, 12 h at most) */
+            expiresAt: string;
+        };
+        AuditEntry: {
+            id: string;
+            apiKey: string;
+            action: string;
+            resourceType: string;
+            resource: string | null;
+            requestId: string | null;
+            status: number;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            at: string;
+        };
+        Subscription: {
+            id: string;
+            customer: string;
+            /** @enum {string} */
+            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+            plan: string;
+            currency: string;
+            /** @description The recurring price this subscriber pays (minor units) */
+            price: number;
+            /** @enum {string} */
+            billingPeriod: "month" | "year" | "week";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            billingAnchor: string;
+            billingCycleDay: number | null;
+            currentPeriodStart: string | null;
+            currentPeriodEnd: string | null;
+            trialEnd: string | null;
+            cancelAt: string | null;
+            endedAt: string | null;
+            /** @description External ids of the members (family and duo plans) */
+            members: string[];
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            /** @description A plan change waiting for the term end (applied and billed at effectiveAt) */
+            pendingChange: {
+                plan: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                effectiveAt: string;
+            } | null;
+        };
+        Invoice: {
+            id: string;
+            /** @description Gapless per market and year, e.g. SE-2026-000042; TEST-… on a test clock */
+            number: string | null;
+            customer: string;
+            subscription: string;
+            /** @enum {string} */
+            status: "draft" | "open" | "paid" | "void" | "uncollectible";
+            currency: string;
+            taxRateBps: number;
+            taxInclusive: boolean;
+            subtotal: number;
+            tax: number;
+            total: number;
+            amountDue: number;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            periodStart: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            periodEnd: string;
+            payment: string | null;
+            /**
+             * @description Why it was raised: sign-up, renewal, plan change, pause credit, resume
+             * @enum {string}
+             */
+            billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            lines: {
+                /** @enum {string} */
+                kind: "recurring" | "fixed" | "proration_credit" | "proration_charge" | "credit_applied" | "discount" | "tax";
+                description: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                periodStart: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                periodEnd: string;
+                amount: number;
+            }[];
+            /** @description Refunds of the invoice's payment, oldest first */
+            creditNotes: {
+                id: string;
+                amount: number;
+                /** @description The tax part returned, in proportion of the invoice total */
+                tax: number;
+                reason: string;
+                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                createdAt: string;
+            }[];
+        };
         /** @description The seller named on the invoices of a market */
         MarketSeller: {
             legalName: string;
@@ -14688,6 +15346,198 @@ export interface components {
             seller: components["schemas"]["MarketSeller"] | null;
             /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
             createdAt: string;
+        };
+        LedgerTransaction: {
+            id: string;
+            idempotencyKey: string;
+            reference: string | null;
+            description: string | null;
+            reverses: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            effectiveAt: string;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            postings: {
+                account: string;
+                currency: string;
+                debit: number;
+                credit: number;
+            }[];
+        };
+        Payment: {
+            id: string;
+            customer: string;
+            status: string;
+            /** @description What the customer is charged, tax included (minor units) */
+            amount: number;
+            amountRefunded: number;
+            currency: string;
+            /** @description The amount without its tax: amount − tax */
+            subtotal: number;
+            /** @description Tax contained in the amount */
+            tax: number;
+            /** @description The provider's fee */
+            fee: number;
+            provider: string;
+            paymentMethod: string;
+            declineCode: string | null;
+            description: string;
+            reference: string | null;
+            /** @description Rule matched, candidates, skipped providers (circuit open), attempts */
+            routing: unknown;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+        Refund: {
+            id: string;
+            payment: string;
+            amount: number;
+            status: string;
+            failureReason: string | null;
+            /** @description late_capture: Reprise refunded a capture the provider made after the payment had failed */
+            reason: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+        };
+        DayCount: {
+            /** @description YYYY-MM-DD (UTC) */
+            day: string;
+            count: number;
+        };
+        ActiveSubscriptionGroup: {
+            /** @description Plan id */
+            plan: string;
+            planCode: string;
+            /** @description Product id */
+            product: string;
+            productCode: string;
+            /** @description Market code */
+            market: string;
+            /** @enum {string} */
+            status: "trialing" | "active" | "past_due";
+            count: number;
+        };
+        MrrAmount: {
+            currency: string;
+            /** @description Minor units per month, net of tax (docs/API.md: MRR) */
+            amount: number;
+        };
+        DunningInvoice: {
+            invoice: string;
+            customer: string;
+            subscription: string;
+            amountDue: number;
+            currency: string;
+            /** @description Charge attempts made */
+            attempts: number;
+            /** @description The next retry of the dunning schedule */
+            nextAttemptAt: string | null;
+        };
+        DashboardReport: {
+            /** @description When these figures were computed (a node reuses them for a few seconds) */
+            asOf: string;
+            /** @description Trialing, active and past_due subscriptions by plan, market and status */
+            activeSubscriptions: components["schemas"]["ActiveSubscriptionGroup"][];
+            /** @description Monthly recurring revenue per currency */
+            mrr: components["schemas"]["MrrAmount"][];
+            /** @description Subscriptions started (trials included, failed sign-ups not) per UTC day: the last 30 days, oldest first, zeros included */
+            new30d: components["schemas"]["DayCount"][];
+            /** @description Subscriptions canceled (by the day they ended) per UTC day: the last 30 days, oldest first, zeros included */
+            churned30d: components["schemas"]["DayCount"][];
+            /** @description Payments that failed per UTC day: the last 30 days, oldest first, zeros included */
+            failedPayments30d: components["schemas"]["DayCount"][];
+            dunning: {
+                /** @description Open invoices of past_due subscriptions */
+                count: number;
+                /** @description The first 20 by next retry */
+                invoices: components["schemas"]["DunningInvoice"][];
+            };
+        };
+        TimelineSubscription: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "subscription";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["Subscription"];
+        };
+        TimelineInvoice: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "invoice";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["Invoice"];
+        };
+        TimelinePayment: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "payment";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["Payment"];
+        };
+        TimelineRefund: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "refund";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["Refund"];
+        };
+        TimelineLedgerTransaction: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "ledger_transaction";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["LedgerTransaction"];
+        };
+        TimelineEntitlement: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "entitlement";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            /** @description The entitlement.updated event */
+            data: components["schemas"]["Event"];
+        };
+        TimelineEvent: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "event";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["Event"];
+        };
+        TimelineAudit: {
+            /** @description When it happened (millisecond precision) */
+            at: string;
+            /** @constant */
+            kind: "audit";
+            id: string;
+            /** @description One line for a person */
+            summary: string;
+            data: components["schemas"]["AuditEntry"];
+        };
+        TimelineItem: components["schemas"]["TimelineSubscription"] | components["schemas"]["TimelineInvoice"] | components["schemas"]["TimelinePayment"] | components["schemas"]["TimelineRefund"] | components["schemas"]["TimelineLedgerTransaction"] | components["schemas"]["TimelineEntitlement"] | components["schemas"]["TimelineEvent"] | components["schemas"]["TimelineAudit"];
+        CustomerTimeline: {
+            data: components["schemas"]["TimelineItem"][];
+            nextCursor: string | null;
         };
     };
     responses: never;
