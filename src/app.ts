@@ -36,6 +36,8 @@ import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
 import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
+import { portalRoutes } from './modules/portal/routes.js';
+import { PortalService } from './modules/portal/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
 import { TestClockService } from './modules/test-clocks/service.js';
 import { WebhookDispatcher } from './modules/webhooks/dispatcher.js';
@@ -74,6 +76,8 @@ export interface Services {
   publicOrigin: PublicOrigin;
   /** Hosted pages' session verifiers (checkout, portal), registered by their modules. */
   pageSessions: PageSessionAuth;
+  /** Customer portal sessions (ADR 0024). */
+  portal: PortalService;
 }
 
 export function createServices(
@@ -143,9 +147,16 @@ export function createServices(
     allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
   });
   const publicOrigin = new PublicOrigin(config.publicUrl, config.allowedRedirectOrigins);
+  const pageSessions = new PageSessionAuth();
+  const portal = new PortalService(db, clock, customers);
+  // The portal page's secret authenticates its routes, for the session its `:id` names.
+  pageSessions.register('portal', (secret, request) =>
+    portal.authenticate(secret, (request.params as { id?: unknown } | undefined)?.id),
+  );
   return {
     publicOrigin,
-    pageSessions: new PageSessionAuth(),
+    pageSessions,
+    portal,
     db,
     clock,
     apiKeys,
@@ -272,6 +283,16 @@ export async function createApp(options: AppOptions): Promise<App> {
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { projection });
   webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
+  portalRoutes(server, {
+    portal: services.portal,
+    billing: services.billing,
+    payments: services.payments,
+    customers: services.customers,
+    catalog: services.catalog,
+    router: providers.router,
+    publicOrigin: services.publicOrigin,
+    uow,
+  });
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
@@ -304,6 +325,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
+      services.portal
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'portal sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));
