@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Compiles src/ to dist/ and copies the SQL migrations next to the compiled modules.
+// Compiles src/ to dist/, copies the SQL migrations next to the compiled modules, and builds the
+// web pages (web/, vite) into dist/web.
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -29,4 +30,15 @@ function copyAssets(dir) {
   }
 }
 copyAssets(src);
+
+const vite = join(root, 'node_modules', 'vite', 'bin', 'vite.js');
+const web = spawnSync(
+  process.execPath,
+  [vite, 'build', '--config', join(root, 'web', 'vite.config.ts'), '--logLevel', 'warn'],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
+if (web.status !== 0) process.exit(web.status ?? 1);
 writeFileSync(join(dist, '.build-stamp'), `${new Date().toISOString()}\n`);

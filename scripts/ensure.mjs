@@ -43,10 +43,14 @@ function newestMtime(dir) {
 }
 
 if (process.argv.includes('--build')) {
-  const sources = Math.max(newestMtime(join(root, 'src')), statSync(join(root, 'package-lock.json')).mtimeMs);
+  const sources = Math.max(
+    newestMtime(join(root, 'src')),
+    newestMtime(join(root, 'web')),
+    statSync(join(root, 'package-lock.json')).mtimeMs,
+  );
   const built = existsSync(buildStamp) ? statSync(buildStamp).mtimeMs : 0;
   if (built < sources) {
-    console.error('Building (tsc)…');
+    console.error('Building (tsc, and the web pages with vite)…');
     run(process.execPath, [join(root, 'scripts', 'build.mjs')]);
   }
 }

@@ -16,6 +16,7 @@ import { IdempotencyStore } from './http/idempotency.js';
 import { PublicOrigin } from './http/public-origin.js';
 import { buildServer } from './http/server.js';
 import { UnitOfWork } from './http/unit-of-work.js';
+import { installWeb } from './http/web.js';
 import { JobScheduler } from './jobs/scheduler.js';
 import { type Clock, systemClock } from './kernel/clock.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
@@ -293,6 +294,11 @@ export async function createApp(options: AppOptions): Promise<App> {
     publicOrigin: services.publicOrigin,
     uow,
   });
+  // The web pages (checkout, portal, admin console), and the card frames they may embed.
+  const frameOrigins = config.simulators
+    ? config.simulators.split(',').map((pair) => new URL(pair.split('=', 2)[1]!.trim()).origin)
+    : providers.embedded.map((e) => new URL(e.url).origin);
+  await installWeb(server, { frameSources: () => frameOrigins });
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).

@@ -51,6 +51,8 @@ async function serve(): Promise<void> {
     `  API             ${base}/v1`,
     `  API reference   ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     `  Health          ${base}/health   Metrics: ${base}/metrics`,
+    `  Admin console   ${base}/admin   (sign in with an API key)`,
+    `  Hosted pages    checkout: POST /v1/checkout-sessions → url; portal: POST /v1/portal-sessions → url`,
     `  Key store       ${app.keyStore.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}/keystore` : 'PostgreSQL (REPRISE_KEYSTORE_URL)'}; master key from ${app.masterKeySource}`,
     `  Payments        ${app.services.providers.embedded.length > 0 ? `PSP simulators in-process: ${app.services.providers.embedded.map((e) => `${e.id} ${e.url}`).join(', ')}` : `providers: ${config.simulators}`}`,
     devKey ? `  Dev API key     ${devKey.secret}   (admin; saved in ${devKey.path})` : '',

@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import {
+  apiCall,
+  expect,
+  expectAccessible,
+  expectNoHorizontalScroll,
+  snap,
+  test,
+  unique,
+} from './support/fixtures';
+
+test.describe('customer portal', () => {
+  test('she previews and makes an upgrade, downloads an invoice PDF, cancels at term end and undoes it', async ({
+    page,
+    request,
+  }, info) => {
+    // A paying SE listener on Premium Individual (yearly), made through the API.
+    const externalId = unique(info, 'portal');
+    const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
+      externalId,
+      market: 'SE',
+    });
+    await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
+      provider: 'simulator',
+      token: 'tok_visa',
+    });
+    const sub = await apiCall<{ id: string; status: string }>(request, 'POST', '/v1/subscriptions', {
+      customer: customer.id,
+      plan: 'premium-individual-yearly',
+    });
+    expect(sub.status).toBe('active');
+    const session = await apiCall<{ url: string }>(request, 'POST', '/v1/portal-sessions', {
+      customer: customer.id,
+    });
+    expect(new URL(session.url).hash.length).toBeGreaterThan(30);
+
+    await page.goto(session.url);
+    await expect(page.getByRole('heading', { level: 1, name: 'Your subscription' })).toBeVisible();
+    await expect(page.getByRole('heading', { name: 'Premium Individual (yearly)' })).toBeVisible();
+    await expect(page.getByText(/Next renewal on/)).toBeVisible();
+    await expectAccessible(page, 'portal');
+    await expectNoHorizontalScroll(page);
+    await snap(page, 'portal', info);
+
+    // Upgrade: the preview shows what the change bills before confirming.
+    await page.getByRole('button', { name: 'Change plan' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Change plan' });
+    await dialog.getByRole('radio', { name: /Premium Duo \(yearly\)/ }).check();
+    await expect(dialog.getByTestId('change-preview')).toContainText('Due today');
+    await expectAccessible(page, 'portal-change-preview');
+    await snap(page, 'portal-change-preview', info);
+    await dialog.getByRole('button', { name: 'Confirm change' }).click();
+    await expect(dialog).toBeHidden();
+    await expect(page.getByRole('heading', { name: 'Premium Duo (yearly)' })).toBeVisible();
+    const after = await apiCall<{ plan: string }>(request, 'GET', `/v1/subscriptions/${sub.id}`);
+    expect(after.plan).toBe('premium-duo-yearly');
+
+    // An invoice PDF.
+    const downloading = page.waitForEvent('download');
+    await page
+      .getByRole('button', { name: /Download PDF/ })
+      .first()
+      .click();
+    const download = await downloading;
+    expect(download.suggestedFilename()).toMatch(/^SE-\d{4}-\d{6}\.pdf$/);
+    const pdf = readFileSync((await download.path())!);
+    expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+
+    // Cancel at the term end, with the date access ends, then undo.
+    await page.getByRole('button', { name: 'Cancel subscription' }).click();
+    const cancel = page.getByRole('dialog', { name: 'Cancel subscription' });
+    await expect(cancel).toContainText('You keep access until');
+    await snap(page, 'portal-cancel', info);
+    await cancel.getByRole('button', { name: 'Confirm cancellation' }).click();
+    await expect(page.getByText(/Your access ends on/)).toBeVisible();
+    expect(
+      (await apiCall<{ cancelAt: string | null }>(request, 'GET', `/v1/subscriptions/${sub.id}`)).cancelAt,
+    ).not.toBeNull();
+    await page.getByRole('button', { name: 'Undo cancellation' }).click();
+    await expect(page.getByText(/Next renewal on/)).toBeVisible();
+    expect(
+      (await apiCall<{ cancelAt: string | null }>(request, 'GET', `/v1/subscriptions/${sub.id}`)).cancelAt,
+    ).toBeNull();
+    await expectAccessible(page, 'portal-after');
+  });
+});
