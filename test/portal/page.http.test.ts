@@ -377,7 +377,16 @@ describe(`customer portal page (${ENGINE})`, () => {
     });
     expect((await pageCall(t, session, 'POST', `/subscriptions/${sub.id}/pause`, {})).statusCode).toBe(409);
     await advance(c.clock, '2027-01-21T00:00:00Z');
-    const resumed = await pageCall(t, session, 'POST', `/subscriptions/${sub.id}/resume`, {});
+    // As the page sends it: no body at all (nor a content type).
+    const resumed = await t.call(
+      'POST',
+      `/v1/portal-sessions/${session.id}/subscriptions/${sub.id}/resume`,
+      undefined,
+      {
+        key: session.secret,
+        headers: { 'idempotency-key': `resume-${sub.id}` },
+      },
+    );
     expect(resumed.statusCode, resumed.body).toBe(200);
     expect(resumed.json()).toMatchObject({ status: 'active', pausedAt: null });
     expect(await apiSub(sub.id)).toMatchObject({ status: 'active' });

@@ -157,6 +157,8 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
     ({ pageSession: 'portal', action: `portal.${action}`, resourceType }) as const;
   const sessionParams = z.object({ id: z.string().min(1).max(64).describe('ps_…') });
   const subParams = sessionParams.extend({ sub: z.string().min(1).max(64).describe('sub_…') });
+  // Routes that take no input declare no body (the page may send none); any field sent is still
+  // refused by name (input guards).
   const emptyBody = z.object({}).nullish();
   const subscriptionAnswers = {
     200: portalSubscriptionDto,
@@ -416,7 +418,6 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         summary: 'Undo a scheduled cancel',
         description: `${auth}409 invalid_state when no cancel is scheduled or its date has passed.`,
         params: subParams,
-        body: emptyBody,
         response: subscriptionAnswers,
       },
       config: page('subscriptions.reactivate'),
@@ -435,7 +436,6 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         summary: 'Pause now',
         description: `${auth}As \`POST /v1/subscriptions/{id}/pause\`: the unused time becomes account credit; only an active subscription without a scheduled cancel (else 409).`,
         params: subParams,
-        body: emptyBody,
         response: subscriptionAnswers,
       },
       config: page('subscriptions.pause'),
@@ -454,7 +454,6 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         summary: 'Resume now',
         description: `${auth}As \`POST /v1/subscriptions/{id}/resume\`: the account credit pays first, the card the rest; 402 payment_declined on a decline, 202 while the provider has not answered.`,
         params: subParams,
-        body: emptyBody,
         response: {
           ...subscriptionAnswers,
           202: portalSubscriptionDto,
@@ -590,7 +589,6 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         summary: 'Sign out: end the session',
         description: `${auth}204; every later call with its secret is 401.`,
         params: sessionParams,
-        body: emptyBody,
         response: { 204: z.null().describe('Ended'), ...problemResponses },
       },
       config: page('sessions.end', 'portal_session'),
