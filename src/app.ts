@@ -39,6 +39,8 @@ import { ledgerRoutes } from './modules/ledger/routes.js';
 import { LedgerService } from './modules/ledger/service.js';
 import { paymentRoutes } from './modules/payments/routes.js';
 import { PaymentService } from './modules/payments/service.js';
+import { portalRoutes } from './modules/portal/routes.js';
+import { PortalService } from './modules/portal/service.js';
 import { reportRoutes } from './modules/reports/routes.js';
 import { ReportsService } from './modules/reports/service.js';
 import { testClockRoutes } from './modules/test-clocks/routes.js';
@@ -83,6 +85,8 @@ export interface Services {
   publicOrigin: PublicOrigin;
   /** Hosted pages' session verifiers (checkout, portal), registered by their modules. */
   pageSessions: PageSessionAuth;
+  /** Customer portal sessions (ADR 0024). */
+  portal: PortalService;
 }
 
 export function createServices(
@@ -159,9 +163,16 @@ export function createServices(
     { billing, payments, customers, catalog, ledger, events, audit },
     { cacheMs: config.dashboardCacheMs },
   );
+  const pageSessions = new PageSessionAuth();
+  const portal = new PortalService(db, clock, customers);
+  // The portal page's secret authenticates its routes, for the session its `:id` names.
+  pageSessions.register('portal', (secret, request) =>
+    portal.authenticate(secret, (request.params as { id?: unknown } | undefined)?.id),
+  );
   return {
     publicOrigin,
-    pageSessions: new PageSessionAuth(),
+    pageSessions,
+    portal,
     db,
     clock,
     apiKeys,
@@ -292,6 +303,16 @@ export async function createApp(options: AppOptions): Promise<App> {
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { projection });
   webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
+  portalRoutes(server, {
+    portal: services.portal,
+    billing: services.billing,
+    payments: services.payments,
+    customers: services.customers,
+    catalog: services.catalog,
+    router: providers.router,
+    publicOrigin: services.publicOrigin,
+    uow,
+  });
   // The web pages (checkout, portal, admin console), and the card frames they may embed.
   const frameOrigins = config.simulators
     ? config.simulators.split(',').map((pair) => new URL(pair.split('=', 2)[1]!.trim()).origin)
@@ -333,6 +354,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.adminSessions
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'admin sessions prune failed'));
+      services.portal
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'portal sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

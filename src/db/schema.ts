@@ -9,6 +9,7 @@ import type { CatalogTables } from '../modules/catalog/tables.js';
 import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
 import type { PaymentTables } from '../modules/payments/tables.js';
+import type { PortalTables } from '../modules/portal/tables.js';
 import type { TestClockTables } from '../modules/test-clocks/tables.js';
 import type { WebhookTables } from '../modules/webhooks/tables.js';
 import type { MetaTables } from './meta.js';
@@ -30,7 +31,8 @@ export interface Database
     PaymentTables,
     EventTables,
     BillingTables,
-    WebhookTables {}
+    WebhookTables,
+    PortalTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

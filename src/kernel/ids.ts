@@ -32,6 +32,7 @@ export const ID_PREFIXES = {
   webhookEndpoint: 'we',
   webhookDelivery: 'wd',
   adminSession: 'ses',
+  portalSession: 'ps',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -9,13 +9,13 @@ export type Commit<T> = (work: (trx: Executor) => Promise<T>) => Promise<T>;
 /**
  * The final writes of a workflow run by an HTTP request: in its unit of work, so the effect, the
  * audit entry and the stored idempotent response commit together; `respond` says what the
- * client is answered.
+ * client is answered (computed in the same transaction, which it may read).
  */
 export function commitThroughUnitOfWork<T>(
   uow: UnitOfWork,
   request: FastifyRequest,
   reply: FastifyReply,
-  respond: (value: T) => Outcome,
+  respond: (value: T, trx: Executor) => Outcome | Promise<Outcome>,
 ): Commit<T> {
   return async (work) => {
     let value: T | undefined;
@@ -23,7 +23,7 @@ export function commitThroughUnitOfWork<T>(
     await uow.run(request, reply, async (trx) => {
       value = await work(trx);
       produced = true;
-      return respond(value);
+      return respond(value, trx);
     });
     if (!produced) throw new Error('unit of work returned without running its work');
     return value as T;

@@ -15,6 +15,7 @@ import { catalogTables } from '../../src/modules/catalog/tables.js';
 import { customerTables } from '../../src/modules/customers/tables.js';
 import { ledgerTables } from '../../src/modules/ledger/tables.js';
 import { paymentTables } from '../../src/modules/payments/tables.js';
+import { portalTables } from '../../src/modules/portal/tables.js';
 import { testClockTables } from '../../src/modules/test-clocks/tables.js';
 import { webhookTables } from '../../src/modules/webhooks/tables.js';
 
@@ -70,6 +71,13 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   webhookTables(trx).selectFrom('events');
   // @ts-expect-error nor does the outbox read deliveries
   eventTables(trx).selectFrom('webhook_deliveries');
+  // @ts-expect-error the portal reads subscriptions through BillingService only
+  portalTables(trx).selectFrom('subscriptions');
+  const sessions = portalTables(trx).selectFrom('portal_sessions');
+  // @ts-expect-error nor joins customers (it asks CustomerService)
+  sessions.innerJoin('customers', 'customers.id', 'portal_sessions.customer_id');
+  // @ts-expect-error and no module reads portal sessions but the portal
+  billingTables(trx).selectFrom('portal_sessions');
   // @ts-expect-error ownTables refuses a table that is not in Database
   ownTables<{ nope: MarketsTable }>(trx);
   // @ts-expect-error and a known table with another row type

@@ -1,21 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
 import { problemDto, problemResponses, timestamp } from '../../http/schemas.js';
-import { type Outcome, requestKeyOf, type UnitOfWork } from '../../http/unit-of-work.js';
-import type { Commit } from '../../workflows/commit.js';
-import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
+import type { UnitOfWork } from '../../http/unit-of-work.js';
 import type { PaymentService } from '../payments/service.js';
-import type { InvoicePaymentOutcome } from './invoice-payments.js';
+import { SubscriptionActions } from './actions.js';
 import { subscriptionDto, toSubscriptionDto } from './routes.js';
-import type { BillingService, Subscription } from './service.js';
+import type { BillingService } from './service.js';
 
 /**
  * `POST /v1/subscriptions/{id}/change` and `/change/preview` (ADR 0014, "Plan changes"), registered
  * by `billingRoutes` with its subscription DTO.
  */
-const changeBody = z.object({
+export const changeBody = z.object({
   plan: z.string().min(1).max(255).describe('Plan id or code'),
   timing: z
     .enum(['immediate', 'end_of_term'])
@@ -26,7 +23,7 @@ const changeBody = z.object({
   prorationUnit: z.enum(['day', 'second']).optional().describe('Default: day'),
 });
 
-const previewDto = z.object({
+export const previewDto = z.object({
   subscription: z.string(),
   plan: z.string(),
   timing: z.enum(['immediate', 'end_of_term']),
@@ -59,33 +56,10 @@ export function changeRoutes(
   app: FastifyInstance,
   deps: { billing: BillingService; payments: PaymentService; uow: UnitOfWork },
 ) {
-  const toDto = toSubscriptionDto;
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const { billing, payments, uow } = deps;
+  const { billing } = deps;
+  const actions = new SubscriptionActions(deps);
   const params = z.object({ id: z.string().min(1).max(64) });
-
-  /** 200 with the subscription, or 402 when the change's invoice was declined (the change stays). */
-  const outcome = (sub: Subscription, paid: InvoicePaymentOutcome | null): Outcome => {
-    if (paid && paid.declineCode !== null) {
-      return {
-        status: 402,
-        body: problem(
-          'payment_declined',
-          `The plan was changed, but its invoice's payment was declined (${paid.declineCode}); the subscription is past_due until it is paid.`,
-          [],
-          {
-            declineCode: paid.declineCode,
-            subscription: sub.id,
-            invoice: paid.invoice.id,
-            payment: paid.payment,
-          },
-        ),
-        resourceId: sub.id,
-        contentType: PROBLEM_CONTENT_TYPE,
-      };
-    }
-    return { status: 200, body: toDto(sub), resourceId: sub.id };
-  };
 
   r.post(
     '/v1/subscriptions/:id/change',
@@ -112,31 +86,7 @@ export function changeRoutes(
       },
       config: { scope: 'subscriptions:write', action: 'subscriptions.change', resourceType: 'subscription' },
     },
-    async (req, reply) => {
-      // The change commits on its own (a retry with the same Idempotency-Key finds it by its
-      // request key); its invoice's amount due is then charged with no transaction open and
-      // settled in this request's unit of work, with the answer stored for replay.
-      const opened = await billing.openChange(req.params.id, req.body, requestKeyOf(req));
-      const commit: Commit<InvoicePaymentOutcome | null> = async (work) => {
-        let value: InvoicePaymentOutcome | null = null;
-        await uow.run(req, reply, async (trx) => {
-          value = await work(trx);
-          return outcome(await billing.getSubscription(opened.subscriptionId, trx), value);
-        });
-        return value;
-      };
-      if (!opened.charge || !opened.invoiceId) {
-        await commit(async () => null);
-        return;
-      }
-      const out = await payInvoiceWorkflow.run(
-        { invoice: opened.invoiceId, cause: { retry: null } },
-        { billing, payments, commit: commit as Commit<InvoicePaymentOutcome> },
-      );
-      if (!out.settled) {
-        return uow.unsettled(req, reply, 202, toDto(await billing.getSubscription(opened.subscriptionId)));
-      }
-    },
+    (req, reply) => actions.change(req, reply, req.params.id, req.body, toSubscriptionDto),
   );
 
   r.post(

@@ -1,34 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { PROBLEM_CONTENT_TYPE, problem } from '../../http/problem.js';
 import { problemDto, problemResponses } from '../../http/schemas.js';
-import type { Outcome, UnitOfWork } from '../../http/unit-of-work.js';
-import { cancelWorkflow } from '../../workflows/cancel.js';
-import { commitThroughUnitOfWork } from '../../workflows/commit.js';
-import { type ResumeOutcome, resumeWorkflow } from '../../workflows/resume.js';
+import type { UnitOfWork } from '../../http/unit-of-work.js';
 import type { PaymentService } from '../payments/service.js';
+import { SubscriptionActions } from './actions.js';
 import { subscriptionDto, toSubscriptionDto } from './routes.js';
-import type { BillingService, Subscription } from './service.js';
+import type { BillingService } from './service.js';
 
-function resumeOutcome(out: ResumeOutcome): Outcome {
-  if (out.declineCode !== null) {
-    return {
-      status: 402,
-      body: problem('payment_declined', `The resume charge was declined (${out.declineCode}).`, [], {
-        declineCode: out.declineCode,
-        subscription: out.subscription.id,
-        invoice: out.invoice.id,
-        payment: out.payment,
-      }),
-      resourceId: out.subscription.id,
-      contentType: PROBLEM_CONTENT_TYPE,
-    };
-  }
-  return { status: 200, body: toSubscriptionDto(out.subscription), resourceId: out.subscription.id };
-}
-
-const atBody = z
+export const atBody = z
   .object({
     // An ISO-8601 instant with its offset, validated as a calendar date (2027-02-30 is refused, not
     // read as Mar 2 as `new Date` would).
@@ -49,14 +29,10 @@ export function lifecycleRoutes(
   deps: { billing: BillingService; payments: PaymentService; uow: UnitOfWork },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const { billing, payments, uow } = deps;
+  const actions = new SubscriptionActions(deps);
+  const dto = toSubscriptionDto;
   const tags = ['Subscriptions'];
   const params = z.object({ id: z.string().min(1).max(64) });
-  const respond = (status: number) => (s: Subscription) => ({
-    status,
-    body: toSubscriptionDto(s),
-    resourceId: s.id,
-  });
 
   r.post(
     '/v1/subscriptions/:id/cancel',
@@ -83,20 +59,8 @@ export function lifecycleRoutes(
       },
       config: { scope: 'subscriptions:write', action: 'subscriptions.cancel', resourceType: 'subscription' },
     },
-    async (req, reply) => {
-      const input = { timing: req.body?.timing, refund: req.body?.refund };
-      if (input.refund === 'prorated') {
-        await cancelWorkflow.run(
-          { id: req.params.id, input },
-          { billing, commit: commitThroughUnitOfWork(uow, req, reply, respond(200)) },
-        );
-        return;
-      }
-      await uow.run(req, reply, async (trx) => {
-        const { subscription } = await billing.cancel(trx, req.params.id, input);
-        return respond(200)(await billing.getSubscription(subscription.id, trx));
-      });
-    },
+    (req, reply) =>
+      actions.cancel(req, reply, req.params.id, { timing: req.body?.timing, refund: req.body?.refund }, dto),
   );
 
   r.post(
@@ -115,11 +79,7 @@ export function lifecycleRoutes(
         resourceType: 'subscription',
       },
     },
-    (req, reply) =>
-      uow.run(req, reply, async (trx) => {
-        const sub = await billing.reactivate(trx, req.params.id);
-        return respond(200)(await billing.getSubscription(sub.id, trx));
-      }),
+    (req, reply) => actions.reactivate(req, reply, req.params.id, dto),
   );
 
   r.post(
@@ -142,11 +102,7 @@ export function lifecycleRoutes(
         resourceType: 'subscription',
       },
     },
-    (req, reply) =>
-      uow.run(req, reply, async (trx) => {
-        await billing.addMember(trx, req.params.id, req.body.externalId);
-        return respond(201)(await billing.getSubscription(req.params.id, trx));
-      }),
+    (req, reply) => actions.addMember(req, reply, req.params.id, req.body.externalId, dto),
   );
 
   r.delete(
@@ -165,11 +121,7 @@ export function lifecycleRoutes(
         resourceType: 'subscription',
       },
     },
-    (req, reply) =>
-      uow.run(req, reply, async (trx) => {
-        await billing.removeMember(trx, req.params.id, req.params.externalId);
-        return respond(200)(await billing.getSubscription(req.params.id, trx));
-      }),
+    (req, reply) => actions.removeMember(req, reply, req.params.id, req.params.externalId, dto),
   );
 
   r.post(
@@ -189,11 +141,7 @@ export function lifecycleRoutes(
       },
       config: { scope: 'subscriptions:write', action: 'subscriptions.pause', resourceType: 'subscription' },
     },
-    (req, reply) =>
-      uow.run(req, reply, async (trx) => {
-        const sub = await billing.pause(trx, req.params.id, req.body?.at);
-        return respond(200)(await billing.getSubscription(sub.id, trx));
-      }),
+    (req, reply) => actions.pause(req, reply, req.params.id, req.body?.at, dto),
   );
 
   r.post(
@@ -219,17 +167,6 @@ export function lifecycleRoutes(
       },
       config: { scope: 'subscriptions:write', action: 'subscriptions.resume', resourceType: 'subscription' },
     },
-    async (req, reply) => {
-      const out = await resumeWorkflow.run(
-        { id: req.params.id, at: req.body?.at },
-        {
-          billing,
-          payments,
-          commitSubscription: commitThroughUnitOfWork(uow, req, reply, respond(200)),
-          commitPayment: commitThroughUnitOfWork(uow, req, reply, resumeOutcome),
-        },
-      );
-      if (!out.settled) return uow.unsettled(req, reply, 202, toSubscriptionDto(out.value));
-    },
+    (req, reply) => actions.resume(req, reply, req.params.id, req.body?.at, dto),
   );
 }

@@ -95,8 +95,9 @@ import {
   subscriptionsPage,
 } from './reports.js';
 import { type BillingTables, billingTables, type InvoicesTable, type SubscriptionsTable } from './tables.js';
+import { type UpcomingRenewal, upcomingRenewal } from './upcoming.js';
 
-export type { DayCount, DunningEntry, Invoice, Subscription, SubscriptionGroup };
+export type { DayCount, DunningEntry, Invoice, Subscription, SubscriptionGroup, UpcomingRenewal };
 
 export interface CheckoutInput {
   customer: string;
@@ -660,6 +661,28 @@ export class BillingService {
     return rows.map((r) => ({ ...r, members: members.get(r.id) ?? [] }));
   }
 
+  /**
+   * A customer's subscriptions that have not ended (trialing, active, past_due, paused; a scheduled
+   * cancel still running included), newest first, at most `limit`.
+   */
+  async currentSubscriptions(customerId: string, limit: number): Promise<Subscription[]> {
+    const rows = await this.#tables
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('customer_id', '=', customerId)
+      .where('status', 'in', ['trialing', 'active', 'past_due', 'paused'])
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    const members = await this.#membersOf(rows.map((r) => r.id));
+    return rows.map((r) => ({ ...r, members: members.get(r.id) ?? [] }));
+  }
+
+  /** What the next renewal of `sub` will bill, writing nothing (upcoming.ts); null when none is coming. */
+  upcomingRenewal(sub: Subscription, trx: Executor = this.#db): Promise<UpcomingRenewal | null> {
+    return upcomingRenewal(this.ctx, sub, trx);
+  }
+
   async getInvoice(id: string, trx: Executor = this.#db): Promise<Invoice> {
     const db = billingTables(trx);
     const row = await db.selectFrom('invoices').selectAll().where('id', '=', id).executeTakeFirst();
@@ -674,21 +697,23 @@ export class BillingService {
     return { ...row, lines, creditNotes: notes.get(id) ?? [] };
   }
 
-  /** Invoices oldest first. */
+  /** Invoices oldest first (newest first with `newestFirst`: `after` is then the last id seen, older ones follow). */
   async listInvoices(filter: {
     customer?: string | undefined;
     subscription?: string | undefined;
     limit: number;
     after?: string | undefined;
+    newestFirst?: boolean | undefined;
   }): Promise<Invoice[]> {
+    const desc = filter.newestFirst === true;
     let q = this.#tables
       .selectFrom('invoices')
       .selectAll()
-      .orderBy('id')
+      .orderBy('id', desc ? 'desc' : 'asc')
       .limit(filter.limit + 1);
     if (filter.customer) q = q.where('customer_id', '=', await this.ctx.customerId(filter.customer));
     if (filter.subscription) q = q.where('subscription_id', '=', filter.subscription);
-    if (filter.after) q = q.where('id', '>', filter.after);
+    if (filter.after) q = q.where('id', desc ? '<' : '>', filter.after);
     return this.#withLines(await q.execute(), this.#db);
   }
 

@@ -25,7 +25,7 @@ import {
   type RefundListener,
 } from './context.js';
 import { type AttachInput, attachMethod } from './methods/attach.js';
-import { listMethods, methodOf, type PaymentMethod } from './methods/queries.js';
+import { listMethods, methodOf, type PaymentMethod, withProviders } from './methods/queries.js';
 import { setDefaultMethod } from './methods/set-default.js';
 import { applySnapshot } from './provider-events/apply-snapshot.js';
 import { pruneProviderEvents } from './provider-events/prune.js';
@@ -114,6 +114,12 @@ export class PaymentService {
   /** Whether the customer (an id) has this method, or a default one when no id is given: one query. */
   async hasMethod(customerId: string, methodId: string | undefined): Promise<boolean> {
     return (await methodOf(this.ctx.tables, customerId, methodId)) !== undefined;
+  }
+  /** The customer's (an id) default method, or undefined when it has none. */
+  async defaultMethod(customerId: string, trx: Executor = this.db): Promise<PaymentMethod | undefined> {
+    const tables = paymentTables(trx);
+    const row = await methodOf(tables, customerId, undefined);
+    return row ? (await withProviders(tables, [row]))[0] : undefined;
   }
   setDefault(customerRef: string, methodId: string, trx: Executor): Promise<PaymentMethod> {
     return setDefaultMethod(this.ctx, customerRef, methodId, trx);

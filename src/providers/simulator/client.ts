@@ -70,6 +70,11 @@ export class SimulatorProvider implements PaymentProvider {
       (this.#o.retriesMax + 1) * this.#o.timeoutMs + this.#o.retryBaseMs * (2 ** this.#o.retriesMax - 1);
   }
 
+  /** The simulator's base URL (no trailing slash): hosted pages load its card frame from there. */
+  get baseUrl(): string {
+    return this.#o.baseUrl.replace(/\/$/, '');
+  }
+
   /**
    * One logical call: retried with the same idempotency key on timeouts and 5xx (the simulator
    * deduplicates), never on 4xx. What is left unknown after the retries is `ambiguous`.

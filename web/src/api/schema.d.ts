@@ -14417,6 +14417,3776 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/portal-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a customer portal session (a link for one customer)
+         * @description A link, valid for one hour, where the customer sees their subscriptions, changes plan (with a preview of the proration), cancels at the end of the term or undoes it, pauses and resumes, manages family members, replaces their card and downloads invoices: no API key is ever in the page. `url` carries the secret in its fragment: it is shown in this answer (and its idempotent replay) only. `returnUrl` must be on an origin of REPRISE_ALLOWED_REDIRECT_ORIGINS (else 400 naming it). 404 for an unknown customer, 409 for an erased one. A customer keeps at most 50 live sessions: one more ends the oldest.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Customer id or externalId */
+                        customer: string;
+                        /** @description Where the portal's "back" link leads (http/https, an allowed origin) */
+                        returnUrl?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description ps_… */
+                            id: string;
+                            /** @enum {string} */
+                            object: "portal_session";
+                            /** @description The link to send the customer to: `<public origin>/portal/<id>#<secret>`. Shown in this answer and its idempotent replay only */
+                            url: string;
+                            /** @description cus_… */
+                            customer: string;
+                            returnUrl: string | null;
+                            /** @description One hour after creation */
+                            expiresAt: string;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The portal page: the customer, their market, card and current subscriptions
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            session: {
+                                id: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                expiresAt: string;
+                                returnUrl: string | null;
+                            };
+                            customer: {
+                                id: string;
+                                externalId: string;
+                                name: string | null;
+                                email: string | null;
+                            };
+                            market: {
+                                code: string;
+                                currency: string;
+                                /** @description BCP 47, for formatting prices and dates */
+                                locale: string;
+                                taxRateBps: number;
+                                taxInclusive: boolean;
+                            };
+                            /** @description The default payment method: renewals are charged to it */
+                            paymentMethod: {
+                                id: string;
+                                brand: string;
+                                last4: string;
+                            } | null;
+                            provider: {
+                                /** @enum {string} */
+                                kind: "simulator";
+                                /** @description The card frame to load in an iframe */
+                                elementsUrl: string;
+                                /** @description The frame's origin: accept its messages only from there */
+                                origin: string;
+                            };
+                            /** @description Subscriptions not ended (trialing, active, past_due, paused; a scheduled cancel still running), newest first, at most 50 */
+                            subscriptions: {
+                                id: string;
+                                /** @enum {string} */
+                                status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                                plan: {
+                                    id: string;
+                                    code: string;
+                                    name: string;
+                                    /** @enum {string} */
+                                    billingPeriod: "month" | "year" | "week";
+                                };
+                                product: {
+                                    code: string;
+                                    name: string;
+                                    seats: number;
+                                };
+                                /** @description The recurring price this subscriber pays per billing period (minor units) */
+                                price: {
+                                    amount: number;
+                                    currency: string;
+                                };
+                                currentPeriodStart: string | null;
+                                currentPeriodEnd: string | null;
+                                trialEnd: string | null;
+                                /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                                cancelAt: string | null;
+                                /** @description When a paused subscription was paused */
+                                pausedAt: string | null;
+                                /** @description A plan change waiting for the term end */
+                                pendingChange: {
+                                    /** @description Plan id */
+                                    plan: string;
+                                    planCode: string;
+                                    planName: string;
+                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                    effectiveAt: string;
+                                } | null;
+                                /** @description External ids of the members (family and duo plans) */
+                                members: string[];
+                                /** @description Members that may still be added: seats − 1 (the owner) − members */
+                                seatsLeft: number;
+                                /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                                nextRenewal: {
+                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                    at: string;
+                                    /** @description The renewal invoice total, tax included */
+                                    amount: number;
+                                    /** @description What will be charged: the total less the account credit now */
+                                    amountDue: number;
+                                    currency: string;
+                                } | null;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                createdAt: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The plans a subscription may change to
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Plans priced now in the customer's market, in the subscription's currency, with seats for its members, its current plan excluded; at most 100, in catalog order.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description sub_… */
+                    subscription: string;
+                };
+                header?: never;
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                                product: {
+                                    code: string;
+                                    name: string;
+                                    seats: number;
+                                };
+                                /** @description A new subscriber's price in the customer's market now (minor units per period) */
+                                price: {
+                                    amount: number;
+                                    currency: string;
+                                };
+                            }[];
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/change/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview a plan change (the proration the change would bill now)
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Exactly `POST /v1/subscriptions/{id}/change/preview` with `{ plan }`: same function, nothing written.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Plan code or id (from …/plans) */
+                        plan: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            subscription: string;
+                            plan: string;
+                            /** @enum {string} */
+                            timing: "immediate" | "end_of_term";
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            effectiveAt: string;
+                            /** @description Immediate: the invoice the change bills now. End of term: the renewal invoice at effectiveAt, with the account credit as it stands now. Null during a trial (free) or when going back to the current plan. */
+                            invoice: {
+                                currency: string;
+                                subtotal: number;
+                                tax: number;
+                                total: number;
+                                amountDue: number;
+                                lines: {
+                                    kind: string;
+                                    description: string;
+                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                    periodStart: string;
+                                    /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                    periodEnd: string;
+                                    amount: number;
+                                }[];
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            nextRenewal: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/change": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change plan
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. As `POST /v1/subscriptions/{id}/change` with `{ plan }` (timing by the plan's rules: immediate for an upgrade, end of term for a downgrade): 402 payment_declined when the charge is declined (the change stays, the subscription is past_due); 202 while the provider has not answered (retry with the same Idempotency-Key).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Plan code or id (from …/plans) */
+                        plan: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description payment_declined, with declineCode, subscription and invoice */
+                402: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel at the end of the term
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Always at the end of the term from the portal: `cancelAt` says when access ends, `reactivate` undoes it until then. A past_due or paused subscription ends now (as the API does).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": Record<string, never> | null;
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/reactivate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Undo a scheduled cancel
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. 409 invalid_state when no cancel is scheduled or its date has passed.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause now
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. As `POST /v1/subscriptions/{id}/pause`: the unused time becomes account credit; only an active subscription without a scheduled cancel (else 409).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume now
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. As `POST /v1/subscriptions/{id}/resume`: the account credit pays first, the card the rest; 402 payment_declined on a decline, 202 while the provider has not answered.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description payment_declined, with declineCode and subscription */
+                402: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a family member
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. 201 with the subscription; 409 invalid_state naming the seats when full, 409 already_exists for a member already there.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The member's user id */
+                        externalId: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/subscriptions/{sub}/members/{externalId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a family member (their access ends at once)
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. 404 when the external id is not a member.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description sub_… */
+                    sub: string;
+                    externalId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            status: "trialing" | "active" | "past_due" | "paused" | "canceled" | "incomplete" | "expired";
+                            plan: {
+                                id: string;
+                                code: string;
+                                name: string;
+                                /** @enum {string} */
+                                billingPeriod: "month" | "year" | "week";
+                            };
+                            product: {
+                                code: string;
+                                name: string;
+                                seats: number;
+                            };
+                            /** @description The recurring price this subscriber pays per billing period (minor units) */
+                            price: {
+                                amount: number;
+                                currency: string;
+                            };
+                            currentPeriodStart: string | null;
+                            currentPeriodEnd: string | null;
+                            trialEnd: string | null;
+                            /** @description A scheduled cancel: access ends then (the period end); reactivate undoes it until then */
+                            cancelAt: string | null;
+                            /** @description When a paused subscription was paused */
+                            pausedAt: string | null;
+                            /** @description A plan change waiting for the term end */
+                            pendingChange: {
+                                /** @description Plan id */
+                                plan: string;
+                                planCode: string;
+                                planName: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                effectiveAt: string;
+                            } | null;
+                            /** @description External ids of the members (family and duo plans) */
+                            members: string[];
+                            /** @description Members that may still be added: seats − 1 (the owner) − members */
+                            seatsLeft: number;
+                            /** @description Null when no renewal is coming (a cancel is scheduled, paused, past_due) */
+                            nextRenewal: {
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                at: string;
+                                /** @description The renewal invoice total, tax included */
+                                amount: number;
+                                /** @description What will be charged: the total less the account credit now */
+                                amountDue: number;
+                                currency: string;
+                            } | null;
+                            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/payment-methods": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace the card: attach a token from the card frame and make it the default
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Renewals and retries are charged to it from now on. 402 payment_declined with `declineCode` and a `detail` to show the customer (e.g. "Your card was declined."); 400 naming `token` for a token the provider does not know.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The card frame's token, e.g. tok_visa */
+                        token: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            brand: string;
+                            last4: string;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description payment_declined, with declineCode and a detail for the customer */
+                402: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The customer's invoices, newest first
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Paged with `limit` and `cursor`, newest first (unlike the API's lists).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Page size, 1 to 100 */
+                    limit?: string;
+                    /** @description The `nextCursor` of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                id: string;
+                                number: string | null;
+                                /** @enum {string} */
+                                status: "draft" | "open" | "paid" | "void" | "uncollectible";
+                                total: number;
+                                /** @description What was charged for it (0 until paid; account credit is not counted) */
+                                amountPaid: number;
+                                currency: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                createdAt: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                periodStart: string;
+                                /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+                                periodEnd: string;
+                                /** @enum {string} */
+                                billingReason: "subscription_create" | "subscription_cycle" | "subscription_update" | "subscription_pause" | "subscription_resume";
+                            }[];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portal-sessions/{id}/end": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign out: end the session
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. 204; every later call with its secret is 401.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Ended */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/providers/{provider}/webhooks": {
         parameters: {
             query?: never;
