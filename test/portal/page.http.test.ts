@@ -528,6 +528,31 @@ describe(`customer portal page (${ENGINE})`, () => {
     expect(bad.json().errors[0]).toMatchObject({ path: 'limit', in: 'query' });
   });
 
+  it("invoice PDFs: the customer's own as an attachment, another customer's and unknown ones 404", async () => {
+    const me = await customer();
+    const other = await customer();
+    await subscribe(me.id, 'basic');
+    await subscribe(other.id, 'basic');
+    const [mine] = (await t.call('GET', `/v1/invoices?customer=${me.id}`)).json().data as Array<{
+      id: string;
+      number: string;
+    }>;
+    const [theirs] = (await t.call('GET', `/v1/invoices?customer=${other.id}`)).json().data as Array<{
+      id: string;
+    }>;
+    const session = await openPortal(t, me.id);
+    const res = await pageCall(t, session, 'GET', `/invoices/${mine!.id}/pdf`);
+    expect(res.statusCode, res.body.slice(0, 200)).toBe(200);
+    expect(res.headers['content-type']).toBe('application/pdf');
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="${mine!.number}.pdf"`);
+    expect(res.rawPayload.subarray(0, 5).toString()).toBe('%PDF-');
+    for (const id of [theirs!.id, 'in_01JD0000000000000000000000']) {
+      const refused = await pageCall(t, session, 'GET', `/invoices/${id}/pdf`);
+      expect(refused.statusCode, refused.body).toBe(404);
+      expect(refused.body).not.toContain(other.id);
+    }
+  });
+
   it('an idempotent replay of a POST with the same Idempotency-Key answers the first answer, once', async () => {
     const c = await customer();
     const sub = await subscribe(c.id, 'family');

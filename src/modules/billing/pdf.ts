@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import type { FastifyReply } from 'fastify';
 import { type Font, create as openFont } from 'fontkit';
 import PDFDocument from 'pdfkit';
 import { DomainError } from '../../kernel/errors.js';
@@ -304,4 +305,17 @@ export async function renderPdf(layout: InvoiceLayout, faces: Fonts): Promise<Bu
   doc.end();
   await ended;
   return Buffer.concat(chunks);
+}
+
+/** Sends an invoice PDF as an attachment named by its number ([A-Z0-9-]: safe in the quoted filename). */
+export function sendInvoicePdf(reply: FastifyReply, doc: { number: string; pdf: Buffer }): FastifyReply {
+  return (
+    reply
+      .header('content-type', 'application/pdf')
+      .header('content-disposition', `attachment; filename="${doc.number}.pdf"`)
+      .header('cache-control', 'private, no-store')
+      .header('x-content-type-options', 'nosniff')
+      // A Buffer is sent as it is (no serializer); route schemas only document it as binary.
+      .send(doc.pdf as unknown as string)
+  );
 }

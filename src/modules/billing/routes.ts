@@ -13,7 +13,7 @@ import type { PaymentService } from '../payments/service.js';
 import { changeRoutes } from './change-routes.js';
 import type { InvoicePaymentOutcome } from './invoice-payments.js';
 import { lifecycleRoutes } from './lifecycle-routes.js';
-import { invoicePdf } from './pdf.js';
+import { invoicePdf, sendInvoicePdf } from './pdf.js';
 import type { BillingService, CheckoutOutcome, Invoice, Subscription } from './service.js';
 
 const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled', 'incomplete', 'expired'] as const;
@@ -330,17 +330,7 @@ export function billingRoutes(
       config: { scope: 'subscriptions:read' },
     },
     async (req, reply) => {
-      const { number, pdf } = await invoicePdf(billing, req.params.id);
-      // Numbers are [A-Z0-9-] (SE-2027-000042): safe inside the quoted filename.
-      return (
-        reply
-          .header('content-type', 'application/pdf')
-          .header('content-disposition', `attachment; filename="${number}.pdf"`)
-          .header('cache-control', 'private, no-store')
-          .header('x-content-type-options', 'nosniff')
-          // A Buffer is sent as it is (no serializer); the schema above only documents it as binary.
-          .send(pdf as unknown as string)
-      );
+      return sendInvoicePdf(reply, await invoicePdf(billing, req.params.id));
     },
   );
   r.get(

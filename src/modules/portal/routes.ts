@@ -12,6 +12,7 @@ import type { ProviderRouter } from '../../providers/router.js';
 import { SimulatorProvider } from '../../providers/simulator/client.js';
 import { type PresentSubscription, SubscriptionActions } from '../billing/actions.js';
 import { previewDto } from '../billing/change-routes.js';
+import { invoicePdf, sendInvoicePdf } from '../billing/pdf.js';
 import type { BillingService, Invoice, Subscription } from '../billing/service.js';
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
@@ -578,6 +579,34 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         req.query.limit,
         toPortalInvoice,
       );
+    },
+  );
+
+  r.get(
+    '/v1/portal-sessions/:id/invoices/:invoice/pdf',
+    {
+      schema: {
+        tags,
+        summary: "One of the customer's invoices as a PDF",
+        description: `${auth}The same document as \`GET /v1/invoices/{id}/pdf\`; another customer's invoice is 404.`,
+        params: sessionParams.extend({ invoice: z.string().min(1).max(64).describe('in_…') }),
+        response: {
+          200: {
+            description:
+              'The PDF (application/pdf), Content-Disposition: attachment; filename="<number>.pdf"',
+            content: { 'application/pdf': { schema: z.string().meta({ format: 'binary' }) } },
+          },
+          ...problemResponses,
+          409: problemDto.describe('invoice_not_finalized: a draft has no number, so no PDF yet'),
+        },
+      },
+      config: { pageSession: 'portal' },
+    },
+    async (req, reply) => {
+      const { customerId } = sessionOf(req);
+      const invoice = await billing.getInvoice(req.params.invoice);
+      if (invoice.customer_id !== customerId) throw notFound('invoice', req.params.invoice);
+      return sendInvoicePdf(reply, await invoicePdf(billing, invoice.id));
     },
   );
 
