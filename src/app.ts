@@ -26,6 +26,8 @@ import { billingRoutes } from './modules/billing/routes.js';
 import { BillingService } from './modules/billing/service.js';
 import { catalogRoutes } from './modules/catalog/routes.js';
 import { CatalogService } from './modules/catalog/service.js';
+import { checkoutRoutes } from './modules/checkout/routes.js';
+import { CheckoutService } from './modules/checkout/service.js';
 import { moveDataKeysToKeyStore } from './modules/customers/key-move.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
@@ -74,6 +76,8 @@ export interface Services {
   publicOrigin: PublicOrigin;
   /** Hosted pages' session verifiers (checkout, portal), registered by their modules. */
   pageSessions: PageSessionAuth;
+  /** Hosted checkout sessions (ADR 0023). */
+  checkout: CheckoutService;
 }
 
 export function createServices(
@@ -143,7 +147,18 @@ export function createServices(
     allowCidrs: parseAllowCidrs(config.webhookAllowCidrs),
   });
   const publicOrigin = new PublicOrigin(config.publicUrl, config.allowedRedirectOrigins);
+  const checkout = new CheckoutService(db, clock, {
+    customers,
+    catalog,
+    billing,
+    payments,
+    router: providers.router,
+    publicOrigin,
+    audit,
+    events,
+  });
   return {
+    checkout,
     publicOrigin,
     pageSessions: new PageSessionAuth(),
     db,
@@ -272,6 +287,15 @@ export async function createApp(options: AppOptions): Promise<App> {
   billingRoutes(server, { billing: services.billing, payments: services.payments, uow });
   entitlementRoutes(server, { projection });
   webhookRoutes(server, { webhooks: services.webhooks, events: services.events, uow });
+  checkoutRoutes(server, {
+    checkout: services.checkout,
+    billing: services.billing,
+    payments: services.payments,
+    uow,
+    pageSessions: services.pageSessions,
+  });
+  // The card frame may be embedded by the hosted pages' origin only (CLI serve says it again once listening).
+  providers.setPageOrigin(services.publicOrigin.origin);
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
@@ -304,6 +328,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.payments
         .pruneProviderEvents()
         .catch((err: unknown) => server.log.warn({ err }, 'provider events prune failed'));
+      services.checkout
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'checkout sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

@@ -3,7 +3,12 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { PoolStats } from '../db/engine.js';
 import type { Db } from '../db/schema.js';
@@ -195,6 +200,8 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
       },
       security: [{ apiKey: [] }],
     },
+    // Schemas registered with an id (`.meta({ id })`) become components/schemas, referenced by name.
+    transformObject: jsonSchemaTransformObject,
     // Every POST documents the Idempotency-Key header it accepts.
     transform: (input) => {
       const out = jsonSchemaTransform(input);

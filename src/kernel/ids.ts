@@ -31,6 +31,7 @@ export const ID_PREFIXES = {
   creditNote: 'cn',
   webhookEndpoint: 'we',
   webhookDelivery: 'wd',
+  checkoutSession: 'cs',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

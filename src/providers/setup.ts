@@ -21,6 +21,12 @@ export interface Providers {
   }>;
   /** Tells in-process simulators where to send webhooks once Reprise listens. */
   setWebhookBase(baseUrl: string): void;
+  /**
+   * Tells in-process simulators the origin of Reprise's hosted pages: the only parent their card
+   * frame may be embedded in (CSP frame-ancestors). An external simulator is told with
+   * `reprise psp-simulator --page-origin`.
+   */
+  setPageOrigin(origin: string): void;
   close(): Promise<void>;
 }
 
@@ -86,6 +92,12 @@ export async function setupProviders(config: Config, clock: Clock = systemClock)
     embedded,
     setWebhookBase(baseUrl) {
       for (const e of embedded) e.state.webhook.url = `${baseUrl}/v1/providers/${e.id}/webhooks`;
+    },
+    setPageOrigin(origin) {
+      for (const e of embedded) {
+        e.state.pageOrigins.clear();
+        e.state.addPageOrigin(origin);
+      }
     },
     async close() {
       await Promise.all(embedded.map((e) => e.app.close()));
