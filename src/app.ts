@@ -294,8 +294,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     uow,
     pageSessions: services.pageSessions,
   });
-  // The card frame may be embedded by the hosted pages' origin only (CLI serve says it again once listening).
-  providers.setPageOrigin(services.publicOrigin.origin);
+  // The card frame may be embedded by the hosted pages' origin only, read as it is at each request
+  // (REPRISE_PUBLIC_URL, else the address the server listens on once it does).
+  providers.setPageOrigin(() => services.publicOrigin.origin);
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).

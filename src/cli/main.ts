@@ -46,7 +46,6 @@ async function serve(): Promise<void> {
   const base = `http://${config.host}:${port}`;
   app.services.providers.setWebhookBase(base);
   app.services.publicOrigin.listening(config.host, port);
-  app.services.providers.setPageOrigin(app.services.publicOrigin.origin);
   // Demo listeners check out through the running simulators, after the catalog is there.
   const listeners = seeded ? await seedDemoSubscriptions(app.services) : undefined;
   const lines = [

@@ -23,10 +23,11 @@ export interface Providers {
   setWebhookBase(baseUrl: string): void;
   /**
    * Tells in-process simulators the origin of Reprise's hosted pages: the only parent their card
-   * frame may be embedded in (CSP frame-ancestors). An external simulator is told with
+   * frame may be embedded in (CSP frame-ancestors). A function is read at each frame request (the
+   * default origin is known once the server listens). An external simulator is told with
    * `reprise psp-simulator --page-origin`.
    */
-  setPageOrigin(origin: string): void;
+  setPageOrigin(origin: string | (() => string)): void;
   close(): Promise<void>;
 }
 
@@ -94,10 +95,7 @@ export async function setupProviders(config: Config, clock: Clock = systemClock)
       for (const e of embedded) e.state.webhook.url = `${baseUrl}/v1/providers/${e.id}/webhooks`;
     },
     setPageOrigin(origin) {
-      for (const e of embedded) {
-        e.state.pageOrigins.clear();
-        e.state.addPageOrigin(origin);
-      }
+      for (const e of embedded) e.state.pageOriginSource = typeof origin === 'string' ? () => origin : origin;
     },
     async close() {
       await Promise.all(embedded.map((e) => e.app.close()));

@@ -568,4 +568,20 @@ describe(`checkout sessions (${ENGINE})`, () => {
       ).toBe(404);
     });
   });
+
+  // Last: it moves the app's public origin.
+  it('the URL and the card frame follow the public origin once the server listens', async () => {
+    t.app.services.publicOrigin.listening('0.0.0.0', 4321);
+    const s = await newSession();
+    expect(s.url).toMatch(new RegExp(`^http://localhost:4321/checkout/${s.id}#cs_secret_`));
+    const frameFor = (origin: string) =>
+      simulator().app.inject({
+        method: 'GET',
+        url: `/elements/card?parentOrigin=${encodeURIComponent(origin)}`,
+      });
+    const framed = await frameFor('http://localhost:4321');
+    expect(framed.statusCode).toBe(200);
+    expect(framed.headers['content-security-policy']).toContain('frame-ancestors http://localhost:4321');
+    expect((await frameFor('http://127.0.0.1')).statusCode).toBe(400);
+  });
 });

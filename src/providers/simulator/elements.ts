@@ -33,7 +33,7 @@ form{display:grid;gap:12px;margin:0}
 label{font-size:14px;font-weight:600;margin:0 0 4px}
 input{box-sizing:border-box;width:100%;min-height:44px;margin:0;padding:10px 12px;font:inherit;font-size:16px;color:#1f2328;background:#fff;border:1px solid #6e7781;border-radius:6px}
 input::placeholder{color:#6e7781}
-input:focus{outline:2px solid #0969da;outline-offset:1px;border-color:#0969da}
+input:focus{outline:2px solid #0969da;outline-offset:-2px;border-color:#0969da}
 input[aria-invalid="true"]{border-color:#cf222e}
 .error{margin:4px 0 0;font-size:14px;color:#b3141f}
 .error:empty{margin:0}`;

@@ -90,7 +90,9 @@ export class SimulatorState {
   readonly held: Array<() => void> = [];
   webhook = { url: undefined as string | undefined, duplicate: false, reorder: false };
   /** Origins of the hosted pages allowed to frame the card frame (each `scheme://host[:port]`). */
-  pageOrigins = new Set<string>();
+  readonly pageOrigins = new Set<string>();
+  /** The embedding platform's hosted-page origin, read at each request (it is known once it listens). */
+  pageOriginSource: (() => string) | undefined;
   readonly deliveries: Array<{ eventId: string; type: string; attempt: number; status: number | string }> =
     [];
   requests = 0;
@@ -100,6 +102,13 @@ export class SimulatorState {
     const normalised = originOf(origin);
     if (normalised === null) throw new Error(`'${origin}' is not an origin (scheme://host[:port])`);
     this.pageOrigins.add(normalised);
+  }
+
+  /** Every origin whose pages may frame the card frame now. */
+  allowedPageOrigins(): ReadonlySet<string> {
+    const current = this.pageOriginSource?.();
+    const normalised = current === undefined ? null : originOf(current);
+    return normalised === null ? this.pageOrigins : new Set([...this.pageOrigins, normalised]);
   }
 }
 
@@ -250,7 +259,7 @@ export async function buildSimulator(
 
   // ---- card frame and tokenization (browsers, no API key) ---------------------------------
   await cardElementsRoutes(app, {
-    pageOrigins: () => state.pageOrigins,
+    pageOrigins: () => state.allowedPageOrigins(),
     tokensPerMinute: options.tokensPerMinute,
   });
 
