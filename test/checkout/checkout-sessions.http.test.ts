@@ -520,6 +520,20 @@ describe(`checkout sessions (${ENGINE})`, () => {
       expect(res.json().customer).toBe(c.id);
     });
 
+    it('refuses new cards after 20 attempts on one session (no card testing through one link)', async () => {
+      const s = await newSession();
+      const declining = ['tok_chargeDeclined', 'tok_chargeDeclinedInsufficientFunds'];
+      for (let i = 0; i < 20; i++) {
+        const res = await confirm(s.id, s.secret, { token: declining[i % 2]! });
+        expect(res.statusCode, res.body).toBe(402);
+      }
+      const refused = await confirm(s.id, s.secret, { token: 'tok_visa' });
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json().detail).toContain('20 payment attempts');
+      const customer = (await t.call('GET', `/v1/checkout-sessions/${s.id}`)).json().customer as string;
+      expect(await subscriptionsOf(customer)).toHaveLength(0);
+    });
+
     it('takes only a token: a card number in the body is refused (400 naming it), nothing is attempted', async () => {
       const s = await newSession();
       for (const body of [

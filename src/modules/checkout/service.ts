@@ -22,6 +22,7 @@ import type { CatalogService, Market } from '../catalog/service.js';
 import type { CustomerAccount, CustomerService } from '../customers/service.js';
 import type { PaymentService } from '../payments/service.js';
 import {
+  ATTEMPTS_MAX,
   CONFIRM_CLAIM_MS,
   marketLocale,
   newClientSecret,
@@ -395,6 +396,13 @@ export class CheckoutService {
       const resumes =
         row.attempt_token_hash !== null && Buffer.from(row.attempt_token_hash).equals(tokenHash);
       const attempt = resumes ? row.attempts : row.attempts + 1;
+      if (attempt > ATTEMPTS_MAX) {
+        return {
+          refused: invalidState(
+            `This checkout has had ${ATTEMPTS_MAX} payment attempts; start a new checkout.`,
+          ),
+        };
+      }
       await db
         .updateTable('checkout_sessions')
         .set({

@@ -10,6 +10,12 @@ export const SESSION_RETENTION_MS = 30 * 24 * 3_600_000;
  */
 export const CONFIRM_CLAIM_MS = 5 * 60_000;
 
+/**
+ * Cards one session may try: enough for a customer's typos and a second card, not for testing a
+ * list of stolen cards through one link. Beyond it the session refuses new attempts (409).
+ */
+export const ATTEMPTS_MAX = 20;
+
 export const CLIENT_SECRET_PREFIX = 'cs_secret_';
 
 export type SessionStatus = 'open' | 'complete' | 'expired';
