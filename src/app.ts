@@ -29,6 +29,8 @@ import { billingRoutes } from './modules/billing/routes.js';
 import { BillingService } from './modules/billing/service.js';
 import { catalogRoutes } from './modules/catalog/routes.js';
 import { CatalogService } from './modules/catalog/service.js';
+import { checkoutRoutes } from './modules/checkout/routes.js';
+import { CheckoutService } from './modules/checkout/service.js';
 import { moveDataKeysToKeyStore } from './modules/customers/key-move.js';
 import { customerRoutes } from './modules/customers/routes.js';
 import { CustomerService } from './modules/customers/service.js';
@@ -87,6 +89,8 @@ export interface Services {
   pageSessions: PageSessionAuth;
   /** Customer portal sessions (ADR 0024). */
   portal: PortalService;
+  /** Hosted checkout sessions (ADR 0023). */
+  checkout: CheckoutService;
 }
 
 export function createServices(
@@ -169,7 +173,18 @@ export function createServices(
   pageSessions.register('portal', (secret, request) =>
     portal.authenticate(secret, (request.params as { id?: unknown } | undefined)?.id),
   );
+  const checkout = new CheckoutService(db, clock, {
+    customers,
+    catalog,
+    billing,
+    payments,
+    router: providers.router,
+    publicOrigin,
+    audit,
+    events,
+  });
   return {
+    checkout,
     publicOrigin,
     pageSessions,
     portal,
@@ -319,6 +334,16 @@ export async function createApp(options: AppOptions): Promise<App> {
     : providers.embedded.map((e) => new URL(e.url).origin);
   await installWeb(server, { frameSources: () => frameOrigins });
   reportRoutes(server, { reports: services.reports, catalog: services.catalog });
+  checkoutRoutes(server, {
+    checkout: services.checkout,
+    billing: services.billing,
+    payments: services.payments,
+    uow,
+    pageSessions: services.pageSessions,
+  });
+  // The card frame may be embedded by the hosted pages' origin only, read as it is at each request
+  // (REPRISE_PUBLIC_URL, else the address the server listens on once it does).
+  providers.setPageOrigin(() => services.publicOrigin.origin);
   await server.ready();
   logError = (error, where) => server.log.warn({ err: error }, `events: ${where}`);
   // Webhook fan-out: a shared durable consumer of the bus (each event to one node, at least once).
@@ -357,6 +382,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       services.portal
         .prune()
         .catch((err: unknown) => server.log.warn({ err }, 'portal sessions prune failed'));
+      services.checkout
+        .prune()
+        .catch((err: unknown) => server.log.warn({ err }, 'checkout sessions prune failed'));
       services.customers
         .sweepOrphanKeys()
         .catch((err: unknown) => server.log.warn({ err }, 'key store sweep failed'));

@@ -10,6 +10,7 @@ import { openDatabase } from '../db/engine.js';
 import { migrate } from '../db/migrate.js';
 import { isScope, SCOPES, type Scope } from '../modules/api-keys/scopes.js';
 import { moveDataKeysToKeyStore } from '../modules/customers/key-move.js';
+import { originOf } from '../providers/simulator/elements.js';
 import { buildSimulator } from '../providers/simulator/server.js';
 import { seedDemoCatalog } from '../seed/demo-catalog.js';
 import { seedDemoSubscriptions } from '../seed/demo-subscriptions.js';
@@ -21,7 +22,9 @@ Usage:
   reprise migrate                    apply pending database migrations
   reprise seed --demo                create the demo catalog (markets, products, plans)
   reprise keys create --name N --scopes a,b   create an API key and print its secret once
-  reprise psp-simulator --port N [--webhook-url U]   run the PSP simulator on its own
+  reprise psp-simulator --port N [--webhook-url U] [--page-origin O]
+                                     run the PSP simulator on its own; O: the origin(s) of Reprise's
+                                     hosted pages, comma-separated, that may embed its card frame
 
 Scopes: ${SCOPES.join(', ')}
 `;
@@ -184,12 +187,22 @@ export async function main(argv: string[]): Promise<number> {
           port: { type: 'string', default: '4010' },
           'webhook-url': { type: 'string' },
           host: { type: 'string', default: '127.0.0.1' },
+          'page-origin': { type: 'string' },
         },
       });
+      const pageOrigins = (values['page-origin'] ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      for (const origin of pageOrigins) {
+        if (originOf(origin) === null)
+          throw new ConfigError(`--page-origin: '${origin}' is not an origin (scheme://host[:port])`);
+      }
       const secrets = requireSimulatorSecrets(simulatorSecretsFrom(process.env), 'reprise psp-simulator');
       const { app } = await buildSimulator({
         ...secrets,
         ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
+        pageOrigins,
       });
       const url = await app.listen({ port: Number(values.port), host: values.host });
       process.stdout.write(

@@ -6,6 +6,7 @@ import type { ApiKeyTables } from '../modules/api-keys/tables.js';
 import type { AuditTables } from '../modules/audit/tables.js';
 import type { BillingTables } from '../modules/billing/tables.js';
 import type { CatalogTables } from '../modules/catalog/tables.js';
+import type { CheckoutTables } from '../modules/checkout/tables.js';
 import type { CustomerTables } from '../modules/customers/tables.js';
 import type { LedgerTables } from '../modules/ledger/tables.js';
 import type { PaymentTables } from '../modules/payments/tables.js';
@@ -32,7 +33,8 @@ export interface Database
     EventTables,
     BillingTables,
     WebhookTables,
-    PortalTables {}
+    PortalTables,
+    CheckoutTables {}
 
 export type Db = Kysely<Database>;
 /** A query executor: the database itself or an open transaction. Shared between modules. */

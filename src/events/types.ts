@@ -26,6 +26,7 @@ export const EVENT_TYPES = [
   'payment.refunded',
   'entitlement.updated',
   'webhook_endpoint.disabled',
+  'checkout_session.completed',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

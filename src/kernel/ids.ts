@@ -33,6 +33,7 @@ export const ID_PREFIXES = {
   webhookDelivery: 'wd',
   adminSession: 'ses',
   portalSession: 'ps',
+  checkoutSession: 'cs',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -80,11 +80,29 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * A provider's hosted card fields (as Stripe Elements): a page on the provider's own origin that a
+ * hosted checkout page embeds in an iframe. It tokenizes the card with its provider and hands the
+ * parent page a token through the `reprise-card:*` postMessage protocol (see
+ * simulator/elements.ts), so card numbers never reach Reprise. Another provider plugs in by serving
+ * a frame that speaks the same protocol and answering this from its adapter.
+ */
+export interface CardElements {
+  /** The provider kind the frame's tokens are attached with (`simulator`). */
+  readonly kind: string;
+  /** The frame's origin: the only one the parent page accepts its messages from. */
+  readonly origin: string;
+  /** The frame's URL, without query; the page adds `?parentOrigin=<its origin>&locale=<bcp47>`. */
+  readonly url: string;
+}
+
 export interface PaymentProvider {
   /** Instance id, e.g. `simulator-a`. */
   readonly id: string;
   /** Vendor kind, e.g. `simulator`: what a client names when attaching a method. */
   readonly kind: string;
+  /** The provider's hosted card fields, when it has them. */
+  readonly cardElements?: CardElements;
   /**
    * The longest one call may take, every retry of the adapter included: after it (plus a margin)
    * no request of that call can still be processed, so a lookup that finds nothing is final.

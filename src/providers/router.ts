@@ -8,7 +8,7 @@ import {
 } from 'cockatiel';
 import { Counter, type Registry } from 'prom-client';
 import { type Clock, systemClock } from '../kernel/clock.js';
-import { type PaymentProvider, ProviderError } from './port.js';
+import { type CardElements, type PaymentProvider, ProviderError } from './port.js';
 
 /** A routing rule: for a market and a card brand ('*' matches any), try these providers in order. */
 export interface RouteRule {
@@ -91,6 +91,17 @@ export class ProviderRouter {
   /** The vendor kinds a client can name when attaching a method (`simulator`). */
   kinds(): string[] {
     return [...new Set([...this.#providers.values()].map((p) => p.kind))];
+  }
+
+  /**
+   * The card frame hosted checkout embeds: the first instance (in configuration order) that has
+   * one, of `kind` when given. Its tokens are attached at every instance of that kind.
+   */
+  cardElements(kind?: string): CardElements | null {
+    for (const p of this.#providers.values()) {
+      if (p.cardElements && (kind === undefined || p.kind === kind)) return p.cardElements;
+    }
+    return null;
   }
 
   /** The kind of a provider instance (`simulator-a` → `simulator`), or null when there is none. */

@@ -21,6 +21,13 @@ export interface Providers {
   }>;
   /** Tells in-process simulators where to send webhooks once Reprise listens. */
   setWebhookBase(baseUrl: string): void;
+  /**
+   * Tells in-process simulators the origin of Reprise's hosted pages: the only parent their card
+   * frame may be embedded in (CSP frame-ancestors). A function is read at each frame request (the
+   * default origin is known once the server listens). An external simulator is told with
+   * `reprise psp-simulator --page-origin`.
+   */
+  setPageOrigin(origin: string | (() => string)): void;
   close(): Promise<void>;
 }
 
@@ -86,6 +93,9 @@ export async function setupProviders(config: Config, clock: Clock = systemClock)
     embedded,
     setWebhookBase(baseUrl) {
       for (const e of embedded) e.state.webhook.url = `${baseUrl}/v1/providers/${e.id}/webhooks`;
+    },
+    setPageOrigin(origin) {
+      for (const e of embedded) e.state.pageOriginSource = typeof origin === 'string' ? () => origin : origin;
     },
     async close() {
       await Promise.all(embedded.map((e) => e.app.close()));

@@ -12,6 +12,7 @@ import { auditTables } from '../../src/modules/audit/tables.js';
 import { billingTables } from '../../src/modules/billing/tables.js';
 import type { MarketsTable } from '../../src/modules/catalog/tables.js';
 import { catalogTables } from '../../src/modules/catalog/tables.js';
+import { checkoutTables } from '../../src/modules/checkout/tables.js';
 import { customerTables } from '../../src/modules/customers/tables.js';
 import { ledgerTables } from '../../src/modules/ledger/tables.js';
 import { paymentTables } from '../../src/modules/payments/tables.js';
@@ -78,6 +79,10 @@ function crossModuleQueriesDoNotCompile(trx: Executor): void {
   sessions.innerJoin('customers', 'customers.id', 'portal_sessions.customer_id');
   // @ts-expect-error and no module reads portal sessions but the portal
   billingTables(trx).selectFrom('portal_sessions');
+  // @ts-expect-error checkout sessions do not read subscriptions (they ask BillingService)
+  checkoutTables(trx).selectFrom('subscriptions');
+  // @ts-expect-error nor make customers themselves (CustomerService does)
+  checkoutTables(trx).insertInto('customers');
   // @ts-expect-error ownTables refuses a table that is not in Database
   ownTables<{ nope: MarketsTable }>(trx);
   // @ts-expect-error and a known table with another row type

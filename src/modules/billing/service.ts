@@ -616,6 +616,30 @@ export class BillingService {
     return { db, sub, invoice, payment, inFlight };
   }
 
+  /** Whether the customer already had a trial of this product (one trial per customer and product). */
+  async hadTrial(customerId: string, productId: string): Promise<boolean> {
+    const row = await this.#tables
+      .selectFrom('trial_usage')
+      .select('subscription_id')
+      .where('customer_id', '=', customerId)
+      .where('product_id', '=', productId)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * The subscription a checkout's request key created, if any (e.g. a hosted checkout session's
+   * `checkout:<id>:subscribe`, found again after a crash before the session recorded it).
+   */
+  async subscriptionIdByRequestKey(requestKey: string): Promise<string | null> {
+    const row = await this.#tables
+      .selectFrom('subscriptions')
+      .select('id')
+      .where('request_key', '=', requestKey)
+      .executeTakeFirst();
+    return row?.id ?? null;
+  }
+
   /** The checkout as it stands, without writing (an unsettled charge). */
   async checkoutState(subscriptionId: string, invoiceId: string, payment: Payment | null) {
     return {

@@ -18,18 +18,22 @@ import { type Customer, type CustomerService, PERSONAL_FIELDS } from './service.
  */
 const INVISIBLE = /[\p{C}\p{Zl}\p{Zp}]/u;
 
+/** A new customer's externalId: what every route that may create a customer accepts. */
+export const externalIdSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine((v) => v.trim() === v && v !== '', 'must not be blank or start or end with whitespace')
+  .refine(
+    (v) => !INVISIBLE.test(v),
+    'must not contain control, format, private-use or unassigned characters, or line/paragraph separators',
+  )
+  .refine((v) => !looksLikeId(v), 'must not have the shape of a Reprise id (e.g. cus_ and 26 characters)');
+
 const customerBody = z.object({
-  externalId: z
-    .string()
-    .min(1)
-    .max(255)
-    .refine((v) => v.trim() === v && v !== '', 'must not be blank or start or end with whitespace')
-    .refine(
-      (v) => !INVISIBLE.test(v),
-      'must not contain control, format, private-use or unassigned characters, or line/paragraph separators',
-    )
-    .refine((v) => !looksLikeId(v), 'must not have the shape of a Reprise id (e.g. cus_ and 26 characters)')
-    .describe("The identity system's user id; unique; never shaped like a Reprise id"),
+  externalId: externalIdSchema.describe(
+    "The identity system's user id; unique; never shaped like a Reprise id",
+  ),
   market: z.string().min(1).max(64).describe('Market code or id'),
   email: z.email().max(320).optional(),
   name: z.string().min(1).max(200).optional(),

@@ -6,6 +6,7 @@ import { type Clock, systemClock } from '../../kernel/clock.js';
 import { PAYMENT_AMOUNT_MINOR_MAX_HIGH_DENOMINATION } from '../../kernel/money.js';
 import {
   type AttachResult,
+  type CardElements,
   type ChargeInput,
   type ChargeResult,
   type PaymentProvider,
@@ -52,6 +53,8 @@ export class SimulatorProvider implements PaymentProvider {
   readonly id: string;
   readonly kind = 'simulator';
   readonly callBudgetMs: number;
+  /** The simulator's card frame, on its own origin (`GET /elements/card`). */
+  readonly cardElements: CardElements;
   readonly #o: Required<SimulatorClientOptions>;
   readonly #base: URL;
   /** Kept-alive connections to the simulator, at most `SOCKETS_MAX` at once. */
@@ -61,6 +64,11 @@ export class SimulatorProvider implements PaymentProvider {
     this.id = options.id;
     this.#o = { timeoutMs: 5_000, retriesMax: 3, retryBaseMs: 100, clock: systemClock, ...options };
     this.#base = new URL(this.#o.baseUrl);
+    this.cardElements = {
+      kind: this.kind,
+      origin: this.#base.origin,
+      url: new URL('elements/card', `${this.#o.baseUrl.replace(/\/$/, '')}/`).href,
+    };
     this.#agent =
       this.#base.protocol === 'https:'
         ? new HttpsAgent({ keepAlive: true, maxSockets: SOCKETS_MAX })

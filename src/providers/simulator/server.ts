@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { canonicalJson, sha256Hex } from '../../kernel/canonical-json.js';
 import { simulatorFee, TEST_CARDS } from './cards.js';
+import { cardElementsRoutes, originOf } from './elements.js';
 
 /**
  * A payment service provider you can run next to Reprise: its own HTTP service with its own state,
@@ -17,6 +18,10 @@ export interface SimulatorOptions {
   webhookUrl?: string;
   /** Delay between webhook delivery attempts; grows ×2 per attempt. */
   webhookRetryBaseMs?: number;
+  /** Origins of the hosted pages that may embed the card frame (`/elements/card`). */
+  pageOrigins?: readonly string[];
+  /** `POST /v1/tokens` per client address and minute. */
+  tokensPerMinute?: number;
 }
 
 export interface Faults {
@@ -84,9 +89,27 @@ export class SimulatorState {
   /** Requests parked by the `hold` fault, released in arrival order. */
   readonly held: Array<() => void> = [];
   webhook = { url: undefined as string | undefined, duplicate: false, reorder: false };
+  /** Origins of the hosted pages allowed to frame the card frame (each `scheme://host[:port]`). */
+  readonly pageOrigins = new Set<string>();
+  /** The embedding platform's hosted-page origin, read at each request (it is known once it listens). */
+  pageOriginSource: (() => string) | undefined;
   readonly deliveries: Array<{ eventId: string; type: string; attempt: number; status: number | string }> =
     [];
   requests = 0;
+
+  /** Allows pages of `origin` to frame the card frame; refuses anything that is not an origin. */
+  addPageOrigin(origin: string): void {
+    const normalised = originOf(origin);
+    if (normalised === null) throw new Error(`'${origin}' is not an origin (scheme://host[:port])`);
+    this.pageOrigins.add(normalised);
+  }
+
+  /** Every origin whose pages may frame the card frame now. */
+  allowedPageOrigins(): ReadonlySet<string> {
+    const current = this.pageOriginSource?.();
+    const normalised = current === undefined ? null : originOf(current);
+    return normalised === null ? this.pageOrigins : new Set([...this.pageOrigins, normalised]);
+  }
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest();
@@ -97,6 +120,7 @@ export async function buildSimulator(
 ): Promise<{ app: FastifyInstance; state: SimulatorState }> {
   const state = new SimulatorState();
   state.webhook.url = options.webhookUrl;
+  for (const origin of options.pageOrigins ?? []) state.addPageOrigin(origin);
   const retryBaseMs = options.webhookRetryBaseMs ?? 200;
   const app = Fastify({ logger: false, forceCloseConnections: true });
   const pending = new Set<Promise<void>>();
@@ -197,8 +221,10 @@ export async function buildSimulator(
   // ---- faults and auth --------------------------------------------------------------------
   const expectedAuth = sha256(`Bearer ${options.apiKey}`);
   app.addHook('onRequest', async (req, reply) => {
-    // Every route needs the key, admin ones included; faults apply to the API, decided on the
-    // matched route (never the raw URL, which the router decodes and normalises).
+    // Every route needs the key, admin ones included, but the card frame and its tokenization,
+    // which browsers call (public by declaration on the matched route, outside the faults); faults
+    // apply to the API, decided on the matched route (never the raw URL, which the router decodes).
+    if (req.routeOptions.config?.public === true) return;
     if (!timingSafeEqual(sha256(req.headers.authorization ?? ''), expectedAuth)) {
       return reply.code(401).send({ error: { type: 'authentication_error', message: 'Invalid API key' } });
     }
@@ -220,10 +246,21 @@ export async function buildSimulator(
   // Timeouts: the request is processed, the answer comes too late.
   app.addHook('onSend', async (req, _reply, payload) => {
     const f = state.faults;
-    if (req.url.startsWith('/v1/') && f.timeoutRate > 0 && Math.random() < f.timeoutRate) {
+    if (
+      req.routeOptions.config?.public !== true &&
+      req.url.startsWith('/v1/') &&
+      f.timeoutRate > 0 &&
+      Math.random() < f.timeoutRate
+    ) {
       await new Promise((r) => setTimeout(r, f.timeoutMs));
     }
     return payload;
+  });
+
+  // ---- card frame and tokenization (browsers, no API key) ---------------------------------
+  await cardElementsRoutes(app, {
+    pageOrigins: () => state.allowedPageOrigins(),
+    tokensPerMinute: options.tokensPerMinute,
   });
 
   // ---- API --------------------------------------------------------------------------------

@@ -8160,7 +8160,7 @@ export interface paths {
         };
         /**
          * Events, oldest first
-         * @description Ordered as they committed: an event written by a transaction still running is listed once it ends, never behind a page already read, so polling with `after` (or following `nextCursor`) misses nothing. `type` is one event type or a group ending in `.*` (e.g. `subscription.*`); types: subscription.created, subscription.trial_will_end, subscription.activated, subscription.renewed, subscription.changed, subscription.past_due, subscription.paused, subscription.resumed, subscription.canceled, subscription.expired, invoice.created, invoice.finalized, invoice.paid, invoice.uncollectible, invoice.voided, payment.succeeded, payment.failed, payment.refunded, entitlement.updated, webhook_endpoint.disabled. `after` is an event id (exclusive); an unknown or pruned one is a 400. `cursor` wins over `after`.
+         * @description Ordered as they committed: an event written by a transaction still running is listed once it ends, never behind a page already read, so polling with `after` (or following `nextCursor`) misses nothing. `type` is one event type or a group ending in `.*` (e.g. `subscription.*`); types: subscription.created, subscription.trial_will_end, subscription.activated, subscription.renewed, subscription.changed, subscription.past_due, subscription.paused, subscription.resumed, subscription.canceled, subscription.expired, invoice.created, invoice.finalized, invoice.paid, invoice.uncollectible, invoice.voided, payment.succeeded, payment.failed, payment.refunded, entitlement.updated, webhook_endpoint.disabled, checkout_session.completed. `after` is an event id (exclusive); an unknown or pruned one is a 400. `cursor` wins over `after`.
          */
         get: {
             parameters: {
@@ -17976,6 +17976,218 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/portal-sessions/{id}/invoices/{invoice}/pdf": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One of the customer's invoices as a PDF
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. The same document as `GET /v1/invoices/{id}/pdf`; another customer's invoice is 404.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description ps_… */
+                    id: string;
+                    /** @description in_… */
+                    invoice: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The PDF (application/pdf), Content-Disposition: attachment; filename="<number>.pdf" */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/pdf": string;
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description invoice_not_finalized: a draft has no number, so no PDF yet */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/portal-sessions/{id}/end": {
         parameters: {
             query?: never;
@@ -18645,6 +18857,1311 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkout-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Checkout sessions, oldest first */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Page size, 1 to 100 */
+                    limit?: string;
+                    /** @description The `nextCursor` of the previous page */
+                    cursor?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["CheckoutSession"][];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Create a hosted checkout session (its URL, with the client secret, is returned once)
+         * @description A page where one customer subscribes to `plan`, paying with a card typed into the payment provider’s own frame. Name the customer by `customer` (id or externalId of an existing one: its market wins) or by a new `externalId` with its `market` (the customer is made when the checkout is paid). 422 price_not_found when the plan has no price there. `successUrl` and `cancelUrl` must be on an origin of REPRISE_ALLOWED_REDIRECT_ORIGINS; `{CHECKOUT_SESSION_ID}` in successUrl is replaced by the id. The session is single-use and expires after 24 hours.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Plan id or code */
+                        plan: string;
+                        /** @description The customer’s externalId (new or existing) */
+                        externalId?: string;
+                        /** @description An existing customer’s id or externalId */
+                        customer?: string;
+                        /** @description Market code or id: required for a new customer */
+                        market?: string;
+                        /** @description Where a paid checkout goes (default: a thank-you page) */
+                        successUrl?: string;
+                        /** @description Where the page’s cancel link goes (default: none shown) */
+                        cancelUrl?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutSession"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description price_not_found */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout-sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A checkout session (`url` is null: the secret is shown only at creation) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description cs_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutSession"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout-sessions/{id}/expire": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Expire an open checkout session now (its page stops working)
+         * @description 409 invalid_state when it is complete or a payment of it is in progress; an expired one stays so.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description cs_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutSession"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout-sessions/{id}/page": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the hosted checkout page shows (authenticated by the session’s client secret)
+         * @description `Authorization: Bearer <client secret>` (the URL fragment of the session’s `url`), not an API key. 401 for another session’s secret, a wrong one, or an expired session.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description cs_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutPage"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout-sessions/{id}/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pay the checkout with a card token from the provider’s frame (hosted page)
+         * @description `Authorization: Bearer <client secret>`. Takes only a token (`tok_…`): card numbers never reach Reprise. 200 complete with the customer, the subscription and where to go; 402 payment_declined with `declineCode` and a `detail` to show (the session stays open: try another card); 202 while the provider has not answered (poll the page, then confirm again with the same token); 409 when the session is complete, expired, or another confirm of it is running.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry-safe key: same key and body replay the first answer (Idempotent-Replayed: true) */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /** @description cs_… */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        token: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutConfirmed"];
+                    };
+                };
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutProcessing"];
+                    };
+                };
+                /** @description validation_failed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unauthenticated */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description payment_declined, with declineCode; detail is the message to show */
+                402: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description forbidden */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description not_found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description already_exists, invalid_state or idempotency_key_in_use */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description idempotency_key_reused */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            /** @description Stable machine-readable error code */
+                            code: string;
+                            errors: {
+                                path: string;
+                                message: string;
+                                in?: string;
+                            }[];
+                            requestId?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -18786,6 +20303,100 @@ export interface components {
             seller: components["schemas"]["MarketSellerInput"] | null;
             /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
             createdAt: string;
+        };
+        CheckoutSessionInput: {
+            /** @description cs_… */
+            id: string;
+            /** @constant */
+            object: "checkout_session";
+            /** @description The hosted page, `<public origin>/checkout/<id>#<client secret>`: only in the create call’s answer; null everywhere else (reads, lists, and an idempotent replay of the create) */
+            url: string | null;
+            /**
+             * @description `expired` 24 hours after creation, or by POST …/expire
+             * @enum {string}
+             */
+            status: "open" | "complete" | "expired";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            expiresAt: string;
+            /** @description Plan id */
+            plan: string;
+            /** @description Customer id: known at creation, else once the checkout made it */
+            customer: string | null;
+            /** @description The customer's externalId */
+            externalId: string;
+            /** @description Market code */
+            market: string;
+            successUrl: string | null;
+            cancelUrl: string | null;
+            /** @description The subscription, once the checkout made it */
+            subscription: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            completedAt: string | null;
+        };
+        CheckoutPageInput: {
+            id: string;
+            /** @enum {string} */
+            status: "open" | "complete" | "expired";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            expiresAt: string;
+            product: {
+                code: string;
+                name: string;
+                features: string[];
+            };
+            plan: {
+                code: string;
+                name: string;
+                /** @enum {string} */
+                billingPeriod: "month" | "year" | "week";
+                /** @description The plan's trial */
+                trialDays: number;
+            };
+            /** @description Per billing period, in minor units, as the market shows it (tax included when taxInclusive) */
+            price: {
+                amount: number;
+                currency: string;
+            };
+            /** @description The trial this customer gets: 0 when they already had this product’s */
+            trialDays: number;
+            market: {
+                code: string;
+                currency: string;
+                /** @description BCP 47, for Intl number and currency formatting */
+                locale: string;
+                taxRateBps: number;
+                taxInclusive: boolean;
+            };
+            customer: {
+                externalId: string;
+            };
+            successUrl: string | null;
+            cancelUrl: string | null;
+            /** @description The payment provider’s card frame (the reprise-card:* postMessage protocol) */
+            provider: {
+                /** @description The provider kind the frame’s tokens are attached with (`simulator`) */
+                kind: string;
+                /** @description The card frame, on the provider’s origin; add `?parentOrigin=<page origin>&locale=<bcp47>` */
+                elementsUrl: string;
+                /** @description The frame’s origin: accept its messages from it only */
+                origin: string;
+            };
+            subscription: string | null;
+        };
+        CheckoutConfirmedInput: {
+            /** @constant */
+            status: "complete";
+            customer: string;
+            subscription: string;
+            /** @description successUrl, or the platform’s thank-you page */
+            redirectUrl: string;
+        };
+        CheckoutProcessingInput: {
+            /** @constant */
+            status: "open";
+            /** @constant */
+            processing: true;
         };
         LedgerTransactionInput: {
             id: string;
@@ -19116,6 +20727,100 @@ export interface components {
             seller: components["schemas"]["MarketSeller"] | null;
             /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
             createdAt: string;
+        };
+        CheckoutSession: {
+            /** @description cs_… */
+            id: string;
+            /** @constant */
+            object: "checkout_session";
+            /** @description The hosted page, `<public origin>/checkout/<id>#<client secret>`: only in the create call’s answer; null everywhere else (reads, lists, and an idempotent replay of the create) */
+            url: string | null;
+            /**
+             * @description `expired` 24 hours after creation, or by POST …/expire
+             * @enum {string}
+             */
+            status: "open" | "complete" | "expired";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            expiresAt: string;
+            /** @description Plan id */
+            plan: string;
+            /** @description Customer id: known at creation, else once the checkout made it */
+            customer: string | null;
+            /** @description The customer's externalId */
+            externalId: string;
+            /** @description Market code */
+            market: string;
+            successUrl: string | null;
+            cancelUrl: string | null;
+            /** @description The subscription, once the checkout made it */
+            subscription: string | null;
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            createdAt: string;
+            completedAt: string | null;
+        };
+        CheckoutPage: {
+            id: string;
+            /** @enum {string} */
+            status: "open" | "complete" | "expired";
+            /** @description ISO-8601 UTC, e.g. 2012-02-01T00:03:42Z */
+            expiresAt: string;
+            product: {
+                code: string;
+                name: string;
+                features: string[];
+            };
+            plan: {
+                code: string;
+                name: string;
+                /** @enum {string} */
+                billingPeriod: "month" | "year" | "week";
+                /** @description The plan's trial */
+                trialDays: number;
+            };
+            /** @description Per billing period, in minor units, as the market shows it (tax included when taxInclusive) */
+            price: {
+                amount: number;
+                currency: string;
+            };
+            /** @description The trial this customer gets: 0 when they already had this product’s */
+            trialDays: number;
+            market: {
+                code: string;
+                currency: string;
+                /** @description BCP 47, for Intl number and currency formatting */
+                locale: string;
+                taxRateBps: number;
+                taxInclusive: boolean;
+            };
+            customer: {
+                externalId: string;
+            };
+            successUrl: string | null;
+            cancelUrl: string | null;
+            /** @description The payment provider’s card frame (the reprise-card:* postMessage protocol) */
+            provider: {
+                /** @description The provider kind the frame’s tokens are attached with (`simulator`) */
+                kind: string;
+                /** @description The card frame, on the provider’s origin; add `?parentOrigin=<page origin>&locale=<bcp47>` */
+                elementsUrl: string;
+                /** @description The frame’s origin: accept its messages from it only */
+                origin: string;
+            };
+            subscription: string | null;
+        };
+        CheckoutConfirmed: {
+            /** @constant */
+            status: "complete";
+            customer: string;
+            subscription: string;
+            /** @description successUrl, or the platform’s thank-you page */
+            redirectUrl: string;
+        };
+        CheckoutProcessing: {
+            /** @constant */
+            status: "open";
+            /** @constant */
+            processing: true;
         };
         LedgerTransaction: {
             id: string;
