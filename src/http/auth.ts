@@ -95,16 +95,18 @@ export function installAuth(
     const pageSession = request.routeOptions.config?.pageSession;
     if (pageSession !== undefined) {
       // A hosted page's route: only its session's secret, never an API key.
+      // A valid secret always gets through: guessing from an address over its budget is refused,
+      // the customers behind the same address (a proxy, a carrier NAT) are not locked out.
       const verify = pageSessions.verifier(pageSession);
-      if (retryAfter > 0) {
-        reply.header('Retry-After', String(retryAfter));
-        throw new DomainError(
-          'rate_limited',
-          `Too many failed authentications from this address; retry in ${retryAfter} s.`,
-        );
-      }
       principal = secret && verify ? await verify(secret, request) : null;
       if (!principal) {
+        if (retryAfter > 0) {
+          reply.header('Retry-After', String(retryAfter));
+          throw new DomainError(
+            'rate_limited',
+            `Too many failed authentications from this address; retry in ${retryAfter} s.`,
+          );
+        }
         limiter.fail(address);
         throw new DomainError('unauthenticated', 'This page session is unknown, expired or ended.');
       }
@@ -124,15 +126,15 @@ export function installAuth(
           },
         );
       }
-      if (retryAfter > 0) {
-        reply.header('Retry-After', String(retryAfter));
-        throw new DomainError(
-          'rate_limited',
-          `Too many failed authentications from this address; retry in ${retryAfter} s.`,
-        );
-      }
       const session = await sessions.authenticate(cookie);
       if (!session) {
+        if (retryAfter > 0) {
+          reply.header('Retry-After', String(retryAfter));
+          throw new DomainError(
+            'rate_limited',
+            `Too many failed authentications from this address; retry in ${retryAfter} s.`,
+          );
+        }
         limiter.fail(address);
         throw new DomainError('unauthenticated', 'The console session ended; sign in again.');
       }

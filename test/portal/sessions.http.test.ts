@@ -78,7 +78,7 @@ describe(`portal sessions (${ENGINE})`, () => {
     expect(other.body.returnUrl).toBeNull();
   });
 
-  it('an idempotent replay answers the same link; another request with the key is 422', async () => {
+  it('an idempotent replay answers the same session without its link (the secret is shown once); another request with the key is 422', async () => {
     const c = await customer();
     const headers = { 'idempotency-key': `portal-create-${c.id}` };
     const first = await t.call('POST', '/v1/portal-sessions', { customer: c.id }, { headers });
@@ -86,7 +86,14 @@ describe(`portal sessions (${ENGINE})`, () => {
     expect(first.statusCode).toBe(201);
     expect(again.statusCode).toBe(201);
     expect(again.headers['idempotent-replayed']).toBe('true');
-    expect(again.json()).toEqual(first.json());
+    expect(again.json()).toEqual({ ...first.json(), url: null });
+    const secret = new URL(first.json().url).hash.slice(1);
+    const stored = await sql<{
+      n: string;
+    }>`SELECT count(*) AS n FROM idempotency_keys WHERE response_body::text LIKE ${`%${secret}%`}`.execute(
+      t.app.services.db,
+    );
+    expect(Number(stored.rows[0]!.n)).toBe(0);
     const count = await sql<{
       n: string;
     }>`SELECT count(*) AS n FROM portal_sessions WHERE customer_id = ${c.id}`.execute(t.app.services.db);
@@ -142,7 +149,7 @@ describe(`portal sessions (${ENGINE})`, () => {
     expect((await pageCall(t, session, 'GET', '/overview')).statusCode).toBe(200);
   });
 
-  it('needs an API key with subscriptions:write', async () => {
+  it('needs an API key with subscriptions:write, customers:read and payments:write (what the link can do)', async () => {
     const c = await customer();
     const reader = await t.keyWith('subscriptions:read');
     const res = await t.call('POST', '/v1/portal-sessions', { customer: c.id }, { key: reader });
@@ -152,9 +159,13 @@ describe(`portal sessions (${ENGINE})`, () => {
       401,
     );
     const writer = await t.keyWith('subscriptions:write');
-    expect(
-      (await t.call('POST', '/v1/portal-sessions', { customer: c.id }, { key: writer })).statusCode,
-    ).toBe(201);
+    const short = await t.call('POST', '/v1/portal-sessions', { customer: c.id }, { key: writer });
+    expect(short.statusCode).toBe(403);
+    expect(short.json().requiredScope).toBe('customers:read');
+    const full = await t.keyWith('subscriptions:write', 'customers:read', 'payments:write');
+    expect((await t.call('POST', '/v1/portal-sessions', { customer: c.id }, { key: full })).statusCode).toBe(
+      201,
+    );
   });
 
   it('the page authenticates only with its own session secret: none, wrong, another session’s, an API key → 401', async () => {

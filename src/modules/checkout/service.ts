@@ -429,10 +429,10 @@ export class CheckoutService {
     if (session.customer_id) return session.customer_id;
     const { customers, audit } = this.deps;
     for (let round = 0; round < 2; round++) {
-      const existing = await customers.account(session.external_id).catch((e: unknown) => {
-        if (e instanceof DomainError && e.code === 'not_found') return null;
-        throw e;
-      });
+      // By externalId only: an externalId shaped like a customer id never names that customer.
+      const existing = (await customers.accountsByExternalIds([session.external_id])).get(
+        session.external_id,
+      );
       if (existing) {
         if (existing.marketId !== session.market_id) {
           throw invalidState(

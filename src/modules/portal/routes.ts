@@ -10,6 +10,7 @@ import { isoSeconds } from '../../kernel/clock.js';
 import { DomainError, notFound } from '../../kernel/errors.js';
 import type { ProviderRouter } from '../../providers/router.js';
 import { SimulatorProvider } from '../../providers/simulator/client.js';
+import { grants } from '../api-keys/scopes.js';
 import { type PresentSubscription, SubscriptionActions } from '../billing/actions.js';
 import { previewDto } from '../billing/change-routes.js';
 import { invoicePdf, sendInvoicePdf } from '../billing/pdf.js';
@@ -34,8 +35,9 @@ export const portalSessionDto = z.object({
   object: z.literal('portal_session'),
   url: z
     .string()
+    .nullable()
     .describe(
-      'The link to send the customer to: `<public origin>/portal/<id>#<secret>`. Shown in this answer and its idempotent replay only',
+      'The link to send the customer to: `<public origin>/portal/<id>#<secret>`. Shown in this answer only: an idempotent replay answers null (the secret is never stored)',
     ),
   customer: z.string().describe('cus_…'),
   returnUrl: z.string().nullable(),
@@ -213,6 +215,14 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
       },
     },
     async (req, reply) => {
+      // The link acts for the customer as the portal does: it reads them and replaces their card.
+      for (const scope of ['customers:read', 'payments:write'] as const) {
+        if (!grants(req.principal?.scopes ?? [], scope)) {
+          throw new DomainError('forbidden', `This API key lacks the '${scope}' scope.`, {
+            extra: { requiredScope: scope },
+          });
+        }
+      }
       const returnUrl =
         req.body.returnUrl === undefined
           ? null
@@ -231,6 +241,8 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
             createdAt: isoSeconds(session.createdAt),
           } satisfies z.infer<typeof portalSessionDto>,
           resourceId: session.id,
+          // The secret is shown once: the stored replay of this request keeps no link.
+          redact: ['url'],
         };
       });
     },

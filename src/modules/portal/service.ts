@@ -120,6 +120,8 @@ export class PortalService {
     const matches = timingSafeEqual(sha256(secret), row ? Buffer.from(row.secret_hash, 'hex') : NO_HASH);
     if (!row || !matches || row.ended_at !== null) return null;
     if (row.expires_at.getTime() <= this.#clock.now().getTime()) return null;
+    // An erased customer's open links stop working at once (their data is gone).
+    if ((await this.#customers.account(row.customer_id)).erasedAt) return null;
     return {
       keyId: `portal_session:${row.id}`,
       scopes: [],
