@@ -102,19 +102,3 @@ export async function presentSubscription(
     createdAt: isoSeconds(sub.created_at),
   };
 }
-
-/**
- * The BCP 47 locale a market's pages format with: the market's own `locale` once markets carry
- * one, else a default for the market's code.
- */
-export function marketLocale(market: { code: string; locale?: string | null | undefined }): string {
-  if (market.locale) return market.locale;
-  return DEFAULT_LOCALES[market.code] ?? 'en';
-}
-
-const DEFAULT_LOCALES: Record<string, string> = {
-  SE: 'sv-SE',
-  US: 'en-US',
-  DE: 'de-DE',
-  GB: 'en-GB',
-};

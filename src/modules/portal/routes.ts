@@ -18,7 +18,7 @@ import type { BillingService, Invoice, Subscription } from '../billing/service.j
 import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { PaymentService } from '../payments/service.js';
-import { marketLocale, portalSubscriptionDto, presentSubscription } from './present.js';
+import { portalSubscriptionDto, presentSubscription } from './present.js';
 import type { PortalService, PortalSession } from './service.js';
 
 const tags = ['Customer portal'];
@@ -282,7 +282,7 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
         market: {
           code: market.code,
           currency: market.currency,
-          locale: marketLocale(market),
+          locale: market.locale,
           taxRateBps: market.taxRateBps,
           taxInclusive: market.taxInclusive,
         },
