@@ -1,5 +1,5 @@
 import '@mantine/core/styles.css';
-import { createTheme, MantineProvider } from '@mantine/core';
+import { type CSSVariablesResolver, createTheme, MantineProvider } from '@mantine/core';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { lazy, StrictMode, Suspense } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -12,14 +12,26 @@ const CheckoutComplete = lazy(() => import('./checkout/CheckoutComplete'));
 const PortalPage = lazy(() => import('./portal/PortalPage'));
 const AdminApp = lazy(() => import('./admin/AdminApp'));
 
-const theme = createTheme({ primaryColor: 'teal', defaultRadius: 'md' });
+// Shade 8 keeps text, light badges and buttons above WCAG AA contrast on white (axe checks it).
+const theme = createTheme({
+  primaryColor: 'teal',
+  primaryShade: { light: 8, dark: 6 },
+  defaultRadius: 'md',
+  autoContrast: true,
+});
+// "Dimmed" text in Mantine's default gray is 3.3:1 on white: a darker gray reaches 4.5:1+.
+const resolver: CSSVariablesResolver = () => ({
+  variables: {},
+  light: { '--mantine-color-dimmed': 'var(--mantine-color-gray-7)' },
+  dark: {},
+});
 const queries = new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } } });
 
 const root = document.getElementById('root');
 if (!root) throw new Error('#root missing');
 createRoot(root).render(
   <StrictMode>
-    <MantineProvider theme={theme}>
+    <MantineProvider theme={theme} cssVariablesResolver={resolver}>
       <QueryClientProvider client={queries}>
         <BrowserRouter>
           <Suspense fallback={<Loading />}>

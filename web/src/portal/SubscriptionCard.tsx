@@ -69,7 +69,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
         ) : null}
         {s.pendingChange ? (
           <Text size="sm">
-            Changes to {s.pendingChange.plan} on {date(s.pendingChange.effectiveAt, locale)}.
+            Changes to {s.pendingChange.planName ?? s.pendingChange.plan} on {date(s.pendingChange.effectiveAt, locale)}.
           </Text>
         ) : null}
         {error ? (
