@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 
@@ -381,18 +381,20 @@ describe(`checkout sessions (${ENGINE})`, () => {
         isDefault: boolean;
       }>;
       expect(methods.find((m) => m.isDefault)?.last4).toBe('4242');
-      const events = (await t.call('GET', '/v1/events?type=checkout_session.completed&limit=100')).json()
-        .data as Array<{
-        aggregate: { id: string };
-        data: { object: Record<string, unknown> };
-      }>;
-      const event = events.find((e) => e.aggregate.id === s.id);
-      expect(event?.data.object).toMatchObject({
-        id: s.id,
-        status: 'complete',
-        customer: body.customer,
-        subscription: body.subscription,
-      });
+      // Events are listed in commit-safe order: on PostgreSQL once every older transaction ended.
+      await vi.waitFor(
+        async () => {
+          const events = (await t.call('GET', '/v1/events?type=checkout_session.completed&limit=100')).json()
+            .data as Array<{ aggregate: { id: string }; data: { object: Record<string, unknown> } }>;
+          expect(events.find((e) => e.aggregate.id === s.id)?.data.object).toMatchObject({
+            id: s.id,
+            status: 'complete',
+            customer: body.customer,
+            subscription: body.subscription,
+          });
+        },
+        { timeout: 20_000, interval: 50 },
+      );
 
       // What the session did is audited under its own name.
       const audit = (await t.call('GET', `/v1/audit-log?apiKey=checkout_session:${s.id}&limit=100`)).json()
