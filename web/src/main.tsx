@@ -12,10 +12,10 @@ const CheckoutComplete = lazy(() => import('./checkout/CheckoutComplete'));
 const PortalPage = lazy(() => import('./portal/PortalPage'));
 const AdminApp = lazy(() => import('./admin/AdminApp'));
 
-// Shade 8 keeps text, light badges and buttons above WCAG AA contrast on white (axe checks it).
+// Shade 9 keeps text, light badges and buttons above WCAG AA contrast on white (axe checks it).
 const theme = createTheme({
   primaryColor: 'teal',
-  primaryShade: { light: 8, dark: 6 },
+  primaryShade: { light: 9, dark: 6 },
   defaultRadius: 'md',
   autoContrast: true,
 });

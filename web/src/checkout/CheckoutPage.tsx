@@ -150,7 +150,7 @@ export default function CheckoutPage() {
           </Text>
           {s.trialDays > 0 ? (
             <Box>
-              <Badge color="teal" variant="light" size="lg">
+              <Badge color="teal" variant="outline" size="lg">
                 {s.trialDays}-day free trial
               </Badge>
               <Text size="sm" mt="xs">

@@ -40,7 +40,7 @@ export function CancelModal({
   }
 
   return (
-    <Modal opened onClose={onClose} title="Cancel subscription">
+    <Modal opened onClose={onClose} title="Cancel subscription" closeButtonProps={{ 'aria-label': 'Close' }}>
       <Stack gap="md">
         <Text>
           Your subscription ends at the end of the current period. You keep access until{' '}

@@ -64,7 +64,13 @@ export function ChangePlanModal({
 
   const p = preview.data;
   return (
-    <Modal opened onClose={onClose} title="Change plan" size="lg">
+    <Modal
+      opened
+      onClose={onClose}
+      title="Change plan"
+      size="lg"
+      closeButtonProps={{ 'aria-label': 'Close' }}
+    >
       <Stack gap="md">
         {plans.isPending ? <Loader size="sm" aria-label="Loading plans" /> : null}
         {plans.isError ? <Alert color="red">{problemMessage(plans.error)}</Alert> : null}

@@ -72,7 +72,7 @@ export function InvoicesPanel({ market }: { market: Market }) {
                       {money(inv.total, inv.currency ?? market.currency, locale)}
                     </Table.Td>
                     <Table.Td>
-                      <Badge variant="light" color={inv.status === 'paid' ? 'teal' : 'gray'}>
+                      <Badge variant="outline" color={inv.status === 'paid' ? 'teal' : 'gray'}>
                         {inv.status}
                       </Badge>
                     </Table.Td>

@@ -53,7 +53,7 @@ export function PaymentMethodPanel({
         </Title>
         <Text>{method ? `${method.brand.toUpperCase()} •••• ${method.last4}` : 'No card on file.'}</Text>
         {saved ? (
-          <Text size="sm" c="teal" role="status">
+          <Text size="sm" c="teal.9" role="status">
             Card saved.
           </Text>
         ) : null}
@@ -79,7 +79,7 @@ export function PaymentMethodPanel({
         ) : (
           <Group>
             <Button
-              variant="light"
+              variant="outline"
               onClick={() => {
                 setSaved(false);
                 setEditing(true);

@@ -50,7 +50,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
           <Title order={2} size="h3" id={headingId}>
             {s.plan.name}
           </Title>
-          <Badge color={status.color} variant="light">
+          <Badge color={status.color} variant="outline">
             {status.label}
           </Badge>
         </Group>
@@ -69,7 +69,8 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
         ) : null}
         {s.pendingChange ? (
           <Text size="sm">
-            Changes to {s.pendingChange.planName ?? s.pendingChange.plan} on {date(s.pendingChange.effectiveAt, locale)}.
+            Changes to {s.pendingChange.planName ?? s.pendingChange.plan} on{' '}
+            {date(s.pendingChange.effectiveAt, locale)}.
           </Text>
         ) : null}
         {error ? (
@@ -79,7 +80,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
         ) : null}
         <Group gap="sm" wrap="wrap">
           {s.status !== 'paused' && !s.cancelAt ? (
-            <Button variant="light" onClick={() => setChanging(true)}>
+            <Button variant="outline" onClick={() => setChanging(true)}>
               Change plan
             </Button>
           ) : null}
@@ -101,7 +102,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
           )}
           {s.status === 'paused' ? (
             <Button
-              variant="light"
+              variant="outline"
               loading={busy === 'resume'}
               onClick={() =>
                 act('resume', () =>
