@@ -53,7 +53,8 @@ test.describe('customer portal', () => {
     await expect(dialog).toBeHidden();
     await expect(page.getByRole('heading', { name: 'Premium Duo (yearly)' })).toBeVisible();
     const after = await apiCall<{ plan: string }>(request, 'GET', `/v1/subscriptions/${sub.id}`);
-    expect(after.plan).toBe('premium-duo-yearly');
+    const duo = await apiCall<{ id: string }>(request, 'GET', '/v1/plans/premium-duo-yearly');
+    expect(after.plan).toBe(duo.id);
 
     // An invoice PDF.
     const downloading = page.waitForEvent('download');

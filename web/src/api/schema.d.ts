@@ -14462,8 +14462,8 @@ export interface paths {
                             id: string;
                             /** @enum {string} */
                             object: "portal_session";
-                            /** @description The link to send the customer to: `<public origin>/portal/<id>#<secret>`. Shown in this answer and its idempotent replay only */
-                            url: string;
+                            /** @description The link to send the customer to: `<public origin>/portal/<id>#<secret>`. Shown in this answer only: an idempotent replay answers null (the secret is never stored) */
+                            url: string | null;
                             /** @description cus_… */
                             customer: string;
                             returnUrl: string | null;
