@@ -35,6 +35,12 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
   };
 
   let pastDue: { customer: string; subscription: string };
+  let usCustomer: string;
+  const refund = async (customerId: string, amount: number) => {
+    const [payment] = (await t.call('GET', `/v1/payments?customer=${customerId}`)).json().data;
+    const r = await ok('POST', '/v1/refunds', { payment: payment.id, amount });
+    expect(r.status).toBe('succeeded');
+  };
   beforeAll(async () => {
     t = await startTestApp({ dashboardCacheMs: 0, providerTimeoutMs: 5_000 }, clock);
     await t.markets('SE', 'US');
@@ -69,7 +75,8 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
 
     clock.set('2027-02-25T18:30:00Z');
     await subscribe(await customer('SE'), 'music-weekly');
-    await subscribe(await customer('US'), 'music-monthly');
+    usCustomer = await customer('US');
+    await subscribe(usCustomer, 'music-monthly');
     await subscribe(await customer('CA'), 'music-monthly');
 
     // 2027-03-01: the monthly renewals run; one is declined (past_due, in dunning).
@@ -90,7 +97,8 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
     // Customers on a test clock count nowhere: a subscriber and a declined sign-up.
     const testClock = (await ok('POST', '/v1/test-clocks', { frozenTime: '2027-03-02T08:00:00Z' }))
       .id as string;
-    await subscribe(await customer('SE', 'tok_visa', testClock), 'music-yearly');
+    const simulated = await customer('SE', 'tok_visa', testClock);
+    await subscribe(simulated, 'music-yearly');
     const simulatedDecline = await t.call('POST', '/v1/subscriptions', {
       customer: await customer('SE', 'tok_chargeCustomerFail', testClock),
       plan: 'music-monthly',
@@ -99,6 +107,12 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
 
     clock.set('2027-03-05T10:00:00Z');
     await ok('POST', `/v1/subscriptions/${left.id}/cancel`, { timing: 'immediate' });
+    // Refunds: two on the 5th (one of a test-clock customer's payment, which counts nowhere), one on the 6th.
+    await refund(usCustomer, 500);
+    await refund(simulated, 100);
+    clock.set('2027-03-06T10:00:00Z');
+    await refund(leaving, 1000);
+    await refund(leaving, 900);
 
     clock.set('2027-03-10T08:00:00Z');
   });
@@ -114,7 +128,7 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
     return out;
   };
 
-  it('counts, MRR, new and churned per day, failed payments and the dunning queue, exactly', async () => {
+  it('counts, MRR, new and churned per day, failed payments, refunds and the dunning queue, exactly', async () => {
     const res = await t.call('GET', '/v1/reports/dashboard');
     expect(res.statusCode, res.body).toBe(200);
     const d = res.json();
@@ -152,6 +166,11 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
     expect(d.new30d).toEqual(days('2027-02-09', { '2027-02-20': 2, '2027-02-25': 3, '2027-03-01': 2 }));
     expect(d.churned30d).toEqual(days('2027-02-09', { '2027-03-05': 1 }));
     expect(d.failedPayments30d).toEqual(days('2027-02-09', { '2027-03-01': 1, '2027-03-02': 1 }));
+    expect(d.refunds30d).toEqual(days('2027-02-09', { '2027-03-05': 1, '2027-03-06': 2 }));
+    expect(d.refunded30d).toEqual([
+      { currency: 'SEK', amount: 1900 },
+      { currency: 'USD', amount: 500 },
+    ]);
     const [invoice] = (await t.call('GET', `/v1/invoices?subscription=${pastDue.subscription}`))
       .json()
       .data.filter((i: { status: string }) => i.status === 'open');
@@ -202,6 +221,8 @@ describe(`reports: the admin dashboard (${ENGINE})`, () => {
       'new30d',
       'churned30d',
       'failedPayments30d',
+      'refunds30d',
+      'refunded30d',
       'dunning',
     ]);
   });

@@ -29,6 +29,26 @@ export async function failedPerDay(
   return rows;
 }
 
+/**
+ * Succeeded refunds per UTC day and currency in [from, to) (by when the refund was asked), leaving
+ * out the customers listed (those on a test clock): how many, and how much in minor units.
+ */
+export async function refundsPerDay(
+  trx: Executor,
+  from: Date,
+  to: Date,
+  excludeCustomers: readonly string[],
+): Promise<Array<{ day: string; currency: string; count: number; amount: number }>> {
+  const { rows } = await sql<{ day: string; currency: string; count: number; amount: string }>`
+    SELECT to_char((r.created_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day, p.currency,
+           count(*)::int AS count, sum(r.amount_minor)::text AS amount
+    FROM refunds r JOIN payments p ON p.id = r.payment_id
+    WHERE r.status = 'succeeded' AND r.created_at >= ${from} AND r.created_at < ${to}
+      AND NOT EXISTS (SELECT 1 FROM unnest(${[...excludeCustomers]}::text[]) AS x(id) WHERE x.id = p.customer_id)
+    GROUP BY 1, 2`.execute(trx);
+  return rows.map((r) => ({ day: r.day, currency: r.currency, count: r.count, amount: Number(r.amount) }));
+}
+
 /** A customer's payments, newest first (by creation, then id), `limit` of them after `before`. */
 export function paymentsPage(
   trx: Executor,

@@ -32,7 +32,7 @@ import { pruneProviderEvents } from './provider-events/prune.js';
 import { knownSettled, receiveEvent, recordEventQuery } from './provider-events/receive.js';
 import { callRefund, finishRefund, getRefund, type RefundOutcome, retryRefund } from './refunds/finish.js';
 import { type RefundInput, startRefund } from './refunds/start.js';
-import { customerRefs, failedPerDay, paymentsPage, refundsPage } from './reports.js';
+import { customerRefs, failedPerDay, paymentsPage, refundsPage, refundsPerDay } from './reports.js';
 import { paymentTables } from './tables.js';
 
 /** How long reconciling a payment or a refund is retried after its first failure. */
@@ -221,6 +221,11 @@ export class PaymentService {
   /** Failed payments per UTC day in [from, to), without the customers listed (on a test clock). */
   failedPerDay(trx: Executor, from: Date, to: Date, excludeCustomers: readonly string[]) {
     return failedPerDay(trx, from, to, excludeCustomers);
+  }
+
+  /** Succeeded refunds per UTC day and currency (the admin dashboard). */
+  refundsPerDay(trx: Executor, from: Date, to: Date, excludeCustomers: readonly string[]) {
+    return refundsPerDay(trx, from, to, excludeCustomers);
   }
   /** A customer's payments, newest first, `limit` of them older than `before`. */
   timelinePayments(customerId: string, before: Before | undefined, limit: number): Promise<Payment[]> {

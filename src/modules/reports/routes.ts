@@ -63,6 +63,17 @@ const dashboardDto = z
     new30d: days('Subscriptions started (trials included, failed sign-ups not)'),
     churned30d: days('Subscriptions canceled (by the day they ended)'),
     failedPayments30d: days('Payments that failed'),
+    refunds30d: days('Refunds that succeeded (by the day they were asked)'),
+    refunded30d: z
+      .array(
+        z
+          .object({
+            currency: z.string(),
+            amount: z.number().int().describe('Minor units refunded (succeeded refunds)'),
+          })
+          .meta({ id: 'RefundedAmount' }),
+      )
+      .describe(`Money refunded in the last ${DASHBOARD_DAYS} days per currency`),
     dunning: z.object({
       count: z.number().int().describe('Open invoices of past_due subscriptions'),
       invoices: z
@@ -157,6 +168,8 @@ export function reportRoutes(
         new30d: d.new30d,
         churned30d: d.churned30d,
         failedPayments30d: d.failedPayments30d,
+        refunds30d: d.refunds30d,
+        refunded30d: d.refunded30d,
         dunning: {
           count: d.dunning.count,
           invoices: d.dunning.invoices.map((i) => ({

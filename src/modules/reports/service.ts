@@ -53,6 +53,8 @@ export interface Dashboard {
   new30d: Array<{ day: string; count: number }>;
   churned30d: Array<{ day: string; count: number }>;
   failedPayments30d: Array<{ day: string; count: number }>;
+  refunds30d: Array<{ day: string; count: number }>;
+  refunded30d: Array<{ currency: string; amount: number }>;
   dunning: { count: number; invoices: DunningEntry[] };
 }
 
@@ -66,6 +68,13 @@ export type TimelineEntry =
   | (Positioned & { kind: 'entitlement'; value: EventEnvelope })
   | (Positioned & { kind: 'event'; value: EventEnvelope })
   | (Positioned & { kind: 'audit'; value: AuditEntry });
+
+/** Amounts per currency, currencies in alphabetical order. */
+function sumByCurrency(rows: ReadonlyArray<{ currency: string; amount: number }>) {
+  const sums = new Map<string, number>();
+  for (const r of rows) sums.set(r.currency, (sums.get(r.currency) ?? 0) + r.amount);
+  return [...sums].sort(([a], [b]) => a.localeCompare(b)).map(([currency, amount]) => ({ currency, amount }));
+}
 
 /** SQLSTATE of a statement stopped by statement_timeout. */
 const QUERY_CANCELED = '57014';
@@ -133,7 +142,8 @@ export class ReportsService {
         const dunning = await billing.dunningQueue(trx, DUNNING_LISTED);
         const simulated = await customers.testClockCustomerIds(trx, TEST_CLOCK_CUSTOMERS_MAX);
         const failed = await payments.failedPerDay(trx, window.from, window.to, simulated.ids);
-        return { groups, started, churned, dunning, failed };
+        const refunds = await payments.refundsPerDay(trx, window.from, window.to, simulated.ids);
+        return { groups, started, churned, dunning, failed, refunds };
       });
     let facts: Awaited<ReturnType<typeof read>>;
     try {
@@ -194,6 +204,8 @@ export class ReportsService {
       new30d: perDay(window.days, facts.started),
       churned30d: perDay(window.days, facts.churned),
       failedPayments30d: perDay(window.days, facts.failed),
+      refunds30d: perDay(window.days, facts.refunds),
+      refunded30d: sumByCurrency(facts.refunds),
       dunning: facts.dunning,
     };
   }

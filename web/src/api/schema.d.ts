@@ -20473,6 +20473,11 @@ export interface components {
             /** @description Minor units per month, net of tax (docs/API.md: MRR) */
             amount: number;
         };
+        RefundedAmountInput: {
+            currency: string;
+            /** @description Minor units refunded (succeeded refunds) */
+            amount: number;
+        };
         DunningInvoiceInput: {
             invoice: string;
             customer: string;
@@ -20497,6 +20502,10 @@ export interface components {
             churned30d: components["schemas"]["DayCountInput"][];
             /** @description Payments that failed per UTC day: the last 30 days, oldest first, zeros included */
             failedPayments30d: components["schemas"]["DayCountInput"][];
+            /** @description Refunds that succeeded (by the day they were asked) per UTC day: the last 30 days, oldest first, zeros included */
+            refunds30d: components["schemas"]["DayCountInput"][];
+            /** @description Money refunded in the last 30 days per currency */
+            refunded30d: components["schemas"]["RefundedAmountInput"][];
             dunning: {
                 /** @description Open invoices of past_due subscriptions */
                 count: number;
@@ -20897,6 +20906,11 @@ export interface components {
             /** @description Minor units per month, net of tax (docs/API.md: MRR) */
             amount: number;
         };
+        RefundedAmount: {
+            currency: string;
+            /** @description Minor units refunded (succeeded refunds) */
+            amount: number;
+        };
         DunningInvoice: {
             invoice: string;
             customer: string;
@@ -20921,6 +20935,10 @@ export interface components {
             churned30d: components["schemas"]["DayCount"][];
             /** @description Payments that failed per UTC day: the last 30 days, oldest first, zeros included */
             failedPayments30d: components["schemas"]["DayCount"][];
+            /** @description Refunds that succeeded (by the day they were asked) per UTC day: the last 30 days, oldest first, zeros included */
+            refunds30d: components["schemas"]["DayCount"][];
+            /** @description Money refunded in the last 30 days per currency */
+            refunded30d: components["schemas"]["RefundedAmount"][];
             dunning: {
                 /** @description Open invoices of past_due subscriptions */
                 count: number;
