@@ -1,14 +1,61 @@
-import { PageMessage } from '../ui/states';
+import { useQuery } from '@tanstack/react-query';
+import { lazy, Suspense } from 'react';
+import { Route, Routes } from 'react-router';
+import { ApiError, problemMessage } from '../api/client';
+import { Loading, NotFound, PageMessage } from '../ui/states';
+import { type AdminSession, admin, Session } from './admin-api';
+import { Shell } from './Shell';
+import { SignIn } from './SignIn';
+
+const Dashboard = lazy(() => import('./Dashboard'));
+const Catalog = lazy(() => import('./Catalog'));
+const PlanDetail = lazy(() => import('./PlanDetail'));
+const Customers = lazy(() => import('./Customers'));
+const CustomerDetail = lazy(() => import('./CustomerDetail'));
+const Webhooks = lazy(() => import('./Webhooks'));
+const WebhookDetail = lazy(() => import('./WebhookDetail'));
+const TestClocks = lazy(() => import('./TestClocks'));
+
+/** The session of this browser's cookie, or null when there is none (401). */
+async function currentSession(): Promise<AdminSession | null> {
+  const { data, response, error } = await admin.GET('/v1/admin/sessions/current');
+  if (response.status === 401) return null;
+  if (!response.ok || !data) throw new ApiError(response.status, (error ?? {}) as never);
+  return data;
+}
 
 /**
- * The admin console's pages (dashboard, catalog, customers, refunds, webhooks, test clocks) are
- * being built; the APIs they read (admin sessions, /v1/reports/dashboard, the customer timeline)
- * are in place. Until then this page says so.
+ * The admin console at /admin: sign in with an API key (exchanged for an HttpOnly session cookie),
+ * then the dashboard, catalog, customers, webhooks and test clocks.
  */
 export default function AdminApp() {
+  const session = useQuery({ queryKey: ['admin-session'], queryFn: currentSession, retry: false });
+  if (session.isPending) return <Loading label="Loading the console…" />;
+  if (session.isError) {
+    return (
+      <PageMessage title="Admin console" tone="red">
+        {problemMessage(session.error)}
+      </PageMessage>
+    );
+  }
+  if (!session.data) return <SignIn />;
   return (
-    <PageMessage title="Admin console">
-      The admin console is not in this build yet. Use the API (/docs) with your API key meanwhile.
-    </PageMessage>
+    <Session.Provider value={session.data}>
+      <Shell>
+        <Suspense fallback={<Loading />}>
+          <Routes>
+            <Route index element={<Dashboard />} />
+            <Route path="catalog" element={<Catalog />} />
+            <Route path="catalog/plans/:id" element={<PlanDetail />} />
+            <Route path="customers" element={<Customers />} />
+            <Route path="customers/:id" element={<CustomerDetail />} />
+            <Route path="webhooks" element={<Webhooks />} />
+            <Route path="webhooks/:id" element={<WebhookDetail />} />
+            <Route path="test-clocks" element={<TestClocks />} />
+            <Route path="*" element={<NotFound />} />
+          </Routes>
+        </Suspense>
+      </Shell>
+    </Session.Provider>
   );
 }
