@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Page } from '@playwright/test';
 import {
   API_KEY,
@@ -27,6 +29,38 @@ function moneyIn(page: Page, minor: number, currency: string): Promise<string> {
       ),
     [minor, currency] as const,
   );
+}
+
+/** A webhook subscriber on 127.0.0.1 (the server allows it: REPRISE_WEBHOOK_ALLOW_CIDRS): answers 200, keeps the events. */
+async function receiver(): Promise<{
+  url: string;
+  events: Array<{ id: string; type: string }>;
+  close: () => Promise<void>;
+}> {
+  const events: Array<{ id: string; type: string }> = [];
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      if (body.length < 1_000_000) body += chunk;
+    });
+    req.on('end', () => {
+      try {
+        const e = JSON.parse(body) as { id: string; type: string };
+        events.push({ id: e.id, type: e.type });
+      } catch {
+        // not an event: ignored
+      }
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/hooks`,
+    events,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 test.describe('admin console', () => {
@@ -94,6 +128,21 @@ test.describe('admin console', () => {
     await expectAccessible(page, 'admin-dashboard');
     await expectNoHorizontalScroll(page);
     await snap(page, 'admin-dashboard', info);
+
+    // A webhook endpoint for payment events: its signing secret is shown once.
+    const hooks = await receiver();
+    await go(page, 'Webhooks');
+    await page.getByRole('button', { name: 'New endpoint' }).click();
+    const newEndpoint = page.getByRole('dialog', { name: 'New webhook endpoint' });
+    await newEndpoint.getByLabel('URL').fill(hooks.url);
+    await newEndpoint.getByLabel('Event types').fill('payment.*');
+    await newEndpoint.getByRole('button', { name: 'Create endpoint' }).click();
+    await expect(newEndpoint.getByLabel('Signing secret')).toContainText(/^whsec_/);
+    await newEndpoint.getByRole('button', { name: 'Done' }).click();
+    await expect(page.getByRole('link', { name: hooks.url })).toBeVisible();
+    await expectAccessible(page, 'admin-webhooks');
+    await expectNoHorizontalScroll(page);
+    await snap(page, 'admin-webhooks', info);
 
     // Create a plan: it opens once created.
     await go(page, 'Catalog');
@@ -170,11 +219,37 @@ test.describe('admin console', () => {
       await expect(page.getByTestId('refunded-30d')).toContainText(expected, { timeout: 2_000 });
     }).toPass({ timeout: 30_000 });
 
-    // Webhooks and test clocks: the pages work, a clock is created and advanced.
+    await page.mouse.move(0, 0);
+    await snap(page, 'admin-dashboard-after-refund', info);
+
+    // The refund's payment.refunded event reached the endpoint; redeliver sends it again.
     await go(page, 'Webhooks');
-    await expectAccessible(page, 'admin-webhooks');
-    await expectNoHorizontalScroll(page);
-    await snap(page, 'admin-webhooks', info);
+    await page.getByRole('link', { name: hooks.url }).click();
+    await expect(page.getByRole('heading', { level: 1, name: 'Webhook endpoint' })).toBeVisible();
+    const deliveries = page.getByRole('table', { name: 'Deliveries, newest first' });
+    await expect(async () => {
+      await page.reload();
+      await expect(deliveries.getByRole('row').filter({ hasText: 'payment.refunded' })).toContainText(
+        'succeeded',
+        {
+          timeout: 2_000,
+        },
+      );
+    }).toPass({ timeout: 30_000 });
+    const refundedEvent = hooks.events.find((e) => e.type === 'payment.refunded');
+    expect(refundedEvent).toBeDefined();
+    await expectAccessible(page, 'admin-webhook');
+    await snap(page, 'admin-webhook', info);
+    await page.getByRole('button', { name: `Redeliver event ${refundedEvent!.id}` }).click();
+    await expect(page.getByRole('status').filter({ hasText: 'queued for redelivery' })).toBeVisible();
+    await expect
+      .poll(() => hooks.events.filter((e) => e.id === refundedEvent!.id).length, { timeout: 30_000 })
+      .toBe(2);
+    await page.getByRole('button', { name: 'Disable endpoint' }).click();
+    await expect(page.getByRole('button', { name: 'Enable endpoint' })).toBeVisible();
+    await hooks.close();
+
+    // Test clocks: a clock is created and advanced.
     await go(page, 'Test clocks');
     await page.getByRole('button', { name: 'New test clock' }).click();
     const newClock = page.getByRole('dialog', { name: 'New test clock' });

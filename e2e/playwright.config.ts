@@ -69,6 +69,8 @@ export default defineConfig({
       REPRISE_DATA_DIR: process.env.E2E_DATA_DIR,
       REPRISE_BOOTSTRAP_KEY: process.env.E2E_API_KEY,
       REPRISE_SEED: 'demo',
+      // The admin scenario's webhook subscriber listens on loopback.
+      REPRISE_WEBHOOK_ALLOW_CIDRS: '127.0.0.1/32',
       LOG_LEVEL: 'warn',
       DATABASE_URL: '',
       NATS_URL: '',

@@ -106,7 +106,7 @@ export default function Dashboard() {
               ? '—'
               : d.refunded30d.map((r) => money(r.amount, r.currency)).join(' · ')
           }
-          hint={`${count(sum('Refunds'))} refunds`}
+          hint={`${count(sum('Refunds'))} ${sum('Refunds') === 1 ? 'refund' : 'refunds'}`}
           testId="refunded-30d"
         />
       </SimpleGrid>
@@ -138,7 +138,13 @@ export default function Dashboard() {
               <Tooltip {...TOOLTIP} />
               <Legend />
               {plans.markets.map((m, i) => (
-                <Bar key={m} dataKey={m} stackId="market" fill={COLORS[i % COLORS.length]} />
+                <Bar
+                  isAnimationActive={false}
+                  key={m}
+                  dataKey={m}
+                  stackId="market"
+                  fill={COLORS[i % COLORS.length]}
+                />
               ))}
             </BarChart>
           </ResponsiveContainer>
@@ -161,7 +167,7 @@ export default function Dashboard() {
                   money(Math.round(Number(v) * minorPerMajor(item.payload.currency)), item.payload.currency)
                 }
               />
-              <Bar dataKey="amount" name="MRR" fill={COLORS[0]} />
+              <Bar isAnimationActive={false} dataKey="amount" name="MRR" fill={COLORS[0]} />
             </BarChart>
           </ResponsiveContainer>
         </ChartFigure>
@@ -178,8 +184,22 @@ export default function Dashboard() {
               <YAxis allowDecimals={false} width={40} />
               <Tooltip {...TOOLTIP} />
               <Legend />
-              <Line type="monotone" dataKey="New" stroke={COLORS[0]} dot={false} strokeWidth={2} />
-              <Line type="monotone" dataKey="Churned" stroke={COLORS[1]} dot={false} strokeWidth={2} />
+              <Line
+                isAnimationActive={false}
+                type="linear"
+                dataKey="New"
+                stroke={COLORS[0]}
+                dot={false}
+                strokeWidth={2}
+              />
+              <Line
+                isAnimationActive={false}
+                type="linear"
+                dataKey="Churned"
+                stroke={COLORS[1]}
+                dot={false}
+                strokeWidth={2}
+              />
             </LineChart>
           </ResponsiveContainer>
         </ChartFigure>
@@ -196,8 +216,8 @@ export default function Dashboard() {
               <YAxis allowDecimals={false} width={40} />
               <Tooltip {...TOOLTIP} />
               <Legend />
-              <Bar dataKey="Failed payments" fill={COLORS[3]} />
-              <Bar dataKey="Refunds" fill={COLORS[2]} />
+              <Bar isAnimationActive={false} dataKey="Failed payments" fill={COLORS[3]} />
+              <Bar isAnimationActive={false} dataKey="Refunds" fill={COLORS[2]} />
             </BarChart>
           </ResponsiveContainer>
         </ChartFigure>
