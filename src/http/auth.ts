@@ -4,7 +4,7 @@ import { DomainError } from '../kernel/errors.js';
 import { grants } from '../modules/api-keys/scopes.js';
 import type { ApiKeyService, Principal } from '../modules/api-keys/service.js';
 import type { AdminSessionService } from '../modules/api-keys/sessions.js';
-import { adminCookieOf, isSameOrigin } from './admin-cookie.js';
+import { AdminCookie } from './admin-cookie.js';
 import './context.js';
 
 const FAILURE_WINDOW_MS = 60_000;
@@ -84,6 +84,7 @@ export function installAuth(
   limiter: FailedAuthLimiter,
   pageSessions: PageSessionAuth = new PageSessionAuth(),
   sessions?: AdminSessionService,
+  cookies: AdminCookie = new AdminCookie(),
 ): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
@@ -115,9 +116,9 @@ export function installAuth(
     }
     // The admin console's cookie (ADR 0022), only when no Authorization header is sent at all:
     // a Bearer key always wins. Writes must come from our own origin (CSRF, behind SameSite).
-    const cookie = sessions && request.headers.authorization === undefined ? adminCookieOf(request) : null;
+    const cookie = sessions && request.headers.authorization === undefined ? cookies.read(request) : null;
     if (sessions && cookie) {
-      if (MUTATING.has(request.method) && !isSameOrigin(request)) {
+      if (MUTATING.has(request.method) && !cookies.isSameOrigin(request)) {
         throw new DomainError(
           'forbidden',
           "A cookie-authenticated write must come from this server's origin.",

@@ -17,6 +17,7 @@ import { newId } from '../kernel/ids.js';
 import type { ApiKeyService } from '../modules/api-keys/service.js';
 import type { AdminSessionService } from '../modules/api-keys/sessions.js';
 import type { AuditService } from '../modules/audit/service.js';
+import type { AdminCookie } from './admin-cookie.js';
 import { FailedAuthLimiter, installAuth, type PageSessionAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { installInputGuards } from './input-guards.js';
@@ -38,6 +39,8 @@ export interface ServerDeps {
   registerMetrics?: (registry: Registry) => void;
   /** Verifiers of hosted pages' session secrets (checkout, portal). */
   pageSessions?: PageSessionAuth;
+  /** The console cookie's name, flags and CSRF origin (REPRISE_PUBLIC_URL when configured). */
+  adminCookie?: AdminCookie;
 }
 
 export interface ServerOptions {
@@ -123,7 +126,7 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
 
   const failedAuth = new FailedAuthLimiter(options.authFailuresPerMinute);
   app.decorate('failedAuth', failedAuth);
-  installAuth(app, deps.apiKeys, failedAuth, deps.pageSessions, deps.adminSessions);
+  installAuth(app, deps.apiKeys, failedAuth, deps.pageSessions, deps.adminSessions, deps.adminCookie);
   installInputGuards(app);
 
   await app.register(rateLimit, {
