@@ -35,6 +35,11 @@ export class AdminCookie {
     this.#configured = publicOrigin?.configured;
   }
 
+  /** The name as configuration alone decides it (the OpenAPI document's security scheme). */
+  get configuredName(): string {
+    return this.#configured?.startsWith('https:') ? SECURE_ADMIN_COOKIE : ADMIN_COOKIE;
+  }
+
   /** Whether this request's cookie is Secure, hence `__Host-` named. */
   secure(request: FastifyRequest): boolean {
     return request.protocol === 'https' || this.#configured?.startsWith('https:') === true;

@@ -89,6 +89,10 @@ export function installAuth(
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config?.public === true) return;
+    // Answers for a principal are nobody else's: no cache may keep them. A shared cache must not
+    // store an answer to a request with Authorization (RFC 9111 §3.5), but nothing stops it for
+    // the console's cookie (a customer's name and email in their timeline); a route may say more.
+    reply.header('Cache-Control', 'no-store');
     const secret = bearerOf(request);
     const address = request.ip;
     let principal: Principal | null;

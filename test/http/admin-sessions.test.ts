@@ -352,6 +352,10 @@ describe(`admin console sessions (${ENGINE})`, () => {
     });
     expect(post.security).toEqual([]);
     expect(doc.paths['/v1/admin/sessions/current'].delete.responses['204']).toBeDefined();
+    expect(doc.components.securitySchemes.adminSession).toMatchObject({
+      in: 'cookie',
+      name: 'reprise_admin',
+    });
   });
 });
 
@@ -427,6 +431,14 @@ describe(`admin console sessions behind REPRISE_PUBLIC_URL=https://admin.example
     // The configured origin decides whatever Host the proxy forwards.
     const internal = await write(PUBLIC, '10.1.2.3:8080', 'csrf-public-url-2');
     expect(internal.statusCode, internal.body).toBe(201);
+  });
+
+  it('the OpenAPI document names the __Host- cookie', async () => {
+    const doc = (await t.call('GET', '/openapi.json', undefined, { key: null })).json();
+    expect(doc.components.securitySchemes.adminSession).toMatchObject({
+      in: 'cookie',
+      name: '__Host-reprise_admin',
+    });
   });
 
   it('refuses a sign-in posted from another origin, even when Host agrees with it', async () => {
