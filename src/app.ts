@@ -11,6 +11,7 @@ import { NatsBus } from './events/nats-bus.js';
 import { EventsOutbox } from './events/outbox.js';
 import { AdvisoryLockLeadership, OutboxRelay, soleLeader } from './events/relay.js';
 import { eventRoutes } from './events/routes.js';
+import { AdminCookie } from './http/admin-cookie.js';
 import { PageSessionAuth } from './http/auth.js';
 import { IdempotencyStore } from './http/idempotency.js';
 import { PublicOrigin } from './http/public-origin.js';
@@ -273,6 +274,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     types: ['entitlement.updated'],
     onReset: () => projection.clear(),
   });
+  // The console cookie: Secure and `__Host-` named when REPRISE_PUBLIC_URL is https (ADR 0022).
+  const adminCookie = new AdminCookie(services.publicOrigin);
   const server = await buildServer(
     {
       db: database.db,
@@ -284,6 +287,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       engine: database.kind,
       isReady: () => ready,
       pageSessions: services.pageSessions,
+      adminCookie,
       registerMetrics: (registry) => {
         providers.router.registerMetrics(registry);
         services.jobs.registerMetrics(registry);
@@ -302,7 +306,12 @@ export async function createApp(options: AppOptions): Promise<App> {
   );
   const uow = services.uow;
   apiKeyRoutes(server, { apiKeys: services.apiKeys, uow });
-  adminSessionRoutes(server, { apiKeys: services.apiKeys, sessions: services.adminSessions, uow });
+  adminSessionRoutes(server, {
+    apiKeys: services.apiKeys,
+    sessions: services.adminSessions,
+    uow,
+    cookie: adminCookie,
+  });
   auditRoutes(server, { audit: services.audit });
   catalogRoutes(server, { catalog: services.catalog, uow, now: () => clock.now() });
   customerRoutes(server, {

@@ -4,7 +4,7 @@ import { DomainError } from '../kernel/errors.js';
 import { grants } from '../modules/api-keys/scopes.js';
 import type { ApiKeyService, Principal } from '../modules/api-keys/service.js';
 import type { AdminSessionService } from '../modules/api-keys/sessions.js';
-import { adminCookieOf, isSameOrigin } from './admin-cookie.js';
+import { AdminCookie } from './admin-cookie.js';
 import './context.js';
 
 const FAILURE_WINDOW_MS = 60_000;
@@ -84,10 +84,15 @@ export function installAuth(
   limiter: FailedAuthLimiter,
   pageSessions: PageSessionAuth = new PageSessionAuth(),
   sessions?: AdminSessionService,
+  cookies: AdminCookie = new AdminCookie(),
 ): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config?.public === true) return;
+    // Answers for a principal are nobody else's: no cache may keep them. A shared cache must not
+    // store an answer to a request with Authorization (RFC 9111 §3.5), but nothing stops it for
+    // the console's cookie (a customer's name and email in their timeline); a route may say more.
+    reply.header('Cache-Control', 'no-store');
     const secret = bearerOf(request);
     const address = request.ip;
     let principal: Principal | null;
@@ -115,9 +120,9 @@ export function installAuth(
     }
     // The admin console's cookie (ADR 0022), only when no Authorization header is sent at all:
     // a Bearer key always wins. Writes must come from our own origin (CSRF, behind SameSite).
-    const cookie = sessions && request.headers.authorization === undefined ? adminCookieOf(request) : null;
+    const cookie = sessions && request.headers.authorization === undefined ? cookies.read(request) : null;
     if (sessions && cookie) {
-      if (MUTATING.has(request.method) && !isSameOrigin(request)) {
+      if (MUTATING.has(request.method) && !cookies.isSameOrigin(request)) {
         throw new DomainError(
           'forbidden',
           "A cookie-authenticated write must come from this server's origin.",

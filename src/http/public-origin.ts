@@ -33,6 +33,14 @@ export class PublicOrigin {
     this.#listening = `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
   }
 
+  /**
+   * `REPRISE_PUBLIC_URL`'s origin, or undefined when it is not set: the origin browsers are known
+   * to use (the console cookie's Secure flag and the CSRF check go by it), never a guess.
+   */
+  get configured(): string | undefined {
+    return this.#configured;
+  }
+
   /** `https://pay.example.com` — no trailing slash. */
   get origin(): string {
     return this.#configured ?? this.#listening ?? 'http://127.0.0.1';

@@ -17,6 +17,7 @@ import { newId } from '../kernel/ids.js';
 import type { ApiKeyService } from '../modules/api-keys/service.js';
 import type { AdminSessionService } from '../modules/api-keys/sessions.js';
 import type { AuditService } from '../modules/audit/service.js';
+import { AdminCookie } from './admin-cookie.js';
 import { FailedAuthLimiter, installAuth, type PageSessionAuth } from './auth.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { installInputGuards } from './input-guards.js';
@@ -38,6 +39,8 @@ export interface ServerDeps {
   registerMetrics?: (registry: Registry) => void;
   /** Verifiers of hosted pages' session secrets (checkout, portal). */
   pageSessions?: PageSessionAuth;
+  /** The console cookie's name, flags and CSRF origin (REPRISE_PUBLIC_URL when configured). */
+  adminCookie?: AdminCookie;
 }
 
 export interface ServerOptions {
@@ -123,7 +126,8 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
 
   const failedAuth = new FailedAuthLimiter(options.authFailuresPerMinute);
   app.decorate('failedAuth', failedAuth);
-  installAuth(app, deps.apiKeys, failedAuth, deps.pageSessions, deps.adminSessions);
+  const adminCookie = deps.adminCookie ?? new AdminCookie();
+  installAuth(app, deps.apiKeys, failedAuth, deps.pageSessions, deps.adminSessions, adminCookie);
   installInputGuards(app);
 
   await app.register(rateLimit, {
@@ -208,9 +212,11 @@ export async function buildServer(deps: ServerDeps, options: ServerOptions): Pro
           adminSession: {
             type: 'apiKey',
             in: 'cookie',
-            name: 'reprise_admin',
+            name: adminCookie.configuredName,
             description:
-              'Admin console session (POST /v1/admin/sessions); writes must send a same-origin Origin',
+              'Admin console session (POST /v1/admin/sessions): `reprise_admin` on http, `__Host-reprise_admin` ' +
+              '(Secure) when REPRISE_PUBLIC_URL is https or the request came over https; writes must send ' +
+              "the server's own Origin (REPRISE_PUBLIC_URL when set)",
           },
         },
       },

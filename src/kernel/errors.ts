@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'idempotency_key_reused'
   | 'idempotency_key_in_use'
   | 'rate_limited'
+  | 'too_many_attempts'
   | 'payload_too_large'
   | 'uri_too_long'
   | 'request_timeout'
@@ -47,6 +48,7 @@ const STATUS: Record<ErrorCode, number> = {
   idempotency_key_reused: 422,
   idempotency_key_in_use: 409,
   rate_limited: 429,
+  too_many_attempts: 429,
   payload_too_large: 413,
   uri_too_long: 414,
   request_timeout: 408,
@@ -73,6 +75,7 @@ const TITLE: Record<ErrorCode, string> = {
   idempotency_key_reused: 'Idempotency key reused with a different request',
   idempotency_key_in_use: 'Idempotency key in use by a running request',
   rate_limited: 'Too many requests',
+  too_many_attempts: 'Too many attempts',
   payload_too_large: 'Request body too large',
   uri_too_long: 'Request URI too long',
   request_timeout: 'Request not received in time',
@@ -125,6 +128,14 @@ export const invalidMany = (errors: FieldError[]): DomainError =>
   new DomainError('validation_failed', errors.map((e) => `${e.path}: ${e.message}`).join('; '), { errors });
 
 export const invalidState = (detail: string): DomainError => new DomainError('invalid_state', detail);
+
+/**
+ * A hosted page's session has used up its card attempts (`attemptsMax`): a link someone got hold
+ * of is no tool for testing a list of stolen cards. The session stays usable for everything else;
+ * more cards need a new session. Shared by the checkout's confirm and the portal's card attach.
+ */
+export const tooManyAttempts = (detail: string, attemptsMax: number): DomainError =>
+  new DomainError('too_many_attempts', detail, { extra: { attemptsMax } });
 
 export const alreadyExists = (resource: string, field: string, value: string): DomainError =>
   new DomainError('already_exists', `A ${resource} with ${field} '${value}' already exists.`, {

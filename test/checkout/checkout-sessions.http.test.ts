@@ -530,7 +530,8 @@ describe(`checkout sessions (${ENGINE})`, () => {
         expect(res.statusCode, res.body).toBe(402);
       }
       const refused = await confirm(s.id, s.secret, { token: 'tok_visa' });
-      expect(refused.statusCode).toBe(409);
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json()).toMatchObject({ code: 'too_many_attempts', attemptsMax: 20 });
       expect(refused.json().detail).toContain('20 payment attempts');
       const customer = (await t.call('GET', `/v1/checkout-sessions/${s.id}`)).json().customer as string;
       expect(await subscriptionsOf(customer)).toHaveLength(0);

@@ -94,25 +94,48 @@ describe(`admin console sessions (${ENGINE})`, () => {
     ]);
   });
 
-  it('sets Secure when the request came over https through a trusted proxy, not when an untrusted peer says so', async () => {
+  it('over https through a trusted proxy the cookie is Secure and __Host- named, not when an untrusted peer says so', async () => {
     const key = await t.keyWith('catalog:read');
-    const viaProxy = await signIn(key, {
-      remoteAddress: '10.0.0.5',
-      headers: {
-        'x-forwarded-proto': 'https',
-        host: 'billing.example.com',
-        origin: 'https://billing.example.com',
-      },
-    });
+    const https = {
+      'x-forwarded-proto': 'https',
+      host: 'billing.example.com',
+      origin: 'https://billing.example.com',
+    };
+    const viaProxy = await signIn(key, { remoteAddress: '10.0.0.5', headers: https });
     expect(viaProxy.statusCode, viaProxy.body).toBe(201);
     expect(viaProxy.headers['set-cookie']).toMatch(
-      /^reprise_admin=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Secure$/,
+      /^__Host-reprise_admin=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Secure$/,
+    );
+    const secure = cookieOf(viaProxy.headers['set-cookie']);
+    const secret = secure.slice('__Host-reprise_admin='.length);
+    const overHttps = (cookie: string) =>
+      t.app.server.inject({
+        method: 'GET',
+        url: '/v1/admin/sessions/current',
+        remoteAddress: '10.0.0.5',
+        headers: { cookie, ...https },
+      });
+    expect((await overHttps(secure)).statusCode).toBe(200);
+    // Each mode reads its own name only: the plain name is not the Secure cookie, and back.
+    expect((await overHttps(`reprise_admin=${secret}`)).statusCode).toBe(401);
+    expect((await browser('GET', '/v1/admin/sessions/current', { cookie: secure })).statusCode).toBe(401);
+    // Signing out over https clears the __Host- cookie.
+    const out = await t.app.server.inject({
+      method: 'DELETE',
+      url: '/v1/admin/sessions/current',
+      remoteAddress: '10.0.0.5',
+      headers: { cookie: secure, ...https },
+    });
+    expect(out.statusCode, out.body).toBe(204);
+    expect(out.headers['set-cookie']).toBe(
+      '__Host-reprise_admin=; HttpOnly; SameSite=Strict; Path=/; Secure; Max-Age=0',
     );
     const spoofed = await signIn(key, {
       remoteAddress: '203.0.113.4',
       headers: { 'x-forwarded-proto': 'https' },
     });
     expect(spoofed.statusCode).toBe(201);
+    expect(spoofed.headers['set-cookie']).toMatch(/^reprise_admin=/);
     expect(spoofed.headers['set-cookie']).not.toContain('Secure');
   });
 
@@ -231,6 +254,28 @@ describe(`admin console sessions (${ENGINE})`, () => {
     );
   });
 
+  it('a Cookie header over 64 pairs is not read at all: planted cookies cannot push the real one out of view', async () => {
+    // A sibling host plants its own session's cookie for a longer path (sent first) behind 63
+    // others: reading only the first 64 pairs would see the attacker's cookie alone and sign the
+    // victim's console in as the attacker. Past the bound nothing is read.
+    const attacker = cookieOf((await signIn(await t.keyWith('catalog:read'))).headers['set-cookie']);
+    const victim = cookieOf((await signIn(BOOTSTRAP)).headers['set-cookie']);
+    const junk = Array.from({ length: 63 }, (_, i) => `c${i}=1`).join('; ');
+    const flooded = `${junk}; ${attacker}; ${victim}`;
+    const res = await browser('GET', '/v1/admin/sessions/current', { cookie: flooded });
+    expect(res.statusCode, res.body).toBe(401);
+    // Up to 64 pairs the doubled cookie is seen (and neither is used); a lone one is read.
+    const doubled = `${Array.from({ length: 62 }, (_, i) => `c${i}=1`).join('; ')}; ${attacker}; ${victim}`;
+    expect((await browser('GET', '/v1/admin/sessions/current', { cookie: doubled })).statusCode).toBe(401);
+    const lone = `${Array.from({ length: 63 }, (_, i) => `c${i}=1`).join('; ')}; ${victim}`;
+    expect((await browser('GET', '/v1/admin/sessions/current', { cookie: lone })).json()).toMatchObject({
+      keyId: 'key_bootstrap',
+    });
+    // Over 8 KiB is not read either (over 16 KiB of headers, Node answers 431 before Fastify).
+    const big = `pad=${'x'.repeat(8_200)}; ${victim}`;
+    expect((await browser('GET', '/v1/admin/sessions/current', { cookie: big })).statusCode).toBe(401);
+  });
+
   it('expires after 30 idle minutes (sliding) and after 12 hours at most', async () => {
     const key = await t.keyWith('catalog:read');
     clock.set(START);
@@ -307,5 +352,104 @@ describe(`admin console sessions (${ENGINE})`, () => {
     });
     expect(post.security).toEqual([]);
     expect(doc.paths['/v1/admin/sessions/current'].delete.responses['204']).toBeDefined();
+    expect(doc.components.securitySchemes.adminSession).toMatchObject({
+      in: 'cookie',
+      name: 'reprise_admin',
+    });
+  });
+});
+
+describe(`admin console sessions behind REPRISE_PUBLIC_URL=https://admin.example (${ENGINE})`, () => {
+  const PUBLIC = 'https://admin.example';
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ publicUrl: PUBLIC, authFailuresPerMinute: 1_000 });
+    await t.markets('SE');
+  });
+  afterAll(() => t.close());
+
+  // Plain http as the server sees it (a TLS proxy it was not told to trust): the browser is on https.
+  const request = (
+    method: InjectOptions['method'],
+    url: string,
+    headers: Record<string, string>,
+    body?: unknown,
+  ) =>
+    t.app.server.inject({
+      method,
+      url,
+      remoteAddress: '192.0.2.50',
+      headers: { host: 'admin.example', ...headers },
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
+  const signIn = async (apiKey = BOOTSTRAP) => {
+    const res = await request('POST', '/v1/admin/sessions', { origin: PUBLIC }, { apiKey });
+    expect(res.statusCode, res.body).toBe(201);
+    return String(res.headers['set-cookie']);
+  };
+
+  it('sets a Secure __Host- cookie though the request came over http, and reads only that name', async () => {
+    const setCookie = await signIn();
+    expect(setCookie).toMatch(
+      /^__Host-reprise_admin=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Secure$/,
+    );
+    expect(setCookie).not.toMatch(/Domain=/i);
+    const cookie = setCookie.split(';')[0]!;
+    const secret = cookie.slice('__Host-reprise_admin='.length);
+    expect((await request('GET', '/v1/admin/sessions/current', { cookie })).statusCode).toBe(200);
+    // The plain name (which a sibling subdomain or an http page could plant) authenticates nothing.
+    const plain = await request('GET', '/v1/admin/sessions/current', { cookie: `reprise_admin=${secret}` });
+    expect(plain.statusCode).toBe(401);
+    // A planted plain cookie beside the real one does not disturb it.
+    const both = `reprise_admin=${'A'.repeat(43)}; ${cookie}`;
+    expect((await request('GET', '/v1/admin/sessions/current', { cookie: both })).statusCode).toBe(200);
+    const out = await request('DELETE', '/v1/admin/sessions/current', { cookie, origin: PUBLIC });
+    expect(out.statusCode, out.body).toBe(204);
+    expect(out.headers['set-cookie']).toBe(
+      '__Host-reprise_admin=; HttpOnly; SameSite=Strict; Path=/; Secure; Max-Age=0',
+    );
+  });
+
+  it('checks a cookie write’s Origin against the configured origin, not the Host header', async () => {
+    const cookie = (await signIn()).split(';')[0]!;
+    const write = (origin: string, host: string, externalId: string) =>
+      request('POST', '/v1/customers', { cookie, origin, host }, { externalId, market: 'SE' });
+    for (const [origin, host] of [
+      ['http://evil', 'admin.example'],
+      // DNS rebinding: the attacker's name resolves to us, so Host and Origin agree with each other.
+      ['http://evil', 'evil'],
+      ['http://admin.example', 'admin.example'],
+      ['https://admin.example.evil', 'admin.example.evil'],
+    ] as const) {
+      const res = await write(origin, host, 'csrf-public-url');
+      expect(res.statusCode, `${origin} / ${host}: ${res.body}`).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'forbidden', reason: 'cross_origin' });
+    }
+    expect((await t.call('GET', '/v1/customers?externalId=csrf-public-url')).json().data).toEqual([]);
+    const ok = await write(PUBLIC, 'admin.example', 'csrf-public-url');
+    expect(ok.statusCode, ok.body).toBe(201);
+    // The configured origin decides whatever Host the proxy forwards.
+    const internal = await write(PUBLIC, '10.1.2.3:8080', 'csrf-public-url-2');
+    expect(internal.statusCode, internal.body).toBe(201);
+  });
+
+  it('the OpenAPI document names the __Host- cookie', async () => {
+    const doc = (await t.call('GET', '/openapi.json', undefined, { key: null })).json();
+    expect(doc.components.securitySchemes.adminSession).toMatchObject({
+      in: 'cookie',
+      name: '__Host-reprise_admin',
+    });
+  });
+
+  it('refuses a sign-in posted from another origin, even when Host agrees with it', async () => {
+    const res = await request(
+      'POST',
+      '/v1/admin/sessions',
+      { origin: 'http://evil', host: 'evil' },
+      { apiKey: BOOTSTRAP },
+    );
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'forbidden', reason: 'cross_origin' });
+    expect(res.headers['set-cookie']).toBeUndefined();
   });
 });

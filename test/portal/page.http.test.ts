@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CARD_ATTACHES_MAX } from '../../src/modules/portal/service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENGINE } from '../support/database.js';
 import { openPortal, pageCall } from './support.js';
@@ -479,6 +480,90 @@ describe(`customer portal page (${ENGINE})`, () => {
     expect(missing.json().errors[0].path).toBe('token');
     expect((await t.call('GET', `/v1/customers/${c.id}/payment-methods`)).json().data).toHaveLength(2);
     expect((await pageCall(t, session, 'GET', '/overview')).json().paymentMethod).toEqual(added.json());
+  });
+
+  it(`a session attaches at most ${CARD_ATTACHES_MAX} cards, declined ones counted: then 429 too_many_attempts, nothing attached`, async () => {
+    const c = await customer();
+    const session = await openPortal(t, c.id);
+    const cards = () => t.call('GET', `/v1/customers/${c.id}/payment-methods`).then((r) => r.json().data);
+    const attachesOf = async (id: string) =>
+      (
+        await sql<{
+          card_attaches: number;
+        }>`SELECT card_attaches FROM portal_sessions WHERE id = ${id}`.execute(t.app.services.db)
+      ).rows[0]!.card_attaches;
+    // Declines, an unknown token and accepted cards all count; a body the schema refuses never
+    // reaches the provider and does not.
+    expect((await pageCall(t, session, 'POST', '/payment-methods', {})).statusCode).toBe(400);
+    const first = await pageCall(
+      t,
+      session,
+      'POST',
+      '/payment-methods',
+      { token: 'tok_visa' },
+      {
+        idempotencyKey: 'attach-first',
+      },
+    );
+    expect(first.statusCode, first.body).toBe(201);
+    expect((await pageCall(t, session, 'POST', '/payment-methods', { token: 'tok_nope' })).statusCode).toBe(
+      400,
+    );
+    for (let i = 3; i <= CARD_ATTACHES_MAX; i++) {
+      const token = i % 2 === 0 ? 'tok_chargeDeclined' : 'tok_chargeDeclinedInsufficientFunds';
+      const res = await pageCall(t, session, 'POST', '/payment-methods', { token });
+      expect(res.statusCode, res.body).toBe(402);
+    }
+    expect(await attachesOf(session.id)).toBe(CARD_ATTACHES_MAX);
+    const before = await cards();
+    const refused = await pageCall(t, session, 'POST', '/payment-methods', { token: 'tok_mastercard' });
+    expect(refused.statusCode, refused.body).toBe(429);
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    expect(refused.json()).toMatchObject({
+      status: 429,
+      code: 'too_many_attempts',
+      attemptsMax: CARD_ATTACHES_MAX,
+    });
+    expect(refused.json().detail).toContain(`${CARD_ATTACHES_MAX} cards`);
+    // Refused before the provider: no card, no count past the cap, the default unchanged.
+    expect(await cards()).toEqual(before);
+    expect(await attachesOf(session.id)).toBe(CARD_ATTACHES_MAX);
+    // The refusal is audited as the session's.
+    const audit = await sql<{ status: number }>`SELECT status FROM audit_log
+      WHERE api_key_id = ${`portal_session:${session.id}`} AND action = 'portal.payment_methods.attach'
+      ORDER BY id DESC LIMIT 1`.execute(t.app.services.db);
+    expect(audit.rows[0]?.status).toBe(429);
+    // The first attach's replay still answers (a replay runs nothing, counts nothing).
+    const replay = await pageCall(
+      t,
+      session,
+      'POST',
+      '/payment-methods',
+      { token: 'tok_visa' },
+      {
+        idempotencyKey: 'attach-first',
+      },
+    );
+    expect(replay.statusCode).toBe(201);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    // The rest of the portal works; a new link starts afresh.
+    expect((await pageCall(t, session, 'GET', '/overview')).statusCode).toBe(200);
+    const next = await openPortal(t, c.id);
+    const added = await pageCall(t, next, 'POST', '/payment-methods', { token: 'tok_mastercard' });
+    expect(added.statusCode, added.body).toBe(201);
+  });
+
+  it('concurrent card attaches never get past the cap', async () => {
+    const c = await customer();
+    const session = await openPortal(t, c.id);
+    const answers = await Promise.all(
+      Array.from({ length: CARD_ATTACHES_MAX + 4 }, () =>
+        pageCall(t, session, 'POST', '/payment-methods', { token: 'tok_chargeDeclined' }),
+      ),
+    );
+    const statuses = answers.map((a) => a.statusCode);
+    expect(statuses.filter((s) => s === 402)).toHaveLength(CARD_ATTACHES_MAX);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(4);
   });
 
   it('invoices: newest first, paged with a cursor', async () => {

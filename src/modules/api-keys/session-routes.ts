@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { clearAdminCookie, isSameOrigin, setAdminCookie } from '../../http/admin-cookie.js';
+import type { AdminCookie } from '../../http/admin-cookie.js';
 import { problemResponses, timestamp } from '../../http/schemas.js';
 import type { UnitOfWork } from '../../http/unit-of-work.js';
 import { isoSeconds } from '../../kernel/clock.js';
@@ -34,10 +34,10 @@ const noSession = () =>
  */
 export function adminSessionRoutes(
   app: FastifyInstance,
-  deps: { apiKeys: ApiKeyService; sessions: AdminSessionService; uow: UnitOfWork },
+  deps: { apiKeys: ApiKeyService; sessions: AdminSessionService; uow: UnitOfWork; cookie: AdminCookie },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const { apiKeys, sessions, uow } = deps;
+  const { apiKeys, sessions, uow, cookie } = deps;
   const tags = ['Admin console'];
 
   r.post(
@@ -47,8 +47,10 @@ export function adminSessionRoutes(
         tags,
         summary: 'Sign in to the admin console: exchange an API key for a session cookie',
         description:
-          'Answers 201 with `Set-Cookie: reprise_admin=…; HttpOnly; SameSite=Strict; Path=/` (and `Secure` over ' +
-          'https): the cookie then authenticates requests sent without an Authorization header. The session ends ' +
+          'Answers 201 with `Set-Cookie: reprise_admin=…; HttpOnly; SameSite=Strict; Path=/` on http; when the ' +
+          'request came over https or REPRISE_PUBLIC_URL is https, the cookie is `__Host-reprise_admin=…; HttpOnly; ' +
+          'SameSite=Strict; Path=/; Secure`: it then authenticates requests sent without an Authorization header. ' +
+          'Only the name of the mode in force is read. The session ends ' +
           'after 30 idle minutes, after 12 hours, at sign-out, or when its key is revoked. An unknown or revoked ' +
           'key is 401 and sets no cookie; failures count against the address like any failed authentication ' +
           '(429 over the budget). A browser request from another origin is 403. No Idempotency-Key: a retry ' +
@@ -63,7 +65,7 @@ export function adminSessionRoutes(
     },
     async (req, reply) => {
       // A browser sends Origin on every POST: a sign-in form posted from another site is refused.
-      if (req.headers.origin !== undefined && !isSameOrigin(req)) {
+      if (req.headers.origin !== undefined && !cookie.isSameOrigin(req)) {
         throw new DomainError('forbidden', "Sign in from this server's own origin.", {
           extra: { reason: 'cross_origin' },
         });
@@ -94,7 +96,7 @@ export function adminSessionRoutes(
       try {
         await uow.run(req, reply, async (trx) => {
           const { session, secret } = await sessions.open(opener, trx);
-          setAdminCookie(req, reply, secret);
+          cookie.set(req, reply, secret);
           return { status: 201, body: toDto(session), resourceId: session.id };
         });
       } catch (error) {
@@ -139,7 +141,7 @@ export function adminSessionRoutes(
       if (!session) throw noSession();
       await uow.run(req, reply, async (trx) => {
         await sessions.close(session.id, trx);
-        clearAdminCookie(req, reply);
+        cookie.clear(req, reply);
         return { status: 204, body: undefined, resourceId: session.id };
       });
     },

@@ -15,7 +15,7 @@ import { payInvoiceWorkflow } from '../../workflows/pay-invoice.js';
 import type { BillingService } from '../billing/service.js';
 import { externalIdSchema } from '../customers/routes.js';
 import type { PaymentMethod, PaymentService } from '../payments/service.js';
-import { declineMessage } from './domain/session.js';
+import { ATTEMPTS_MAX, declineMessage } from './domain/session.js';
 import {
   type Actor,
   type CheckoutService,
@@ -286,7 +286,8 @@ export function checkoutRoutes(
           '200 complete with the customer, the subscription and where to go; 402 payment_declined with ' +
           '`declineCode` and a `detail` to show (the session stays open: try another card); 202 while the provider ' +
           'has not answered (poll the page, then confirm again with the same token); 409 when the session is ' +
-          'complete, expired, or another confirm of it is running.',
+          'complete, expired, or another confirm of it is running; 429 too_many_attempts once it has had ' +
+          `${ATTEMPTS_MAX} attempts (cards tried: start a new checkout).`,
         params: idParams,
         body: z.object({
           token: z
@@ -300,6 +301,7 @@ export function checkoutRoutes(
           202: processingDto,
           ...problemResponses,
           402: problemDto.describe('payment_declined, with declineCode; detail is the message to show'),
+          429: problemDto.describe('too_many_attempts (the session tried its last card), or rate_limited'),
         },
       },
       config: {

@@ -12,6 +12,7 @@ import {
   invalidMany,
   invalidState,
   notFound,
+  tooManyAttempts,
 } from '../../kernel/errors.js';
 import { newId } from '../../kernel/ids.js';
 import type { ProviderRouter } from '../../providers/router.js';
@@ -398,8 +399,9 @@ export class CheckoutService {
       const attempt = resumes ? row.attempts : row.attempts + 1;
       if (attempt > ATTEMPTS_MAX) {
         return {
-          refused: invalidState(
+          refused: tooManyAttempts(
             `This checkout has had ${ATTEMPTS_MAX} payment attempts; start a new checkout.`,
+            ATTEMPTS_MAX,
           ),
         };
       }

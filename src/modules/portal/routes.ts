@@ -19,7 +19,7 @@ import type { CatalogService } from '../catalog/service.js';
 import type { CustomerService } from '../customers/service.js';
 import type { PaymentService } from '../payments/service.js';
 import { portalSubscriptionDto, presentSubscription } from './present.js';
-import type { PortalService, PortalSession } from './service.js';
+import { CARD_ATTACHES_MAX, type PortalService, type PortalSession } from './service.js';
 
 const tags = ['Customer portal'];
 /** Subscriptions the overview lists at most (newest first). */
@@ -528,7 +528,8 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
           auth +
           'Renewals and retries are charged to it from now on. 402 payment_declined with `declineCode` and a ' +
           '`detail` to show the customer (e.g. "Your card was declined."); 400 naming `token` for a token the ' +
-          'provider does not know.',
+          `provider does not know. A session may ask for ${CARD_ATTACHES_MAX} cards, declined ones included: ` +
+          'beyond, 429 too_many_attempts (open a new portal link to try more).',
         params: sessionParams,
         body: z.object({
           token: z.string().min(1).max(200).describe("The card frame's token, e.g. tok_visa"),
@@ -537,12 +538,17 @@ export function portalRoutes(app: FastifyInstance, deps: PortalRouteDeps) {
           201: portalPaymentMethodDto,
           ...problemResponses,
           402: problemDto.describe('payment_declined, with declineCode and a detail for the customer'),
+          429: problemDto.describe(
+            `too_many_attempts (the session asked for ${CARD_ATTACHES_MAX} cards already), or rate_limited`,
+          ),
         },
       },
       config: page('payment_methods.attach', 'payment_method'),
     },
     async (req, reply) => {
-      const { customerId } = sessionOf(req);
+      const { id, customerId } = sessionOf(req);
+      // Counted before the provider sees the token, declines included; over the cap, 429.
+      await portal.countCardAttach(id);
       // Keyed by the session and the Idempotency-Key: a retry after a crash tokenizes once.
       const method = await payments
         .attachMethod(customerId, { provider: CARD_PROVIDER_KIND, token: req.body.token }, requestKeyOf(req))

@@ -3,7 +3,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Db, Executor } from '../../db/schema.js';
 import { assert } from '../../kernel/assert.js';
 import type { Clock } from '../../kernel/clock.js';
-import { invalidState } from '../../kernel/errors.js';
+import { invalidState, tooManyAttempts } from '../../kernel/errors.js';
 import { isIdOf, newId } from '../../kernel/ids.js';
 import type { Principal } from '../api-keys/service.js';
 import type { CustomerService } from '../customers/service.js';
@@ -13,6 +13,13 @@ import { type PortalSessionsTable, type PortalTables, portalTables } from './tab
 export const SESSION_TTL_MS = 60 * 60_000;
 /** Live sessions one customer may hold: creating one more ends the oldest. */
 export const LIVE_SESSIONS_MAX = 50;
+/**
+ * Cards one session may ask to attach, declined and refused ones included: a customer's typos
+ * and a second card fit; testing a list of stolen cards through a leaked link does not. Beyond
+ * it the card attach is 429 `too_many_attempts` (the hosted checkout caps its confirms the same
+ * way); the rest of the portal keeps working, and a new link starts afresh.
+ */
+export const CARD_ATTACHES_MAX = 10;
 /** Sessions are deleted this long after they expired. */
 export const RETAIN_AFTER_EXPIRY_MS = 24 * 60 * 60_000;
 const SECRET_PREFIX = 'ps_secret_';
@@ -80,6 +87,7 @@ export class PortalService {
       created_at: now,
       expires_at: new Date(now.getTime() + SESSION_TTL_MS),
       ended_at: null,
+      card_attaches: 0,
     };
     const db = portalTables(trx);
     await db.insertInto('portal_sessions').values(row).execute();
@@ -137,6 +145,29 @@ export class PortalService {
       .executeTakeFirst();
     assert(row, `portal session ${id} authenticated but not found`);
     return toSession(row);
+  }
+
+  /**
+   * Counts one card attach of session `id` before it reaches the provider, or refuses it with 429
+   * `too_many_attempts` once the session has asked for `CARD_ATTACHES_MAX`. One conditional
+   * statement (committed on its own, whatever the attach does next): concurrent attaches never
+   * get past the cap, and a decline or a crash after it still counts.
+   */
+  async countCardAttach(id: string): Promise<number> {
+    const row = await this.#tables
+      .updateTable('portal_sessions')
+      .set((eb) => ({ card_attaches: eb('card_attaches', '+', 1) }))
+      .where('id', '=', id)
+      .where('card_attaches', '<', CARD_ATTACHES_MAX)
+      .returning('card_attaches')
+      .executeTakeFirst();
+    if (!row) {
+      throw tooManyAttempts(
+        `This portal link has tried ${CARD_ATTACHES_MAX} cards; open the portal again to add another.`,
+        CARD_ATTACHES_MAX,
+      );
+    }
+    return row.card_attaches;
   }
 
   /** Ends the session (sign-out): its secret authenticates nothing from now on. */

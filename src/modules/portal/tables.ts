@@ -9,6 +9,8 @@ export interface PortalSessionsTable {
   created_at: Date;
   expires_at: Date;
   ended_at: Date | null;
+  /** Cards this session asked to attach, declined ones included (capped: CARD_ATTACHES_MAX). */
+  card_attaches: number;
 }
 
 /** The portal module's tables: only these can be queried through `portalTables(executor)`. */

@@ -492,7 +492,7 @@ export interface paths {
         put?: never;
         /**
          * Sign in to the admin console: exchange an API key for a session cookie
-         * @description Answers 201 with `Set-Cookie: reprise_admin=…; HttpOnly; SameSite=Strict; Path=/` (and `Secure` over https): the cookie then authenticates requests sent without an Authorization header. The session ends after 30 idle minutes, after 12 hours, at sign-out, or when its key is revoked. An unknown or revoked key is 401 and sets no cookie; failures count against the address like any failed authentication (429 over the budget). A browser request from another origin is 403. No Idempotency-Key: a retry opens another session (a key keeps at most 10).
+         * @description Answers 201 with `Set-Cookie: reprise_admin=…; HttpOnly; SameSite=Strict; Path=/` on http; when the request came over https or REPRISE_PUBLIC_URL is https, the cookie is `__Host-reprise_admin=…; HttpOnly; SameSite=Strict; Path=/; Secure`: it then authenticates requests sent without an Authorization header. Only the name of the mode in force is read. The session ends after 30 idle minutes, after 12 hours, at sign-out, or when its key is revoked. An unknown or revoked key is 401 and sets no cookie; failures count against the address like any failed authentication (429 over the budget). A browser request from another origin is 403. No Idempotency-Key: a retry opens another session (a key keeps at most 10).
          */
         post: {
             parameters: {
@@ -17504,7 +17504,7 @@ export interface paths {
         put?: never;
         /**
          * Replace the card: attach a token from the card frame and make it the default
-         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Renewals and retries are charged to it from now on. 402 payment_declined with `declineCode` and a `detail` to show the customer (e.g. "Your card was declined."); 400 naming `token` for a token the provider does not know.
+         * @description Authorization: Bearer <the session secret> (the fragment of its url); 401 once the session expired or ended. Renewals and retries are charged to it from now on. 402 payment_declined with `declineCode` and a `detail` to show the customer (e.g. "Your card was declined."); 400 naming `token` for a token the provider does not know. A session may ask for 10 cards, declined ones included: beyond, 429 too_many_attempts (open a new portal link to try more).
          */
         post: {
             parameters: {
@@ -17709,7 +17709,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description rate_limited */
+                /** @description too_many_attempts (the session asked for 10 cards already), or rate_limited */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -19921,7 +19921,7 @@ export interface paths {
         put?: never;
         /**
          * Pay the checkout with a card token from the provider’s frame (hosted page)
-         * @description `Authorization: Bearer <client secret>`. Takes only a token (`tok_…`): card numbers never reach Reprise. 200 complete with the customer, the subscription and where to go; 402 payment_declined with `declineCode` and a `detail` to show (the session stays open: try another card); 202 while the provider has not answered (poll the page, then confirm again with the same token); 409 when the session is complete, expired, or another confirm of it is running.
+         * @description `Authorization: Bearer <client secret>`. Takes only a token (`tok_…`): card numbers never reach Reprise. 200 complete with the customer, the subscription and where to go; 402 payment_declined with `declineCode` and a `detail` to show (the session stays open: try another card); 202 while the provider has not answered (poll the page, then confirm again with the same token); 409 when the session is complete, expired, or another confirm of it is running; 429 too_many_attempts once it has had 20 attempts (cards tried: start a new checkout).
          */
         post: {
             parameters: {
@@ -20130,7 +20130,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description rate_limited */
+                /** @description too_many_attempts (the session tried its last card), or rate_limited */
                 429: {
                     headers: {
                         [name: string]: unknown;

@@ -12,7 +12,8 @@ export const CONFIRM_CLAIM_MS = 5 * 60_000;
 
 /**
  * Cards one session may try: enough for a customer's typos and a second card, not for testing a
- * list of stolen cards through one link. Beyond it the session refuses new attempts (409).
+ * list of stolen cards through one link. Beyond it the session refuses new attempts (429
+ * `too_many_attempts`, as the portal's card attaches: kernel/errors.ts `tooManyAttempts`).
  */
 export const ATTEMPTS_MAX = 20;
 
