@@ -1,0 +1,42 @@
+import { Modal, type ModalProps } from '@mantine/core';
+import { useEffect, useState } from 'react';
+
+/** The console's main region: where focus goes when the element to return to is gone. */
+export const MAIN_ID = 'admin-main';
+
+/** Focuses `el` if it is still on the page, else the console's main region. */
+export function focusOrMain(el: Element | null): void {
+  const target =
+    el instanceof HTMLElement && el.isConnected && el !== document.body
+      ? el
+      : document.getElementById(MAIN_ID);
+  target?.focus();
+}
+
+/**
+ * A console dialog. The console mounts a dialog only while it is open, so Mantine's own focus
+ * return (which runs when `opened` turns false) never runs: this one remembers what had focus
+ * when it opened (the button that opened it) and gives focus back to it once it closes, or to
+ * the main region when that button is gone (a payment refunded in full, a new plan opened).
+ */
+export function AdminModal({ children, ...props }: Omit<ModalProps, 'opened'>) {
+  const [opener] = useState(() => document.activeElement);
+  useEffect(
+    () => () => {
+      // After React has removed the dialog (its focus trap lets go).
+      setTimeout(() => focusOrMain(opener), 0);
+    },
+    [opener],
+  );
+  return (
+    <Modal
+      opened
+      returnFocus={false}
+      closeButtonProps={{ 'aria-label': 'Close' }}
+      classNames={{ content: 'admin-modal' }}
+      {...props}
+    >
+      {children}
+    </Modal>
+  );
+}
