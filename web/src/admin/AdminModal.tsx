@@ -1,5 +1,5 @@
 import { Modal, type ModalProps } from '@mantine/core';
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 
 /** The console's main region: where focus goes when the element to return to is gone. */
 export const MAIN_ID = 'admin-main';
@@ -21,21 +21,20 @@ export function focusOrMain(el: Element | null): void {
  */
 export function AdminModal({ children, ...props }: Omit<ModalProps, 'opened'>) {
   const [opener] = useState(() => document.activeElement);
-  useEffect(
-    () => () => {
-      // After React has removed the dialog (its focus trap lets go).
-      setTimeout(() => focusOrMain(opener), 0);
-    },
-    [opener],
-  );
+  const mounted = useRef(false);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+      // After React has removed the dialog (its focus trap lets go); not when StrictMode only
+      // re-runs the effect (development) and the dialog is still open.
+      setTimeout(() => {
+        if (!mounted.current) focusOrMain(opener);
+      }, 0);
+    };
+  }, [opener]);
   return (
-    <Modal
-      opened
-      returnFocus={false}
-      closeButtonProps={{ 'aria-label': 'Close' }}
-      classNames={{ content: 'admin-modal' }}
-      {...props}
-    >
+    <Modal opened returnFocus={false} closeButtonProps={{ 'aria-label': 'Close' }} {...props}>
       {children}
     </Modal>
   );

@@ -101,12 +101,7 @@ export function Shell({ children }: { children: ReactNode }) {
         </Group>
       </AppShell.Header>
       {/* Collapsed off-screen on a phone: inert, so its links are neither tabbed to nor read out. */}
-      <AppShell.Navbar
-        p="xs"
-        id="admin-nav"
-        aria-label="Console"
-        inert={narrow && !opened}
-      >
+      <AppShell.Navbar p="xs" id="admin-nav" aria-label="Console" inert={narrow && !opened}>
         {NAV.map((n) => {
           const active = n.exact ? pathname === n.to || pathname === `${n.to}/` : pathname.startsWith(n.to);
           return (
