@@ -269,3 +269,164 @@ test.describe('admin console', () => {
     expect((await page.request.get('/v1/admin/sessions/current')).status()).toBe(401);
   });
 });
+
+test.describe('admin console under stress', () => {
+  test('markup and long strings stay text, a stale refund is explained, focus comes back, a lost session or server shows itself', async ({
+    page,
+    request,
+  }, info) => {
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    // Fields an API client chose: markup, and strings with no place to break.
+    const externalId = `${'E'.repeat(120)}<img src=x onerror=alert(1)>${unique(info, 'x')}`;
+    const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
+      externalId,
+      market: 'SE',
+      name: `<img src=x onerror=alert(2)>${'W'.repeat(170)}`,
+    });
+    await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
+      provider: 'simulator',
+      token: 'tok_visa',
+    });
+    await apiCall(request, 'POST', '/v1/subscriptions', {
+      customer: customer.id,
+      plan: 'premium-individual-yearly',
+    });
+    const payments = await apiCall<{ data: Array<{ id: string; amount: number }> }>(
+      request,
+      'GET',
+      `/v1/payments?customer=${customer.id}`,
+    );
+    const payment = payments.data[0]!;
+    const clock = await apiCall<{ id: string }>(request, 'POST', '/v1/test-clocks', {
+      frozenTime: '2027-03-01T00:00:00Z',
+      name: `<b>${'W'.repeat(180)}</b>`,
+    });
+
+    // Signing in while the server cannot be reached says so (the button does not spin for ever).
+    await page.route('**/v1/admin/sessions', (route) => route.abort());
+    await page.goto('/admin');
+    await page.getByLabel('API key').fill(API_KEY);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page.getByRole('alert')).toContainText('could not be reached');
+    await page.unroute('**/v1/admin/sessions');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page.getByRole('heading', { level: 1, name: 'Dashboard' })).toBeVisible();
+
+    // Markup is shown as text; long strings wrap instead of pushing the page sideways.
+    await page.goto(`/admin/customers/${customer.id}`);
+    await expect(page.getByRole('heading', { level: 1, name: `Customer ${externalId}` })).toBeVisible();
+    await expect(page.getByText(`<img src=x onerror=alert(2)>${'W'.repeat(170)}`)).toBeVisible();
+    expect(await page.locator('img[src="x"]').count()).toBe(0);
+    await expectNoHorizontalScroll(page);
+
+    // The refund dialog gives focus back to the button that opened it.
+    const refundButton = page.getByRole('button', { name: `Refund payment ${payment.id}` });
+    await refundButton.focus();
+    await page.keyboard.press('Enter');
+    const refund = page.getByRole('dialog', { name: 'Refund payment' });
+    await expect(refund).toBeVisible();
+    await page.keyboard.press('Escape');
+    await expect(refund).toBeHidden();
+    await expect(refundButton).toBeFocused();
+
+    // Everything is to be refunded, but all except 10.00 is refunded elsewhere meanwhile: the
+    // refusal says what is left, and the corrected amount goes through (not a reused-key error).
+    await refundButton.click();
+    await refund.getByRole('button', { name: 'Review refund' }).click();
+    await apiCall(request, 'POST', '/v1/refunds', { payment: payment.id, amount: payment.amount - 1000 });
+    await refund.getByRole('button', { name: 'Confirm refund' }).click();
+    await expect(refund.getByRole('alert')).toContainText('another refund was made meanwhile');
+    await expect(refund.getByRole('alert')).toContainText(await moneyIn(page, 1000, 'SEK'));
+    await expectAccessible(page, 'admin-refund-refused');
+    await refund.getByRole('button', { name: 'Back' }).click();
+    await refund.getByLabel('Amount to refund (SEK)').fill('10.00');
+    await refund.getByRole('button', { name: 'Review refund' }).click();
+    await refund.getByRole('button', { name: 'Confirm refund' }).click();
+    await expect(refund.getByRole('status')).toContainText('succeeded');
+    await refund.getByRole('button', { name: 'Done' }).click();
+    // Refunded in full: its button is gone, so focus goes to the page.
+    await expect(page.locator('#admin-main')).toBeFocused();
+    const after = await apiCall<{ amountRefunded: number }>(request, 'GET', `/v1/payments/${payment.id}`);
+    expect(after.amountRefunded).toBe(payment.amount);
+
+    // A test clock named with a long string; an empty frozen time is refused, not a clock in 2000.
+    await page.goto(`/admin/test-clocks?clock=${clock.id}`);
+    await expect(page.getByRole('heading', { level: 2, name: /^<b>W+<\/b>/ })).toBeVisible();
+    await expectNoHorizontalScroll(page);
+    const newClock = page.getByRole('button', { name: 'New test clock' });
+    await newClock.click();
+    const dialog = page.getByRole('dialog', { name: 'New test clock' });
+    await dialog.getByLabel('Frozen time (UTC)').fill('');
+    await dialog.getByRole('button', { name: 'Create test clock' }).click();
+    await expect(dialog.getByRole('alert')).toContainText('Choose the frozen time');
+    await page.keyboard.press('Escape');
+    await expect(dialog).toBeHidden();
+    await expect(newClock).toBeFocused();
+    // A hovered row keeps its teal badge and button above 4.5:1.
+    await page.getByRole('table', { name: 'Test clocks' }).locator('tbody tr').first().hover();
+    await expectAccessible(page, 'admin-test-clocks-hover');
+
+    // The other create dialogs: accessible with the API's refusal shown; focus back on close.
+    for (const [path, opener, submit] of [
+      ['/admin/catalog?tab=products', 'New product', 'Create product'],
+      ['/admin/catalog?tab=markets', 'New market', 'Create market'],
+      ['/admin/webhooks', 'New endpoint', 'Create endpoint'],
+    ] as const) {
+      await page.goto(path);
+      const button = page.getByRole('button', { name: opener });
+      await button.click();
+      const form = page.getByRole('dialog');
+      await form.getByRole('button', { name: submit }).click();
+      await expect(form.getByRole('alert')).toContainText('Not saved');
+      await expectAccessible(page, `admin-${opener}-refused`);
+      await page.keyboard.press('Escape');
+      await expect(form).toBeHidden();
+      await expect(button).toBeFocused();
+    }
+
+    // On a phone the closed menu's links are out of the tab order (inert), and picking one from
+    // the open menu moves focus to the page, not to a link that slid away.
+    if (info.project.name === 'mobile-375') {
+      await expect(page.locator('#admin-nav')).toHaveAttribute('inert', '');
+      await page.getByRole('button', { name: 'Open navigation' }).click();
+      const link = page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Webhooks' });
+      await link.focus();
+      await page.keyboard.press('Enter');
+      await expect(page.getByRole('heading', { level: 1, name: 'Webhooks' })).toBeVisible();
+      await expect(page.locator('#admin-main')).toBeFocused();
+      await expect(page.locator('#admin-nav')).toHaveAttribute('inert', '');
+    }
+
+    // A sign-out the server does not confirm is reported, and the console stays signed in.
+    await page.route('**/v1/admin/sessions/current', (route) =>
+      route.request().method() === 'DELETE'
+        ? route.fulfill({
+            status: 503,
+            contentType: 'application/problem+json',
+            body: JSON.stringify({ status: 503, title: 'Service unavailable', detail: 'Not ready.' }),
+          })
+        : route.continue(),
+    );
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(page.getByRole('alert').filter({ hasText: 'Not signed out' })).toBeVisible();
+    await expect(page.getByLabel('API key')).toHaveCount(0);
+    await page.unroute('**/v1/admin/sessions/current');
+
+    // The session ends elsewhere (signed out in another tab): the next call shows the sign-in.
+    const origin = new URL(page.url()).origin;
+    expect((await page.request.delete('/v1/admin/sessions/current', { headers: { origin } })).status()).toBe(
+      204,
+    );
+    const menu = page.getByRole('button', { name: 'Open navigation' });
+    if (await menu.isVisible()) await menu.click();
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Customers' }).click();
+    await expect(page.getByRole('status').filter({ hasText: 'Your session ended' })).toBeVisible();
+    await expect(page.getByLabel('API key')).toBeVisible();
+    await expectAccessible(page, 'admin-session-ended');
+    expect(dialogs).toEqual([]);
+  });
+});

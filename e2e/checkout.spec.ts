@@ -98,3 +98,36 @@ test.describe('hosted checkout', () => {
     await expectAccessible(page, 'checkout-invalid');
   });
 });
+
+test.describe('hosted checkout with names an API client chose', () => {
+  test('markup stays text and a long unbroken product name wraps on the page', async ({
+    page,
+    request,
+  }, info) => {
+    const code = unique(info, 'long').toLowerCase();
+    const name = `<img src=x onerror=alert(1)>${'W'.repeat(160)}`;
+    await apiCall(request, 'POST', '/v1/products', { code, name, features: ['long'], seats: 1 });
+    await apiCall(request, 'POST', '/v1/plans', {
+      code,
+      name,
+      product: code,
+      billingPeriod: 'month',
+      prices: [{ currency: 'SEK', amount: 9900 }],
+    });
+    const session = await apiCall<{ url: string }>(request, 'POST', '/v1/checkout-sessions', {
+      plan: code,
+      externalId: unique(info, 'long-buyer'),
+      market: 'SE',
+    });
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto(session.url);
+    await expect(page.getByRole('heading', { level: 1, name })).toBeVisible();
+    expect(await page.locator('img[src="x"]').count()).toBe(0);
+    await expectNoHorizontalScroll(page);
+    expect(dialogs).toEqual([]);
+  });
+});

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, sendProblem } from './problem.js';
 
 /** Where `npm run build` puts the web pages (vite): `<package root>/dist/web`. */
@@ -40,7 +40,7 @@ export async function installWeb(
   const open = { public: true } as const;
   const hide = { hide: true } as const;
 
-  const page = async (_request: unknown, reply: FastifyReply) => {
+  const page = async (request: FastifyRequest, reply: FastifyReply) => {
     const html = loadIndex();
     if (html === null) {
       return sendProblem(
@@ -75,6 +75,11 @@ export async function installWeb(
       .header('referrer-policy', 'no-referrer')
       .header('cache-control', 'no-store')
       .type('text/html; charset=utf-8');
+    // The console in its own browsing context group: a site that opened it (window.open) keeps
+    // no handle on it, so it cannot navigate it to a look-alike sign-in or count its frames. Not
+    // on the hosted pages: a merchant may open a checkout in a popup and watch for it to close.
+    if (request.routeOptions.url?.startsWith('/admin'))
+      reply.header('cross-origin-opener-policy', 'same-origin');
     return reply.send(html);
   };
   for (const url of ['/checkout/*', '/portal/*', '/admin', '/admin/*']) {

@@ -50,6 +50,10 @@ describe('web pages served next to the API', () => {
       expect(res.headers['referrer-policy']).toBe('no-referrer');
       expect(res.headers['cache-control']).toBe('no-store');
       expect(res.headers['x-frame-options']).toBe('DENY');
+      // The console only: a site that opened it keeps no window handle on it.
+      expect(res.headers['cross-origin-opener-policy'], url).toBe(
+        url.startsWith('/admin') ? 'same-origin' : undefined,
+      );
     }
   });
 

@@ -1,9 +1,9 @@
-import { useQuery } from '@tanstack/react-query';
-import { lazy, Suspense } from 'react';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import { Route, Routes } from 'react-router';
 import { ApiError, problemMessage } from '../api/client';
 import { Loading, NotFound, PageMessage } from '../ui/states';
-import { type AdminSession, admin, Session } from './admin-api';
+import { type AdminSession, admin, onSessionEnded, Session } from './admin-api';
 import { Shell } from './Shell';
 import { SignIn } from './SignIn';
 
@@ -29,7 +29,24 @@ async function currentSession(): Promise<AdminSession | null> {
  * then the dashboard, catalog, customers, webhooks and test clocks.
  */
 export default function AdminApp() {
+  const qc = useQueryClient();
   const session = useQuery({ queryKey: ['admin-session'], queryFn: currentSession, retry: false });
+  const [ended, setEnded] = useState(false);
+  // A session that ends while the console is open (30 idle minutes, signed out elsewhere, key
+  // revoked): what it read is dropped and the sign-in form shows, on the page the operator was on.
+  useEffect(
+    () =>
+      onSessionEnded(() => {
+        setEnded(true);
+        qc.removeQueries({ queryKey: ['admin'] });
+        qc.setQueryData(['admin-session'], null);
+      }),
+    [qc],
+  );
+  const signedIn = session.data != null;
+  useEffect(() => {
+    if (signedIn) setEnded(false);
+  }, [signedIn]);
   if (session.isPending) return <Loading label="Loading the console…" />;
   if (session.isError) {
     return (
@@ -38,7 +55,7 @@ export default function AdminApp() {
       </PageMessage>
     );
   }
-  if (!session.data) return <SignIn />;
+  if (!session.data) return <SignIn notice={ended ? 'Your session ended. Sign in again to go on.' : null} />;
   return (
     <Session.Provider value={session.data}>
       <Shell>

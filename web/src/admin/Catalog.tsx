@@ -3,7 +3,6 @@ import {
   Button,
   Checkbox,
   Group,
-  Modal,
   NumberInput,
   Select,
   Stack,
@@ -16,6 +15,7 @@ import { type FormEvent, useState } from 'react';
 import { Link, useNavigate, useSearchParams } from 'react-router';
 import { must } from '../api/client';
 import { count, date, money, per, ratePercent } from '../ui/format';
+import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { FormError, newPriceRow, PriceRows, pricesOf, useSave } from './forms';
 import { PagedTable } from './Paged';
@@ -142,7 +142,7 @@ function NewPlan({ onClose }: { onClose: () => void }) {
   }
 
   return (
-    <Modal opened onClose={onClose} title="New plan" size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="New plan" size="lg">
       <form onSubmit={submit} noValidate>
         <Stack>
           <TextInput label="Code" required value={code} onChange={(e) => setCode(e.currentTarget.value)} />
@@ -181,7 +181,7 @@ function NewPlan({ onClose }: { onClose: () => void }) {
           </Group>
         </Stack>
       </form>
-    </Modal>
+    </AdminModal>
   );
 }
 
@@ -242,7 +242,7 @@ function NewProduct({ onClose }: { onClose: () => void }) {
     }, onClose);
   }
   return (
-    <Modal opened onClose={onClose} title="New product" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="New product">
       <form onSubmit={submit} noValidate>
         <Stack>
           <TextInput label="Code" required value={code} onChange={(e) => setCode(e.currentTarget.value)} />
@@ -265,7 +265,7 @@ function NewProduct({ onClose }: { onClose: () => void }) {
           </Group>
         </Stack>
       </form>
-    </Modal>
+    </AdminModal>
   );
 }
 
@@ -330,7 +330,7 @@ function NewMarket({ onClose }: { onClose: () => void }) {
     }, onClose);
   }
   return (
-    <Modal opened onClose={onClose} title="New market" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="New market">
       <form onSubmit={submit} noValidate>
         <Stack>
           <Group grow>
@@ -382,6 +382,6 @@ function NewMarket({ onClose }: { onClose: () => void }) {
           </Group>
         </Stack>
       </form>
-    </Modal>
+    </AdminModal>
   );
 }

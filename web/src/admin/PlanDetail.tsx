@@ -113,7 +113,8 @@ function SchedulePrices({
   const [existingFrom, setExistingFrom] = useState('');
   const [prices, setPrices] = useState([newPriceRow()]);
   const [done, setDone] = useState(false);
-  const iso = (local: string) => (local ? new Date(`${local}:00Z`).toISOString() : '');
+  const iso = (local: string) =>
+    local ? new Date(`${local.length === 16 ? `${local}:00` : local}Z`).toISOString() : '';
 
   function submit(e: FormEvent) {
     e.preventDefault();

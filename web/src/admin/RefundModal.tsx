@@ -1,7 +1,9 @@
-import { Alert, Button, Group, Modal, Stack, Text, TextInput } from '@mantine/core';
-import { type FormEvent, useState } from 'react';
-import { must } from '../api/client';
+import { Alert, Button, Group, Stack, Text, TextInput } from '@mantine/core';
+import { useQuery } from '@tanstack/react-query';
+import { type FormEvent, useRef, useState } from 'react';
+import { ApiError, must } from '../api/client';
 import { money } from '../ui/format';
+import { AdminModal } from './AdminModal';
 import { type Answer, admin, minorPerMajor, toMinor, useInvalidate } from './admin-api';
 import { FormError, useSave } from './forms';
 
@@ -9,16 +11,28 @@ type Payment = Answer<'/v1/payments/{id}', 'get'>;
 
 /**
  * Refund a payment, fully or partly, in two steps: the amount (at most what is left to refund),
- * then a confirmation that says exactly what goes back to whom. One Idempotency-Key per
- * confirmation, so a double click refunds once.
+ * then a confirmation that says exactly what goes back to whom.
+ *
+ * One Idempotency-Key per amount: a double click, or a retry after no answer, sends the same key
+ * and refunds once. A refusal (4xx: nothing was refunded, e.g. another tab refunded part of the
+ * payment meanwhile) drops that amount's key, so a corrected or repeated amount is a new request
+ * rather than a replay of the refusal or a 422 for a reused key.
  */
-export function RefundModal({ payment, onClose }: { payment: Payment; onClose: () => void }) {
+export function RefundModal({ payment: opened, onClose }: { payment: Payment; onClose: () => void }) {
+  // What is left is read again when the dialog opens and after a refusal: the list may be stale.
+  const fresh = useQuery({
+    queryKey: ['admin', 'customer', 'payment', opened.id],
+    queryFn: () => must(admin.GET('/v1/payments/{id}', { params: { path: { id: opened.id } } })),
+    initialData: opened,
+    refetchOnMount: 'always',
+  });
+  const payment = fresh.data;
   const left = payment.amount - payment.amountRefunded;
   const factor = minorPerMajor(payment.currency);
   const [amount, setAmount] = useState(() => (left / factor).toFixed(Math.log10(factor)));
   const [step, setStep] = useState<'amount' | 'confirm'>('amount');
   const [input, setInput] = useState<string | null>(null);
-  const [idempotencyKey] = useState(() => crypto.randomUUID());
+  const keys = useRef(new Map<number, string>());
   const [refunded, setRefunded] = useState<{ amount: number; status: string } | null>(null);
   const save = useSave();
   const invalidate = useInvalidate();
@@ -26,6 +40,7 @@ export function RefundModal({ payment, onClose }: { payment: Payment; onClose: (
 
   function review(e: FormEvent) {
     e.preventDefault();
+    save.setError(null);
     if (minor === null || minor <= 0) {
       setInput(`Enter an amount above zero with at most ${Math.log10(factor)} decimals.`);
       return;
@@ -38,23 +53,47 @@ export function RefundModal({ payment, onClose }: { payment: Payment; onClose: (
     setStep('confirm');
   }
 
+  function keyFor(value: number): string {
+    let key = keys.current.get(value);
+    if (!key) {
+      key = crypto.randomUUID();
+      keys.current.set(value, key);
+    }
+    return key;
+  }
+
   function confirm() {
     if (minor === null) return;
+    const value = minor;
     void save.run(async () => {
-      const refund = await must(
-        admin.POST('/v1/refunds', {
-          headers: { 'Idempotency-Key': idempotencyKey },
-          body: { payment: payment.id, amount: minor },
-        }),
-      );
-      setRefunded({ amount: refund.amount, status: refund.status });
-      await invalidate('customer');
-      await invalidate('dashboard');
+      try {
+        const refund = await must(
+          admin.POST('/v1/refunds', {
+            headers: { 'Idempotency-Key': keyFor(value) },
+            body: { payment: payment.id, amount: value },
+          }),
+        );
+        setRefunded({ amount: refund.amount, status: refund.status });
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status < 400 || error.status >= 500) throw error;
+        if (error.problem.code !== 'idempotency_key_in_use') keys.current.delete(value);
+        const now = await fresh.refetch();
+        const leftNow = now.data ? now.data.amount - now.data.amountRefunded : left;
+        if (value > leftNow) {
+          throw new Error(
+            `Only ${money(leftNow, payment.currency)} is left to refund now (another refund was made meanwhile). Go back and change the amount.`,
+          );
+        }
+        throw error;
+      } finally {
+        await invalidate('customer');
+        await invalidate('dashboard');
+      }
     });
   }
 
   return (
-    <Modal opened onClose={onClose} title="Refund payment" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="Refund payment">
       {refunded ? (
         <Stack>
           <Alert color={refunded.status === 'failed' ? 'red' : 'teal'} variant="light" role="status">
@@ -107,6 +146,6 @@ export function RefundModal({ payment, onClose }: { payment: Payment; onClose: (
           </Group>
         </Stack>
       )}
-    </Modal>
+    </AdminModal>
   );
 }

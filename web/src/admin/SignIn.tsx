@@ -8,7 +8,7 @@ import { admin } from './admin-api';
  * Sign in with an API key: the server answers with an HttpOnly, SameSite=Strict session cookie.
  * The key lives only in this form's state, never in browser storage, and is cleared once sent.
  */
-export function SignIn() {
+export function SignIn({ notice = null }: { notice?: string | null }) {
   const qc = useQueryClient();
   const [apiKey, setApiKey] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -25,17 +25,24 @@ export function SignIn() {
     }
     setBusy(true);
     setError(null);
-    const { response, error: problem } = await admin.POST('/v1/admin/sessions', {
-      body: { apiKey: apiKey.trim() },
-    });
-    setBusy(false);
-    if (!response.ok) {
-      setError(
-        response.status === 401
-          ? 'That API key is unknown or revoked.'
-          : problemMessage(problem, `Sign-in failed (${response.status}).`),
-      );
+    try {
+      const { response, error: problem } = await admin.POST('/v1/admin/sessions', {
+        body: { apiKey: apiKey.trim() },
+      });
+      if (!response.ok) {
+        setError(
+          response.status === 401
+            ? 'That API key is unknown or revoked.'
+            : problemMessage(problem, `Sign-in failed (${response.status}).`),
+        );
+        return;
+      }
+    } catch {
+      // No answer at all (offline, the server down): say so rather than spin for ever.
+      setError('The server could not be reached. Check the connection and try again.');
       return;
+    } finally {
+      setBusy(false);
     }
     setApiKey('');
     await qc.invalidateQueries({ queryKey: ['admin-session'] });
@@ -50,6 +57,11 @@ export function SignIn() {
         Sign in with an API key. The console keeps a server session (12 hours at most, 30 idle minutes); the
         key is not stored in this browser.
       </Text>
+      {notice ? (
+        <Alert color="blue" variant="light" role="status" mb="md">
+          {notice}
+        </Alert>
+      ) : null}
       <Paper withBorder p="lg" component="form" onSubmit={submit} noValidate aria-label="Sign in">
         <Stack>
           <PasswordInput

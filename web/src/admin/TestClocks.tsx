@@ -4,7 +4,6 @@ import {
   Badge,
   Button,
   Group,
-  Modal,
   Paper,
   Select,
   Stack,
@@ -19,6 +18,7 @@ import { Link, useSearchParams } from 'react-router';
 import { must, problemMessage } from '../api/client';
 import { count, dateTime } from '../ui/format';
 import { Loading } from '../ui/states';
+import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { useCatalogRefs } from './Catalog';
 import { FormError, useSave } from './forms';
@@ -27,7 +27,8 @@ import { PageTitle } from './Shell';
 
 /** `<input type="datetime-local">` value (UTC) of an instant, and back. */
 const toLocal = (iso: string) => iso.slice(0, 16);
-const fromLocal = (local: string) => new Date(`${local}:00Z`).toISOString();
+const fromLocal = (local: string) =>
+  new Date(`${local.length === 16 ? `${local}:00` : local}Z`).toISOString();
 
 /**
  * Test clocks: create one, attach customers to it (a customer is created on the clock), and
@@ -93,6 +94,11 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
   const [frozen, setFrozen] = useState(() => toLocal(new Date().toISOString()));
   function submit(e: FormEvent) {
     e.preventDefault();
+    // An empty field would parse as 2000-01-01 (":00Z"): a clock far in the past, made silently.
+    if (!frozen) {
+      save.setError(new Error('Choose the frozen time (UTC).'));
+      return;
+    }
     void save.run(async () => {
       const clock = await must(
         admin.POST('/v1/test-clocks', {
@@ -105,7 +111,7 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
     });
   }
   return (
-    <Modal opened onClose={onClose} title="New test clock" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="New test clock">
       <form onSubmit={submit} noValidate>
         <Stack>
           <TextInput label="Name" value={name} onChange={(e) => setName(e.currentTarget.value)} />
@@ -127,7 +133,7 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
           </Group>
         </Stack>
       </form>
-    </Modal>
+    </AdminModal>
   );
 }
 

@@ -1,20 +1,9 @@
-import {
-  Alert,
-  Anchor,
-  Badge,
-  Button,
-  Code,
-  Group,
-  Modal,
-  Stack,
-  Table,
-  Text,
-  TextInput,
-} from '@mantine/core';
+import { Alert, Anchor, Badge, Button, Code, Group, Stack, Table, Text, TextInput } from '@mantine/core';
 import { type FormEvent, useState } from 'react';
 import { Link } from 'react-router';
 import { must } from '../api/client';
 import { date } from '../ui/format';
+import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { FormError, useSave } from './forms';
 import { PagedTable } from './Paged';
@@ -92,7 +81,7 @@ function NewEndpoint({ onClose }: { onClose: () => void }) {
   }
 
   return (
-    <Modal opened onClose={onClose} title="New webhook endpoint" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <AdminModal onClose={onClose} title="New webhook endpoint">
       {secret !== null ? (
         <Stack>
           <Alert color="teal" variant="light" role="status" title="Endpoint created">
@@ -144,6 +133,6 @@ function NewEndpoint({ onClose }: { onClose: () => void }) {
           </Stack>
         </form>
       )}
-    </Modal>
+    </AdminModal>
   );
 }

@@ -8,6 +8,34 @@ import { type ApiClient, apiClient, type paths } from '../api/client';
  */
 export const admin: ApiClient = apiClient();
 
+const sessionEndedListeners = new Set<() => void>();
+
+/**
+ * Calls `listener` whenever a console call is refused with 401: the session ended (idle timeout,
+ * sign-out in another tab, the key revoked). Returns the unsubscribe.
+ */
+export function onSessionEnded(listener: () => void): () => void {
+  sessionEndedListeners.add(listener);
+  return () => {
+    sessionEndedListeners.delete(listener);
+  };
+}
+
+admin.use({
+  onResponse({ request, response }) {
+    if (response.status !== 401) return;
+    // The sign-in's own refusal, and the session check that finds none, are not an ended session.
+    const path = new URL(request.url).pathname;
+    if (
+      path === '/v1/admin/sessions' ||
+      (path === '/v1/admin/sessions/current' && request.method === 'GET')
+    ) {
+      return;
+    }
+    for (const listener of sessionEndedListeners) listener();
+  },
+});
+
 export interface AdminSession {
   keyId: string;
   scopes: string[];
@@ -78,7 +106,8 @@ export function minorPerMajor(currency: string): number {
 /** "109.00" in SEK → 10900; null when it is not a non-negative amount with at most the currency's decimals. */
 export function toMinor(text: string, currency: string): number | null {
   const factor = minorPerMajor(currency);
-  const normalised = text.trim().replace(',', '.');
+  // NFKC: full-width digits and stops (１２．５０, typed with an East Asian input method) are digits.
+  const normalised = text.normalize('NFKC').trim().replace(',', '.');
   if (!/^\d{1,12}(\.\d+)?$/.test(normalised)) return null;
   const [whole = '0', frac = ''] = normalised.split('.');
   const decimals = Math.log10(factor);
