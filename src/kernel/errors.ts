@@ -67,7 +67,7 @@ const STATUS: Record<ErrorCode, number> = {
 const TITLE: Record<ErrorCode, string> = {
   validation_failed: 'Invalid request',
   unauthenticated: 'Authentication required',
-  forbidden: 'Insufficient scope',
+  forbidden: 'Forbidden',
   not_found: 'Resource not found',
   already_exists: 'Resource already exists',
   invalid_state: 'Invalid state for this operation',
