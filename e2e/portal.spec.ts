@@ -38,6 +38,13 @@ test.describe('customer portal', () => {
     await expect(page.getByRole('heading', { level: 1, name: 'Your subscription' })).toBeVisible();
     await expect(page.getByRole('heading', { name: 'Premium Individual (yearly)' })).toBeVisible();
     await expect(page.getByText(/Next renewal on/)).toBeVisible();
+    // The invoices have loaded: their PDF button and status fit the screen (375 px too).
+    const pdfButton = page.getByRole('button', { name: /Download PDF/ }).first();
+    await expect(pdfButton).toBeVisible();
+    const box = await pdfButton.boundingBox();
+    const width = page.viewportSize()?.width ?? 0;
+    expect(box && box.x + box.width, 'PDF button right edge').toBeLessThanOrEqual(width);
+    await expect(page.getByRole('table', { name: /Your invoices/ })).toContainText('paid');
     await expectAccessible(page, 'portal');
     await expectNoHorizontalScroll(page);
     await snap(page, 'portal', info);

@@ -50,55 +50,60 @@ export function InvoicesPanel({ market }: { market: Market }) {
         {invoices.isError ? <Alert color="red">{problemMessage(invoices.error)}</Alert> : null}
         {rows.length === 0 && invoices.isSuccess ? <Text c="dimmed">No invoices yet.</Text> : null}
         {rows.length > 0 ? (
-          <Table.ScrollContainer minWidth={320}>
-            <Table>
-              <Table.Thead>
-                <Table.Tr>
-                  <Table.Th>Invoice</Table.Th>
-                  <Table.Th>Date</Table.Th>
-                  <Table.Th ta="right">Total</Table.Th>
-                  <Table.Th>Status</Table.Th>
-                  <Table.Th>
-                    <VisuallyHidden>PDF</VisuallyHidden>
-                  </Table.Th>
-                </Table.Tr>
-              </Table.Thead>
-              <Table.Tbody>
-                {rows.map((inv) => (
-                  <Table.Tr key={inv.id}>
-                    <Table.Td>{inv.number ?? '—'}</Table.Td>
-                    <Table.Td>{date(inv.createdAt, locale)}</Table.Td>
-                    <Table.Td ta="right">
+          <Table verticalSpacing="sm">
+            <Table.Caption>Your invoices, newest first</Table.Caption>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>Invoice</Table.Th>
+                <Table.Th ta="right">Total</Table.Th>
+                <Table.Th>
+                  <VisuallyHidden>PDF</VisuallyHidden>
+                </Table.Th>
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {rows.map((inv) => (
+                <Table.Tr key={inv.id}>
+                  <Table.Td>
+                    <Text span fw={500} style={{ overflowWrap: 'anywhere' }}>
+                      {inv.number ?? '—'}
+                    </Text>
+                    <Text size="sm" c="dimmed">
+                      {date(inv.createdAt, locale)}
+                    </Text>
+                  </Table.Td>
+                  <Table.Td ta="right">
+                    <Text span style={{ whiteSpace: 'nowrap' }}>
                       {money(inv.total, inv.currency ?? market.currency, locale)}
-                    </Table.Td>
-                    <Table.Td>
-                      <Badge variant="outline" color={inv.status === 'paid' ? 'teal' : 'gray'}>
+                    </Text>
+                    <div>
+                      <Badge variant="outline" size="sm" color={inv.status === 'paid' ? 'teal' : 'gray'}>
                         {inv.status}
                       </Badge>
-                    </Table.Td>
-                    <Table.Td>
-                      {inv.number ? (
-                        <Button
-                          size="compact-sm"
-                          variant="subtle"
-                          aria-label={`Download PDF of invoice ${inv.number}`}
-                          onClick={() =>
-                            downloadPdf(
-                              `/v1/portal-sessions/${encodeURIComponent(id)}/invoices/${encodeURIComponent(inv.id)}/pdf`,
-                              secret,
-                              `${inv.number}.pdf`,
-                            ).catch((e: unknown) => setError(problemMessage(e)))
-                          }
-                        >
-                          Download PDF
-                        </Button>
-                      ) : null}
-                    </Table.Td>
-                  </Table.Tr>
-                ))}
-              </Table.Tbody>
-            </Table>
-          </Table.ScrollContainer>
+                    </div>
+                  </Table.Td>
+                  <Table.Td ta="right">
+                    {inv.number ? (
+                      <Button
+                        size="compact-sm"
+                        variant="outline"
+                        aria-label={`Download PDF of invoice ${inv.number}`}
+                        onClick={() =>
+                          downloadPdf(
+                            `/v1/portal-sessions/${encodeURIComponent(id)}/invoices/${encodeURIComponent(inv.id)}/pdf`,
+                            secret,
+                            `${inv.number}.pdf`,
+                          ).catch((e: unknown) => setError(problemMessage(e)))
+                        }
+                      >
+                        PDF
+                      </Button>
+                    ) : null}
+                  </Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
         ) : null}
         {error ? (
           <Alert color="red" variant="light" role="alert">
