@@ -148,7 +148,7 @@ describe('invoice layout (the text of an invoice PDF)', () => {
       ...input,
       customer: { ...input.customer, name: null, email: null, erased: true },
     });
-    expect(layout.billTo).toEqual(['Erased customer', 'Customer id: cus_01']);
+    expect(layout.billTo).toEqual(['Erased customer', 'Customer id:', 'cus_01']);
   });
 
   it('says when the market has no seller details', () => {

@@ -234,7 +234,7 @@ describe(`invoice PDFs (${ENGINE})`, () => {
     expect((await t.call('POST', `/v1/customers/${customer.id}/erase`)).statusCode).toBe(200);
 
     const after = (await pdfText((await pdfOf(invoice.id)).rawPayload)).runs;
-    expect(after).toEqual(expect.arrayContaining(['Erased customer', `Customer id: ${customer.id}`]));
+    expect(after).toEqual(expect.arrayContaining(['Erased customer', 'Customer id:', customer.id]));
     expect(after.join('\n')).not.toMatch(/Björn|bjorn@example/);
   });
 

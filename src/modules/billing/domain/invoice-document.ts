@@ -180,8 +180,10 @@ export function invoiceLayout(input: InvoiceDocumentInput, options: LayoutOption
           lines: [`No seller details are set for market ${market.code}.`],
           missing: true,
         },
+    // The id on a line of its own: with its label it is about the bill-to column's width, and
+    // would wrap in the middle for some ids.
     billTo: customer.erased
-      ? ['Erased customer', `Customer id: ${customer.id}`]
+      ? ['Erased customer', 'Customer id:', customer.id]
       : [
           ...(customer.name ? [customer.name] : []),
           ...(customer.email ? [customer.email] : []),
