@@ -5,6 +5,7 @@ import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { lazy, StrictMode, Suspense } from 'react';
 import { createRoot } from 'react-dom/client';
 import { BrowserRouter, Route, Routes } from 'react-router';
+import { ApiError } from './api/client';
 import { Loading, NotFound } from './ui/states';
 
 // One bundle entry, three areas loaded on demand: a checkout page never downloads the console.
@@ -31,7 +32,16 @@ const resolver: CSSVariablesResolver = () => ({
   },
   dark: {},
 });
-const queries = new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } } });
+// One retry for a network error or a 5xx; a 4xx (not found, forbidden, session ended) is the
+// answer, shown at once.
+const queries = new QueryClient({
+  defaultOptions: {
+    queries: {
+      retry: (failures, error) => failures < 1 && !(error instanceof ApiError && error.status < 500),
+      refetchOnWindowFocus: false,
+    },
+  },
+});
 
 const root = document.getElementById('root');
 if (!root) throw new Error('#root missing');
