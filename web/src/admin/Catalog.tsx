@@ -17,7 +17,7 @@ import { must } from '../api/client';
 import { count, date, money, per, ratePercent } from '../ui/format';
 import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
-import { FormError, newPriceRow, PriceRows, pricesOf, useSave } from './forms';
+import { DialogActions, newPriceRow, PriceRows, pricesOf, useSave } from './forms';
 import { PagedTable } from './Paged';
 import { PageTitle } from './Shell';
 
@@ -170,15 +170,7 @@ function NewPlan({ onClose }: { onClose: () => void }) {
             <NumberInput label="Trial days" min={0} max={365} value={trialDays} onChange={setTrialDays} />
           </Group>
           <PriceRows rows={prices} onChange={setPrices} markets={refs.markets} />
-          <FormError error={save.error} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={save.busy}>
-              Create plan
-            </Button>
-          </Group>
+          <DialogActions save={save} onCancel={onClose} submit="Create plan" />
         </Stack>
       </form>
     </AdminModal>
@@ -254,15 +246,7 @@ function NewProduct({ onClose }: { onClose: () => void }) {
             onChange={(e) => setFeatures(e.currentTarget.value)}
           />
           <NumberInput label="Seats" min={1} max={100} value={seats} onChange={setSeats} />
-          <FormError error={save.error} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={save.busy}>
-              Create product
-            </Button>
-          </Group>
+          <DialogActions save={save} onCancel={onClose} submit="Create product" />
         </Stack>
       </form>
     </AdminModal>
@@ -371,15 +355,7 @@ function NewMarket({ onClose }: { onClose: () => void }) {
             value={locale}
             onChange={(e) => setLocale(e.currentTarget.value)}
           />
-          <FormError error={save.error} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={save.busy}>
-              Create market
-            </Button>
-          </Group>
+          <DialogActions save={save} onCancel={onClose} submit="Create market" />
         </Stack>
       </form>
     </AdminModal>

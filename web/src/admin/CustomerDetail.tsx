@@ -1,15 +1,16 @@
-import { Alert, Anchor, Badge, Button, Paper, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
+import { Anchor, Badge, Button, Paper, SimpleGrid, Stack, Table, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { must, problemMessage } from '../api/client';
+import { must } from '../api/client';
 import { date, dateTime, money } from '../ui/format';
 import { Loading } from '../ui/states';
 import { type Answer, admin, usePaged } from './admin-api';
 import { CustomerTimeline } from './CustomerTimeline';
+import { Field } from './Field';
 import { PagedTable } from './Paged';
 import { RefundModal } from './RefundModal';
-import { PageTitle } from './Shell';
+import { PageError, PageTitle } from './Shell';
 
 type Payment = Answer<'/v1/payments/{id}', 'get'>;
 
@@ -21,16 +22,7 @@ export default function CustomerDetail() {
     queryFn: () => must(admin.GET('/v1/customers/{id}', { params: { path: { id } } })),
   });
   if (customer.isPending) return <Loading />;
-  if (customer.isError) {
-    return (
-      <>
-        <PageTitle>Customer</PageTitle>
-        <Alert color="red" role="alert">
-          {problemMessage(customer.error)}
-        </Alert>
-      </>
-    );
-  }
+  if (customer.isError) return <PageError title="Customer" error={customer.error} />;
   const c = customer.data;
   return (
     <Stack>
@@ -61,23 +53,6 @@ export default function CustomerDetail() {
       <Payments customerId={c.id} />
       <CustomerTimeline customerId={c.id} />
     </Stack>
-  );
-}
-
-function Field({ label, value, href }: { label: string; value: string; href?: string }) {
-  return (
-    <div>
-      <Text size="sm" c="dimmed">
-        {label}
-      </Text>
-      {href ? (
-        <Anchor component={Link} to={href} style={{ overflowWrap: 'anywhere' }}>
-          {value}
-        </Anchor>
-      ) : (
-        <Text style={{ overflowWrap: 'anywhere' }}>{value}</Text>
-      )}
-    </div>
   );
 }
 

@@ -1,4 +1,4 @@
-import { Alert, Anchor, Badge, Group, Paper, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
+import { Anchor, Badge, Group, Paper, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { Link } from 'react-router';
 import {
@@ -13,13 +13,13 @@ import {
   XAxis,
   YAxis,
 } from 'recharts';
-import { must, problemMessage } from '../api/client';
+import { must } from '../api/client';
 import { count, dateTime, money } from '../ui/format';
 import { Loading } from '../ui/states';
 import { type Answer, admin, minorPerMajor } from './admin-api';
 import { ChartFigure } from './Chart';
 import { ScrollTable } from './Paged';
-import { PageTitle } from './Shell';
+import { PageError, PageTitle } from './Shell';
 
 type DashboardReport = Answer<'/v1/reports/dashboard', 'get'>;
 
@@ -52,16 +52,7 @@ export default function Dashboard() {
     queryFn: () => must(admin.GET('/v1/reports/dashboard')),
   });
   if (report.isPending) return <Loading label="Loading the dashboard…" />;
-  if (report.isError) {
-    return (
-      <>
-        <PageTitle>Dashboard</PageTitle>
-        <Alert color="red" role="alert">
-          {problemMessage(report.error)}
-        </Alert>
-      </>
-    );
-  }
+  if (report.isError) return <PageError title="Dashboard" error={report.error} />;
   const d = report.data;
   const active = d.activeSubscriptions.reduce((n, g) => n + g.count, 0);
   const plans = byPlanAndMarket(d.activeSubscriptions);

@@ -7,21 +7,21 @@ import {
   SimpleGrid,
   Stack,
   Table,
-  Text,
   TextInput,
   Title,
 } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { must, problemMessage } from '../api/client';
+import { must } from '../api/client';
 import { count, dateTime, money, per } from '../ui/format';
 import { Loading } from '../ui/states';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { useCatalogRefs } from './Catalog';
-import { FormError, newPriceRow, PriceRows, pricesOf, useSave } from './forms';
+import { Field } from './Field';
+import { FormError, fromUtcInput, newPriceRow, PriceRows, pricesOf, useSave } from './forms';
 import { PagedTable } from './Paged';
-import { PageTitle } from './Shell';
+import { PageError, PageTitle } from './Shell';
 
 /** One plan: its terms, its price versions (oldest first) and a form to schedule new prices. */
 export default function PlanDetail() {
@@ -35,16 +35,7 @@ export default function PlanDetail() {
     must(admin.GET('/v1/plans/{id}/price-versions', { params: { path: { id }, query } })),
   );
   if (plan.isPending) return <Loading />;
-  if (plan.isError) {
-    return (
-      <>
-        <PageTitle>Plan</PageTitle>
-        <Alert color="red" role="alert">
-          {problemMessage(plan.error)}
-        </Alert>
-      </>
-    );
-  }
+  if (plan.isError) return <PageError title="Plan" error={plan.error} />;
   const p = plan.data;
   const product = refs.products.find((x) => x.id === p.product);
   return (
@@ -89,17 +80,6 @@ export default function PlanDetail() {
   );
 }
 
-function Field({ label, value }: { label: string; value: string }) {
-  return (
-    <div>
-      <Text size="sm" c="dimmed">
-        {label}
-      </Text>
-      <Text>{value}</Text>
-    </div>
-  );
-}
-
 function SchedulePrices({
   planId,
   markets,
@@ -113,8 +93,6 @@ function SchedulePrices({
   const [existingFrom, setExistingFrom] = useState('');
   const [prices, setPrices] = useState([newPriceRow()]);
   const [done, setDone] = useState(false);
-  const iso = (local: string) =>
-    local ? new Date(`${local.length === 16 ? `${local}:00` : local}Z`).toISOString() : '';
 
   function submit(e: FormEvent) {
     e.preventDefault();
@@ -135,8 +113,8 @@ function SchedulePrices({
             params: { path: { id: planId } },
             body: {
               prices: checked.prices,
-              effectiveAt: iso(effectiveAt),
-              ...(existingFrom ? { existingSubscribersFrom: iso(existingFrom) } : {}),
+              effectiveAt: fromUtcInput(effectiveAt),
+              ...(existingFrom ? { existingSubscribersFrom: fromUtcInput(existingFrom) } : {}),
             },
           }),
         );

@@ -156,3 +156,15 @@ export function PageTitle({ children, actions }: { children: string; actions?: R
     </Group>
   );
 }
+
+/** A page whose data could not be read: its heading and the API's problem. */
+export function PageError({ title, error }: { title: string; error: unknown }) {
+  return (
+    <>
+      <PageTitle>{title}</PageTitle>
+      <Alert color="red" role="alert">
+        {problemMessage(error)}
+      </Alert>
+    </>
+  );
+}

@@ -21,14 +21,9 @@ import { Loading } from '../ui/states';
 import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { useCatalogRefs } from './Catalog';
-import { FormError, useSave } from './forms';
+import { DialogActions, FormError, fromUtcInput, toUtcInput, useSave } from './forms';
 import { PagedTable } from './Paged';
 import { PageTitle } from './Shell';
-
-/** `<input type="datetime-local">` value (UTC) of an instant, and back. */
-const toLocal = (iso: string) => iso.slice(0, 16);
-const fromLocal = (local: string) =>
-  new Date(`${local.length === 16 ? `${local}:00` : local}Z`).toISOString();
 
 /**
  * Test clocks: create one, attach customers to it (a customer is created on the clock), and
@@ -91,7 +86,7 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
   const invalidate = useInvalidate();
   const save = useSave();
   const [name, setName] = useState('');
-  const [frozen, setFrozen] = useState(() => toLocal(new Date().toISOString()));
+  const [frozen, setFrozen] = useState(() => toUtcInput(new Date().toISOString()));
   function submit(e: FormEvent) {
     e.preventDefault();
     // An empty field would parse as 2000-01-01 (":00Z"): a clock far in the past, made silently.
@@ -102,7 +97,7 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
     void save.run(async () => {
       const clock = await must(
         admin.POST('/v1/test-clocks', {
-          body: { frozenTime: fromLocal(frozen), ...(name.trim() ? { name: name.trim() } : {}) },
+          body: { frozenTime: fromUtcInput(frozen), ...(name.trim() ? { name: name.trim() } : {}) },
         }),
       );
       await invalidate('test-clocks');
@@ -122,15 +117,7 @@ function NewClock({ onClose, onCreated }: { onClose: () => void; onCreated: (id:
             value={frozen}
             onChange={(e) => setFrozen(e.currentTarget.value)}
           />
-          <FormError error={save.error} />
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={save.busy}>
-              Create test clock
-            </Button>
-          </Group>
+          <DialogActions save={save} onCancel={onClose} submit="Create test clock" />
         </Stack>
       </form>
     </AdminModal>
@@ -166,7 +153,7 @@ function ClockPanel({ id }: { id: string }) {
   const nextMonth = () => {
     const d = new Date(c.frozenTime);
     d.setUTCMonth(d.getUTCMonth() + 1);
-    return toLocal(d.toISOString());
+    return toUtcInput(d.toISOString());
   };
 
   function submitAdvance(e: FormEvent) {
@@ -177,7 +164,7 @@ function ClockPanel({ id }: { id: string }) {
       const done = await must(
         admin.POST('/v1/test-clocks/{id}/advance', {
           params: { path: { id } },
-          body: { frozenTime: fromLocal(to) },
+          body: { frozenTime: fromUtcInput(to) },
         }),
       );
       setRan(`Advanced to ${dateTime(done.frozenTime)} UTC: ${count(done.jobsRun)} jobs ran.`);
@@ -215,7 +202,7 @@ function ClockPanel({ id }: { id: string }) {
               label="Advance to (UTC)"
               description="Empty: one month on"
               value={target}
-              min={toLocal(c.frozenTime)}
+              min={toUtcInput(c.frozenTime)}
               onChange={(e) => setTarget(e.currentTarget.value)}
             />
             <Button type="submit" loading={advance.busy}>

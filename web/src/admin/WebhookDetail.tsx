@@ -2,13 +2,13 @@ import { Alert, Anchor, Badge, Button, Group, Paper, Stack, Table, Text } from '
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { Link, useParams } from 'react-router';
-import { must, problemMessage } from '../api/client';
+import { must } from '../api/client';
 import { count, dateTime } from '../ui/format';
 import { Loading } from '../ui/states';
 import { admin, useInvalidate, usePaged } from './admin-api';
 import { FormError, useSave } from './forms';
 import { PagedTable } from './Paged';
-import { PageTitle } from './Shell';
+import { PageError, PageTitle } from './Shell';
 
 /** One endpoint: enable or disable it, and its deliveries (newest first), each one redeliverable. */
 export default function WebhookDetail() {
@@ -24,16 +24,7 @@ export default function WebhookDetail() {
     must(admin.GET('/v1/webhook-endpoints/{id}/deliveries', { params: { path: { id }, query } })),
   );
   if (endpoint.isPending) return <Loading />;
-  if (endpoint.isError) {
-    return (
-      <>
-        <PageTitle>Webhook endpoint</PageTitle>
-        <Alert color="red" role="alert">
-          {problemMessage(endpoint.error)}
-        </Alert>
-      </>
-    );
-  }
+  if (endpoint.isError) return <PageError title="Webhook endpoint" error={endpoint.error} />;
   const w = endpoint.data;
 
   const toggle = () =>

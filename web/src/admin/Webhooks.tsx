@@ -5,7 +5,7 @@ import { must } from '../api/client';
 import { date } from '../ui/format';
 import { AdminModal } from './AdminModal';
 import { admin, useInvalidate, usePaged } from './admin-api';
-import { FormError, useSave } from './forms';
+import { DialogActions, useSave } from './forms';
 import { PagedTable } from './Paged';
 import { PageTitle } from './Shell';
 
@@ -121,15 +121,7 @@ function NewEndpoint({ onClose }: { onClose: () => void }) {
               value={description}
               onChange={(e) => setDescription(e.currentTarget.value)}
             />
-            <FormError error={save.error} />
-            <Group justify="flex-end">
-              <Button variant="default" onClick={onClose}>
-                Cancel
-              </Button>
-              <Button type="submit" loading={save.busy}>
-                Create endpoint
-              </Button>
-            </Group>
+            <DialogActions save={save} onCancel={onClose} submit="Create endpoint" />
           </Stack>
         </form>
       )}

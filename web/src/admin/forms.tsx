@@ -23,6 +23,37 @@ export function FormError({ error }: { error: unknown }) {
   );
 }
 
+/** The `<input type="datetime-local">` value of an instant, read as UTC ("2027-01-15T12:00"). */
+export const toUtcInput = (iso: string) => iso.slice(0, 16);
+/** An instant from a `datetime-local` value read as UTC (with or without seconds). */
+export const fromUtcInput = (local: string) =>
+  new Date(`${local.length === 16 ? `${local}:00` : local}Z`).toISOString();
+
+/** A create dialog's foot: the API's refusal (if any), Cancel, and the submit button. */
+export function DialogActions({
+  save,
+  onCancel,
+  submit,
+}: {
+  save: { busy: boolean; error: unknown };
+  onCancel: () => void;
+  submit: string;
+}) {
+  return (
+    <>
+      <FormError error={save.error} />
+      <Group justify="flex-end">
+        <Button variant="default" onClick={onCancel}>
+          Cancel
+        </Button>
+        <Button type="submit" loading={save.busy}>
+          {submit}
+        </Button>
+      </Group>
+    </>
+  );
+}
+
 /** Runs a save: busy while it runs, its error kept for <FormError>, `onDone` after success. */
 export function useSave() {
   const [busy, setBusy] = useState(false);
