@@ -7,6 +7,7 @@ import {
   expect,
   expectAccessible,
   expectNoHorizontalScroll,
+  payingListener,
   snap,
   test,
   unique,
@@ -70,19 +71,7 @@ test.describe('admin console', () => {
   }, info) => {
     // A paying SE listener (Premium Individual, yearly), made through the API.
     const externalId = unique(info, 'admin');
-    const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
-      externalId,
-      market: 'SE',
-    });
-    await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
-      provider: 'simulator',
-      token: 'tok_visa',
-    });
-    const sub = await apiCall<{ status: string }>(request, 'POST', '/v1/subscriptions', {
-      customer: customer.id,
-      plan: 'premium-individual-yearly',
-    });
-    expect(sub.status).toBe('active');
+    const { customer } = await payingListener(request, externalId);
     const payments = await apiCall<{ data: Array<{ id: string; amount: number; currency: string }> }>(
       request,
       'GET',
@@ -282,18 +271,8 @@ test.describe('admin console under stress', () => {
     });
     // Fields an API client chose: markup, and strings with no place to break.
     const externalId = `${'E'.repeat(120)}<img src=x onerror=alert(1)>${unique(info, 'x')}`;
-    const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
-      externalId,
-      market: 'SE',
+    const { customer } = await payingListener(request, externalId, {
       name: `<img src=x onerror=alert(2)>${'W'.repeat(170)}`,
-    });
-    await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
-      provider: 'simulator',
-      token: 'tok_visa',
-    });
-    await apiCall(request, 'POST', '/v1/subscriptions', {
-      customer: customer.id,
-      plan: 'premium-individual-yearly',
     });
     const payments = await apiCall<{ data: Array<{ id: string; amount: number }> }>(
       request,

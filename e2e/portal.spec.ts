@@ -4,6 +4,7 @@ import {
   expect,
   expectAccessible,
   expectNoHorizontalScroll,
+  payingListener,
   snap,
   test,
   unique,
@@ -16,19 +17,7 @@ test.describe('customer portal', () => {
   }, info) => {
     // A paying SE listener on Premium Individual (yearly), made through the API.
     const externalId = unique(info, 'portal');
-    const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
-      externalId,
-      market: 'SE',
-    });
-    await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
-      provider: 'simulator',
-      token: 'tok_visa',
-    });
-    const sub = await apiCall<{ id: string; status: string }>(request, 'POST', '/v1/subscriptions', {
-      customer: customer.id,
-      plan: 'premium-individual-yearly',
-    });
-    expect(sub.status).toBe('active');
+    const { customer, subscription: sub } = await payingListener(request, externalId);
     const session = await apiCall<{ url: string }>(request, 'POST', '/v1/portal-sessions', {
       customer: customer.id,
     });

@@ -92,6 +92,32 @@ export async function apiCall<T = Record<string, unknown>>(
   return (text ? JSON.parse(text) : {}) as T;
 }
 
+/**
+ * A paying SE listener made through the API: the customer (with `extra` fields such as a name),
+ * a simulator card, and an active Premium Individual (yearly) subscription.
+ */
+export async function payingListener(
+  request: APIRequestContext,
+  externalId: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ customer: { id: string }; subscription: { id: string; status: string } }> {
+  const customer = await apiCall<{ id: string }>(request, 'POST', '/v1/customers', {
+    externalId,
+    market: 'SE',
+    ...extra,
+  });
+  await apiCall(request, 'POST', `/v1/customers/${customer.id}/payment-methods`, {
+    provider: 'simulator',
+    token: 'tok_visa',
+  });
+  const subscription = await apiCall<{ id: string; status: string }>(request, 'POST', '/v1/subscriptions', {
+    customer: customer.id,
+    plan: 'premium-individual-yearly',
+  });
+  expect(subscription.status).toBe('active');
+  return { customer, subscription };
+}
+
 /** A unique suffix per project and run, so both viewports' scenarios use their own customers. */
 export function unique(info: TestInfo, prefix: string): string {
   return `${prefix}-${info.project.name}-${Date.now().toString(36)}`;
