@@ -14,9 +14,9 @@ import {
   YAxis,
 } from 'recharts';
 import { must } from '../api/client';
-import { count, dateTime, money } from '../ui/format';
+import { count, dateTime, minorPerMajor, money } from '../ui/format';
 import { Loading } from '../ui/states';
-import { type Answer, admin, minorPerMajor } from './admin-api';
+import { type Answer, admin } from './admin-api';
 import { ChartFigure } from './Chart';
 import { ScrollTable } from './Paged';
 import { PageError, PageTitle } from './Shell';

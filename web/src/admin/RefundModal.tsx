@@ -2,9 +2,9 @@ import { Alert, Button, Group, Stack, Text, TextInput } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { type FormEvent, useRef, useState } from 'react';
 import { ApiError, must } from '../api/client';
-import { money } from '../ui/format';
+import { fractionDigits, money } from '../ui/format';
 import { AdminModal } from './AdminModal';
-import { type Answer, admin, minorPerMajor, toMinor, useInvalidate } from './admin-api';
+import { type Answer, admin, toMinor, useInvalidate } from './admin-api';
 import { FormError, useSave } from './forms';
 
 type Payment = Answer<'/v1/payments/{id}', 'get'>;
@@ -28,8 +28,8 @@ export function RefundModal({ payment: opened, onClose }: { payment: Payment; on
   });
   const payment = fresh.data;
   const left = payment.amount - payment.amountRefunded;
-  const factor = minorPerMajor(payment.currency);
-  const [amount, setAmount] = useState(() => (left / factor).toFixed(Math.log10(factor)));
+  const digits = fractionDigits(payment.currency);
+  const [amount, setAmount] = useState(() => (left / 10 ** digits).toFixed(digits));
   const [step, setStep] = useState<'amount' | 'confirm'>('amount');
   const [input, setInput] = useState<string | null>(null);
   const keys = useRef(new Map<number, string>());
@@ -42,7 +42,7 @@ export function RefundModal({ payment: opened, onClose }: { payment: Payment; on
     e.preventDefault();
     save.setError(null);
     if (minor === null || minor <= 0) {
-      setInput(`Enter an amount above zero with at most ${Math.log10(factor)} decimals.`);
+      setInput(`Enter an amount above zero with at most ${digits} decimals.`);
       return;
     }
     if (minor > left) {

@@ -1,6 +1,7 @@
 import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
 import { createContext, useContext } from 'react';
 import { type ApiClient, apiClient, type paths } from '../api/client';
+import { fractionDigits } from '../ui/format';
 
 /**
  * The console's API client: no bearer, so the HttpOnly `reprise_admin` session cookie (same origin
@@ -91,28 +92,15 @@ export function useInvalidate(): (...key: unknown[]) => Promise<void> {
   return (...key) => qc.invalidateQueries({ queryKey: ['admin', ...key] });
 }
 
-/** Minor units per major unit of a currency (100 for SEK, 1 for JPY), from Intl. */
-export function minorPerMajor(currency: string): number {
-  try {
-    const digits =
-      new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ??
-      2;
-    return 10 ** digits;
-  } catch {
-    return 100;
-  }
-}
-
 /** "109.00" in SEK → 10900; null when it is not a non-negative amount with at most the currency's decimals. */
 export function toMinor(text: string, currency: string): number | null {
-  const factor = minorPerMajor(currency);
   // NFKC: full-width digits and stops (１２．５０, typed with an East Asian input method) are digits.
   const normalised = text.normalize('NFKC').trim().replace(',', '.');
   if (!/^\d{1,12}(\.\d+)?$/.test(normalised)) return null;
   const [whole = '0', frac = ''] = normalised.split('.');
-  const decimals = Math.log10(factor);
+  const decimals = fractionDigits(currency);
   if (frac.length > decimals) return null;
-  return Number(whole) * factor + Number(frac.padEnd(decimals, '0') || '0');
+  return Number(whole) * 10 ** decimals + Number(frac.padEnd(decimals, '0') || '0');
 }
 
 /** The JSON body a route answers with 200 or 201. */

@@ -1,9 +1,15 @@
 /** Dates, money and numbers, always through Intl in the market's (or the browser's) locale. */
 
-function fractionDigits(currency: string): number {
+/** Decimals of a currency's minor unit, from Intl: 2 for SEK, 0 for JPY, 3 for KWD. */
+export function fractionDigits(currency: string): number {
   return (
     new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2
   );
+}
+
+/** Minor units per major unit: 100 for SEK, 1 for JPY. */
+export function minorPerMajor(currency: string): number {
+  return 10 ** fractionDigits(currency);
 }
 
 /** `amount` in minor units of `currency`, e.g. (10900, 'SEK', 'sv-SE') → "109,00 kr". */
