@@ -1,8 +1,8 @@
 import { Alert, Button, Group, Modal, Stack, Text } from '@mantine/core';
 import { useState } from 'react';
-import { problemMessage } from '../api/client';
+import { must, problemMessage } from '../api/client';
 import { date } from '../ui/format';
-import { ok, usePortal, useRefresh } from './portal-api';
+import { usePortal, useRefresh } from './portal-api';
 import type { PortalSubscription } from './types';
 
 /** Cancel at the end of the term, after a confirmation that says when access ends. */
@@ -23,7 +23,7 @@ export function CancelModal({
     setBusy(true);
     setError(null);
     try {
-      await ok(
+      await must(
         client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/cancel', {
           params: { path: { id, sub: s.id } },
           body: {},
@@ -32,9 +32,7 @@ export function CancelModal({
       await refresh();
       onClose();
     } catch (e) {
-      setError(
-        problemMessage(e instanceof Error && 'problem' in e ? (e as { problem: unknown }).problem : e),
-      );
+      setError(problemMessage(e));
       setBusy(false);
     }
   }

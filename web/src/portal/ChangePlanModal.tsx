@@ -1,9 +1,9 @@
 import { Alert, Button, Group, Loader, Modal, Radio, Stack, Table, Text } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
-import { problemMessage } from '../api/client';
+import { must, problemMessage } from '../api/client';
 import { date, money, per } from '../ui/format';
-import { ok, usePortal, useRefresh } from './portal-api';
+import { usePortal, useRefresh } from './portal-api';
 import type { PortalSubscription } from './types';
 
 /** Change plan: pick a plan, see the proration the change bills (the server's own preview), confirm. */
@@ -22,7 +22,7 @@ export function ChangePlanModal({
   const plans = useQuery({
     queryKey: ['portal', id, 'plans', s.id],
     queryFn: () =>
-      ok(
+      must(
         client.GET('/v1/portal-sessions/{id}/plans', {
           params: { path: { id }, query: { subscription: s.id } },
         }),
@@ -33,7 +33,7 @@ export function ChangePlanModal({
     enabled: plan !== null,
     retry: false,
     queryFn: () =>
-      ok(
+      must(
         client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/change/preview', {
           params: { path: { id, sub: s.id } },
           body: { plan: plan! },
@@ -46,7 +46,7 @@ export function ChangePlanModal({
     setBusy(true);
     setError(null);
     try {
-      await ok(
+      await must(
         client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/change', {
           params: { path: { id, sub: s.id } },
           body: { plan },
@@ -55,9 +55,7 @@ export function ChangePlanModal({
       await refresh();
       onClose();
     } catch (e) {
-      setError(
-        problemMessage(e instanceof Error && 'problem' in e ? (e as { problem: unknown }).problem : e),
-      );
+      setError(problemMessage(e));
       setBusy(false);
     }
   }

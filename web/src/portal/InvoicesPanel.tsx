@@ -1,9 +1,9 @@
 import { Alert, Badge, Button, Group, Paper, Stack, Table, Text, Title, VisuallyHidden } from '@mantine/core';
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { useState } from 'react';
-import { problemMessage } from '../api/client';
+import { must, problemMessage } from '../api/client';
 import { date, money } from '../ui/format';
-import { ok, usePortal } from './portal-api';
+import { usePortal } from './portal-api';
 import type { InvoiceRow, Market } from './types';
 
 /** Downloads a PDF the page fetched with its session secret (a link could not carry it). */
@@ -31,7 +31,7 @@ export function InvoicesPanel({ market }: { market: Market }) {
     queryKey: ['portal', id, 'invoices'],
     initialPageParam: undefined as string | undefined,
     queryFn: ({ pageParam }) =>
-      ok(
+      must(
         client.GET('/v1/portal-sessions/{id}/invoices', {
           params: { path: { id }, query: { limit: '10', ...(pageParam ? { cursor: pageParam } : {}) } },
         }),

@@ -1,7 +1,7 @@
 import { Alert, Button, Group, List, Stack, Text, TextInput, Title } from '@mantine/core';
 import { type FormEvent, useState } from 'react';
-import { problemMessage } from '../api/client';
-import { ok, usePortal, useRefresh } from './portal-api';
+import { must, problemMessage } from '../api/client';
+import { usePortal, useRefresh } from './portal-api';
 import type { PortalSubscription } from './types';
 
 /** Family and duo members: who shares the plan, seats left, add and remove. */
@@ -21,9 +21,7 @@ export function MembersPanel({ subscription: s }: { subscription: PortalSubscrip
       await refresh();
       return true;
     } catch (e) {
-      setError(
-        problemMessage(e instanceof Error && 'problem' in e ? (e as { problem: unknown }).problem : e),
-      );
+      setError(problemMessage(e));
       return false;
     } finally {
       setBusy(null);
@@ -35,7 +33,7 @@ export function MembersPanel({ subscription: s }: { subscription: PortalSubscrip
     const externalId = member.trim();
     if (!externalId) return;
     const done = await run('add', () =>
-      ok(
+      must(
         client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/members', {
           params: { path: { id, sub: s.id } },
           body: { externalId },
@@ -65,7 +63,7 @@ export function MembersPanel({ subscription: s }: { subscription: PortalSubscrip
                   aria-label={`Remove ${m}`}
                   onClick={() =>
                     run(`remove:${m}`, () =>
-                      ok(
+                      must(
                         client.DELETE('/v1/portal-sessions/{id}/subscriptions/{sub}/members/{externalId}', {
                           params: { path: { id, sub: s.id, externalId: m } },
                         }),

@@ -1,9 +1,9 @@
 import { Alert, Button, Group, Paper, Stack, Text, Title } from '@mantine/core';
 import { type FormEvent, useCallback, useRef, useState } from 'react';
-import { ApiError, problemMessage } from '../api/client';
+import { ApiError, must, problemMessage } from '../api/client';
 import { CardFrame, type CardFrameHandle } from '../providers/CardFrame';
 import type { ProviderInfo } from '../providers/card';
-import { ok, usePortal, useRefresh } from './portal-api';
+import { usePortal, useRefresh } from './portal-api';
 
 /** The default card, and replacing it through the provider's card frame. */
 export function PaymentMethodPanel({
@@ -29,7 +29,7 @@ export function PaymentMethodPanel({
     setError(null);
     try {
       const t = await card.current!.tokenize();
-      await ok(
+      await must(
         client.POST('/v1/portal-sessions/{id}/payment-methods', {
           params: { path: { id } },
           body: { token: t.token },

@@ -2,11 +2,11 @@ import { Anchor, Container, Group, Stack, Text, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useMemo } from 'react';
 import { useParams } from 'react-router';
-import { ApiError, apiClient, problemMessage } from '../api/client';
+import { ApiError, apiClient, must, problemMessage } from '../api/client';
 import { Loading, PageMessage } from '../ui/states';
 import { InvoicesPanel } from './InvoicesPanel';
 import { PaymentMethodPanel } from './PaymentMethodPanel';
-import { ok, Portal } from './portal-api';
+import { Portal } from './portal-api';
 import { SubscriptionCard } from './SubscriptionCard';
 
 export default function PortalPage() {
@@ -17,7 +17,7 @@ export default function PortalPage() {
     queryKey: ['portal', id, 'overview'],
     enabled: secret !== '',
     retry: false,
-    queryFn: () => ok(client.GET('/v1/portal-sessions/{id}/overview', { params: { path: { id } } })),
+    queryFn: () => must(client.GET('/v1/portal-sessions/{id}/overview', { params: { path: { id } } })),
   });
 
   if (secret === '') {

@@ -1,11 +1,11 @@
 import { Alert, Badge, Button, Group, Paper, Stack, Text, Title } from '@mantine/core';
 import { useState } from 'react';
-import { problemMessage } from '../api/client';
+import { must, problemMessage } from '../api/client';
 import { date, money, per } from '../ui/format';
 import { CancelModal } from './CancelModal';
 import { ChangePlanModal } from './ChangePlanModal';
 import { MembersPanel } from './MembersPanel';
-import { ok, usePortal, useRefresh } from './portal-api';
+import { usePortal, useRefresh } from './portal-api';
 import type { PortalSubscription } from './types';
 
 const STATUS: Record<string, { label: string; color: string }> = {
@@ -34,9 +34,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
       await call();
       await refresh();
     } catch (e) {
-      setError(
-        problemMessage(e instanceof Error && 'problem' in e ? (e as { problem: unknown }).problem : e),
-      );
+      setError(problemMessage(e));
     } finally {
       setBusy(null);
     }
@@ -89,7 +87,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
               loading={busy === 'reactivate'}
               onClick={() =>
                 act('reactivate', () =>
-                  ok(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/reactivate', path)),
+                  must(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/reactivate', path)),
                 )
               }
             >
@@ -106,7 +104,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
               loading={busy === 'resume'}
               onClick={() =>
                 act('resume', () =>
-                  ok(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/resume', path)),
+                  must(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/resume', path)),
                 )
               }
             >
@@ -118,7 +116,7 @@ export function SubscriptionCard({ subscription: s }: { subscription: PortalSubs
               loading={busy === 'pause'}
               onClick={() =>
                 act('pause', () =>
-                  ok(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/pause', path)),
+                  must(client.POST('/v1/portal-sessions/{id}/subscriptions/{sub}/pause', path)),
                 )
               }
             >
